@@ -1,0 +1,120 @@
+//! What an agent is: the [`Agent`] trait users implement, [`Construct`] for replicas that load
+//! something at start, and [`Deploy`], which `#[agent(...)]` implements.
+
+use std::future::Future;
+
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use serde_json::Value;
+
+use crate::{AgentError, DeploymentConfig, ReplicaContext};
+
+/// The text chunks of `run_stream`, sent as SSE `data:` frames as they are yielded.
+pub type TextStream<'a> = BoxStream<'a, Result<String, AgentError>>;
+
+/// The JSON events of `run_stream_events`, sent as SSE `data:` frames as they are yielded.
+pub type EventStream<'a> = BoxStream<'a, Result<Value, AgentError>>;
+
+/// An AI agent (or anything that answers JSON with JSON) served at `/agents/{name}/chat`.
+///
+/// One value is built per replica and serves many requests, concurrently up to the deployment's
+/// `max_ongoing_requests`, so state that must change lives behind atomics or locks.
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::{Agent, AgentError, TextStream};
+/// use futures::StreamExt;
+/// use serde_json::{json, Value};
+///
+/// struct Echo;
+///
+/// impl Agent for Echo {
+///     async fn run(&self, data: Value) -> Result<Value, AgentError> {
+///         Ok(json!({ "echo": data }))
+///     }
+///
+///     fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
+///         let words: Vec<String> = data["text"]
+///             .as_str()
+///             .unwrap_or_default()
+///             .split(' ')
+///             .map(str::to_owned)
+///             .collect();
+///         Some(futures::stream::iter(words.into_iter().map(Ok)).boxed())
+///     }
+/// }
+/// ```
+pub trait Agent: Send + Sync + 'static {
+    /// Answers one request: `data` is the request's `data` object; the result must be a JSON
+    /// object, sent back as `{"result": ..., "session_id": ...}`. An error becomes a 500 whose
+    /// detail is the error's message.
+    fn run(&self, data: Value) -> impl Future<Output = Result<Value, AgentError>> + Send;
+
+    /// Streams text chunks for `stream: "text"`; `None` (the default) means the agent does not
+    /// stream text, and such requests get a 400.
+    fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
+        let _ = data;
+        None
+    }
+
+    /// Streams JSON events for `stream: "events"`; `None` (the default) means the agent does not
+    /// stream events, and such requests get a 400.
+    fn run_stream_events(&self, data: Value) -> Option<EventStream<'_>> {
+        let _ = data;
+        None
+    }
+}
+
+/// Builds an agent for one replica when `Default` is not enough: load a model, open a client,
+/// read the replica's GPU ids. The constructor runs once per replica, on the replica's own
+/// executor; an error fails the replica's start.
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::{AgentError, Construct, ReplicaContext};
+///
+/// struct Model { weights: Vec<f32>, replica: String }
+///
+/// impl Construct for Model {
+///     async fn construct(ctx: ReplicaContext) -> Result<Self, AgentError> {
+///         Ok(Model { weights: vec![0.5; 4], replica: ctx.replica_id().to_owned() })
+///     }
+/// }
+/// ```
+pub trait Construct: Sized {
+    /// Builds the value for the replica described by `ctx`.
+    fn construct(ctx: ReplicaContext) -> impl Future<Output = Result<Self, AgentError>> + Send;
+}
+
+/// An agent that knows how to deploy itself: its configuration and its constructor.
+/// `#[agent(...)]` implements it; implement it by hand only to build configurations at run time.
+pub trait Deploy: Agent + Sized {
+    /// The deployment's configuration (name, replicas, resources, bounds).
+    fn config() -> DeploymentConfig;
+
+    /// Builds one replica's agent.
+    fn construct(ctx: ReplicaContext) -> BoxFuture<'static, Result<Self, AgentError>>;
+}
+
+/// [`Agent`] with its futures boxed, so that replicas of any agent type share one code path.
+pub(crate) trait DynAgent: Send + Sync + 'static {
+    fn run(&self, data: Value) -> BoxFuture<'_, Result<Value, AgentError>>;
+    fn run_stream(&self, data: Value) -> Option<TextStream<'_>>;
+    fn run_stream_events(&self, data: Value) -> Option<EventStream<'_>>;
+}
+
+impl<T: Agent> DynAgent for T {
+    fn run(&self, data: Value) -> BoxFuture<'_, Result<Value, AgentError>> {
+        Box::pin(Agent::run(self, data))
+    }
+
+    fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
+        Agent::run_stream(self, data)
+    }
+
+    fn run_stream_events(&self, data: Value) -> Option<EventStream<'_>> {
+        Agent::run_stream_events(self, data)
+    }
+}

@@ -1,0 +1,113 @@
+//! What a replica and a request know about themselves.
+
+use std::sync::Arc;
+
+/// Handed to an agent's constructor: which deployment and replica it is, and its GPUs.
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::ReplicaContext;
+///
+/// let ctx = ReplicaContext::new("echo", "echo#0", vec![]);
+/// assert_eq!(ctx.deployment(), "echo");
+/// assert_eq!(ctx.replica_id(), "echo#0");
+/// assert!(ctx.gpu_ids().is_empty());
+/// ```
+#[derive(Debug, Clone)]
+pub struct ReplicaContext {
+    inner: Arc<ReplicaInfo>,
+}
+
+#[derive(Debug)]
+struct ReplicaInfo {
+    deployment: String,
+    replica_id: String,
+    gpu_ids: Vec<u32>,
+}
+
+impl ReplicaContext {
+    /// A context for one replica.
+    pub fn new(
+        deployment: impl Into<String>,
+        replica_id: impl Into<String>,
+        gpu_ids: Vec<u32>,
+    ) -> Self {
+        ReplicaContext {
+            inner: Arc::new(ReplicaInfo {
+                deployment: deployment.into(),
+                replica_id: replica_id.into(),
+                gpu_ids,
+            }),
+        }
+    }
+
+    /// The deployment's name.
+    pub fn deployment(&self) -> &str {
+        &self.inner.deployment
+    }
+
+    /// This replica's id, unique within the process (`echo#0`, `echo#1`, ...).
+    pub fn replica_id(&self) -> &str {
+        &self.inner.replica_id
+    }
+
+    /// The GPU ids assigned to this replica (empty without GPUs).
+    pub fn gpu_ids(&self) -> &[u32] {
+        &self.inner.gpu_ids
+    }
+}
+
+/// The request being served: readable from inside `run` and the stream methods with
+/// [`RequestContext::current`].
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::RequestContext;
+///
+/// // Outside a request there is none.
+/// assert!(RequestContext::current().is_none());
+/// ```
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    request_id: Arc<str>,
+    session_id: Arc<str>,
+}
+
+tokio::task_local! {
+    static CURRENT: RequestContext;
+}
+
+impl RequestContext {
+    /// A context with these ids.
+    pub fn new(request_id: impl Into<Arc<str>>, session_id: impl Into<Arc<str>>) -> Self {
+        RequestContext {
+            request_id: request_id.into(),
+            session_id: session_id.into(),
+        }
+    }
+
+    /// The request id (the client's `X-Request-ID`, or a fresh UUID).
+    pub fn request_id(&self) -> &str {
+        &self.request_id
+    }
+
+    /// The session id from the request body (`"default"` when absent).
+    pub fn session_id(&self) -> &str {
+        &self.session_id
+    }
+
+    /// The context of the request the calling code serves, if it serves one.
+    pub fn current() -> Option<RequestContext> {
+        CURRENT.try_with(Clone::clone).ok()
+    }
+
+    /// Runs `fut` with `self` as the current request context.
+    pub(crate) fn scope<F: std::future::Future>(
+        self,
+        fut: F,
+    ) -> tokio::task::futures::TaskLocalFuture<RequestContext, F> {
+        CURRENT.scope(self, fut)
+    }
+}

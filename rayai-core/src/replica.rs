@@ -1,0 +1,368 @@
+//! One replica: a user's agent on an executor of its own.
+//!
+//! Each replica runs its agent on its own threads (a current-thread tokio runtime on a dedicated
+//! thread, or a multi-thread runtime when it declares more than one CPU), so an agent that blocks
+//! its thread stalls only itself: never the proxy, health checks or other deployments.
+
+use std::future::Future;
+use std::io;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use futures::{FutureExt, StreamExt};
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::agent::{DynAgent, EventStream, TextStream};
+use crate::error::panic_message;
+use crate::{Error, ReplicaContext, RequestContext};
+
+/// A runtime on threads of its own, stopped when dropped.
+pub(crate) struct Executor {
+    handle: tokio::runtime::Handle,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Executor {
+    pub(crate) fn start(name: &str, threads: usize) -> io::Result<Self> {
+        let mut builder = if threads <= 1 {
+            tokio::runtime::Builder::new_current_thread()
+        } else {
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(threads);
+            b
+        };
+        let runtime = builder.enable_all().thread_name(name).build()?;
+        let handle = runtime.handle().clone();
+        let (stop, stopped) = oneshot::channel::<()>();
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || {
+                runtime.block_on(async {
+                    let _ = stopped.await;
+                });
+                runtime.shutdown_background();
+            })?;
+        Ok(Executor {
+            handle,
+            _stop: stop,
+        })
+    }
+
+    pub(crate) fn spawn<F>(&self, future: F) -> AbortOnDrop<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        AbortOnDrop(self.handle.spawn(future))
+    }
+}
+
+/// A spawned task that is cancelled when its handle is dropped: a caller that goes away takes
+/// its work with it.
+pub(crate) struct AbortOnDrop<T>(JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl<T> Future for AbortOnDrop<T> {
+    type Output = Result<T, tokio::task::JoinError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.0).poll(cx)
+    }
+}
+
+/// How busy a replica is, and whether it takes requests: what the router reads and reserves.
+#[derive(Debug)]
+pub(crate) struct Load {
+    ongoing: AtomicU32,
+    max_ongoing: u32,
+    accepting: AtomicBool,
+}
+
+impl Load {
+    pub(crate) fn new(max_ongoing: u32) -> Self {
+        Load {
+            ongoing: AtomicU32::new(0),
+            max_ongoing,
+            accepting: AtomicBool::new(true),
+        }
+    }
+
+    pub(crate) fn ongoing(&self) -> u32 {
+        self.ongoing.load(Ordering::SeqCst)
+    }
+
+    /// Takes one of the replica's slots if it has a free one and accepts requests.
+    pub(crate) fn try_reserve(&self) -> bool {
+        if !self.accepting.load(Ordering::Relaxed) {
+            return false;
+        }
+        self.ongoing
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_ongoing).then_some(n + 1)
+            })
+            .is_ok()
+    }
+
+    pub(crate) fn release(&self) {
+        self.ongoing.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    pub(crate) fn stop_accepting(&self) {
+        self.accepting.store(false, Ordering::SeqCst);
+    }
+}
+
+/// A running replica.
+pub(crate) struct Replica {
+    ctx: ReplicaContext,
+    load: Load,
+    served: AtomicU64,
+    agent: Arc<dyn DynAgent>,
+    executor: Executor,
+}
+
+impl AsRef<Load> for Arc<Replica> {
+    fn as_ref(&self) -> &Load {
+        &self.load
+    }
+}
+
+/// Builds one replica's agent, on the replica's executor.
+pub(crate) type AgentFactory = Arc<
+    dyn Fn(
+            ReplicaContext,
+        )
+            -> futures::future::BoxFuture<'static, Result<Arc<dyn DynAgent>, crate::AgentError>>
+        + Send
+        + Sync,
+>;
+
+impl Replica {
+    /// Starts the executor and runs the agent's constructor on it.
+    pub(crate) async fn start(
+        ctx: ReplicaContext,
+        max_ongoing: u32,
+        threads: usize,
+        factory: &AgentFactory,
+    ) -> Result<Arc<Replica>, Error> {
+        let executor = Executor::start(ctx.replica_id(), threads)?;
+        let fail = |cause: Error| Error::ReplicaStart {
+            deployment: ctx.deployment().to_owned(),
+            replica: ctx.replica_id().to_owned(),
+            cause: Box::new(cause),
+        };
+        let agent = match executor.spawn(factory(ctx.clone())).await {
+            Ok(Ok(agent)) => agent,
+            Ok(Err(e)) => return Err(fail(Error::Agent(e))),
+            Err(join) => return Err(fail(join_error(join))),
+        };
+        Ok(Arc::new(Replica {
+            ctx,
+            load: Load::new(max_ongoing),
+            served: AtomicU64::new(0),
+            agent,
+            executor,
+        }))
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        self.ctx.replica_id()
+    }
+
+    pub(crate) fn context(&self) -> &ReplicaContext {
+        &self.ctx
+    }
+
+    pub(crate) fn load(&self) -> &Load {
+        &self.load
+    }
+
+    pub(crate) fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+}
+
+fn join_error(join: tokio::task::JoinError) -> Error {
+    match join.try_into_panic() {
+        Ok(payload) => Error::Panicked(panic_message(&*payload)),
+        Err(_) => Error::ReplicaStopped,
+    }
+}
+
+/// A reserved place on a replica; the place is given back when this is dropped.
+pub(crate) struct Slot {
+    replica: Arc<Replica>,
+    on_release: Arc<crate::router::Router>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.replica.load.release();
+        self.on_release.slot_freed();
+    }
+}
+
+impl Slot {
+    pub(crate) fn new(replica: Arc<Replica>, router: Arc<crate::router::Router>) -> Self {
+        Slot {
+            replica,
+            on_release: router,
+        }
+    }
+
+    /// Runs the agent's `run` on the replica. Dropping the returned future cancels the run.
+    pub(crate) async fn call(self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
+        let replica = self.replica.clone();
+        replica.served.fetch_add(1, Ordering::Relaxed);
+        let agent = replica.agent.clone();
+        let task = ctx.scope(async move {
+            let _slot = self;
+            agent.run(data).await
+        });
+        match replica.executor.spawn(task).await {
+            Ok(result) => result.map_err(Error::Agent),
+            Err(join) => Err(join_error(join)),
+        }
+    }
+
+    /// Opens one of the agent's streams on the replica. Dropping the returned stream cancels it.
+    pub(crate) async fn stream<K: StreamKind>(
+        self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> Result<ReplicaStream<K::Item>, Error> {
+        let replica = self.replica.clone();
+        replica.served.fetch_add(1, Ordering::Relaxed);
+        let agent = replica.agent.clone();
+        let (started_tx, started) = oneshot::channel::<Result<(), Error>>();
+        let (tx, rx) = mpsc::channel::<Msg<K::Item>>(32);
+        let task = ctx.scope(async move {
+            let _slot = self;
+            let opened = std::panic::catch_unwind(AssertUnwindSafe(|| K::open(&*agent, data)));
+            let mut stream = match opened {
+                Ok(Some(stream)) => stream,
+                Ok(None) => {
+                    let _ = started_tx.send(Err(K::unsupported()));
+                    return;
+                }
+                Err(panic) => {
+                    let _ = started_tx.send(Err(Error::Panicked(panic_message(&*panic))));
+                    return;
+                }
+            };
+            let _ = started_tx.send(Ok(()));
+            loop {
+                let msg = match AssertUnwindSafe(stream.next()).catch_unwind().await {
+                    Ok(Some(Ok(item))) => Msg::Item(item),
+                    Ok(Some(Err(e))) => Msg::Fail(Error::Agent(e)),
+                    Ok(None) => Msg::End,
+                    Err(panic) => Msg::Fail(Error::Panicked(panic_message(&*panic))),
+                };
+                let last = !matches!(msg, Msg::Item(_));
+                if tx.send(msg).await.is_err() || last {
+                    return;
+                }
+            }
+        });
+        let task = replica.executor.spawn(task);
+        match started.await {
+            Ok(Ok(())) => Ok(ReplicaStream {
+                rx,
+                done: false,
+                _task: task,
+            }),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(match task.await {
+                Err(join) => join_error(join),
+                Ok(()) => Error::ReplicaStopped,
+            }),
+        }
+    }
+}
+
+/// Which of an agent's streams to open.
+pub(crate) trait StreamKind: Send + 'static {
+    type Item: Send + 'static;
+    fn open(
+        agent: &dyn DynAgent,
+        data: Value,
+    ) -> Option<futures::stream::BoxStream<'_, Result<Self::Item, crate::AgentError>>>;
+    fn unsupported() -> Error;
+}
+
+/// `run_stream`: text chunks.
+pub(crate) struct Text;
+
+impl StreamKind for Text {
+    type Item = String;
+    fn open(agent: &dyn DynAgent, data: Value) -> Option<TextStream<'_>> {
+        agent.run_stream(data)
+    }
+    fn unsupported() -> Error {
+        Error::TextStreamUnsupported
+    }
+}
+
+/// `run_stream_events`: JSON events.
+pub(crate) struct Events;
+
+impl StreamKind for Events {
+    type Item = Value;
+    fn open(agent: &dyn DynAgent, data: Value) -> Option<EventStream<'_>> {
+        agent.run_stream_events(data)
+    }
+    fn unsupported() -> Error {
+        Error::EventStreamUnsupported
+    }
+}
+
+enum Msg<T> {
+    Item(T),
+    End,
+    Fail(Error),
+}
+
+/// The items of a stream running on a replica. It ends after the agent's stream ends, or after
+/// one error (the agent's error, its panic, or its replica stopping). Dropping it cancels the
+/// agent's stream and frees the replica's slot.
+pub struct ReplicaStream<T> {
+    rx: mpsc::Receiver<Msg<T>>,
+    done: bool,
+    _task: AbortOnDrop<()>,
+}
+
+impl<T> futures::Stream for ReplicaStream<T> {
+    type Item = Result<T, Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.done {
+            return Poll::Ready(None);
+        }
+        let msg = std::task::ready!(self.rx.poll_recv(cx));
+        Poll::Ready(match msg {
+            Some(Msg::Item(item)) => Some(Ok(item)),
+            Some(Msg::End) => {
+                self.done = true;
+                None
+            }
+            Some(Msg::Fail(e)) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            None => {
+                self.done = true;
+                Some(Err(Error::ReplicaStopped))
+            }
+        })
+    }
+}

@@ -1,0 +1,349 @@
+//! The agent chat contract: `POST {prefix}/agents/{name}/chat`, validated as RayAI's FastAPI
+//! endpoint validates it, answered with JSON or SSE.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{HeaderValue, Method, Response, StatusCode, header};
+use rayai_core::{DeploymentHandle, RequestContext};
+use serde_json::{Map, Value, json};
+
+use crate::body::Body;
+use crate::error;
+use crate::sse::Frames;
+
+/// What `stream` asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum StreamMode {
+    Off,
+    Text,
+    Events,
+}
+
+/// Which of the two request shapes (RayAI 0.1.1's `/chat`, 0.1.3's `/`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Shape {
+    Chat,
+    Query,
+}
+
+/// A validated request.
+#[derive(Debug, PartialEq)]
+pub(crate) struct ChatRequest {
+    pub(crate) data: Value,
+    pub(crate) session_id: Option<String>,
+    pub(crate) stream: StreamMode,
+}
+
+/// Parses and validates a body as FastAPI + pydantic would, collecting every error.
+///
+/// On failure, the `detail` list of the 422.
+pub(crate) fn parse(body: &[u8], shape: Shape) -> Result<ChatRequest, Value> {
+    if body.is_empty() {
+        return Err(
+            json!([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": null}]),
+        );
+    }
+    let value: Value = match serde_json::from_slice(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let offset = if e.is_eof() {
+                body.len()
+            } else {
+                byte_offset(body, e.line(), e.column())
+            };
+            let message = e.to_string();
+            let reason = message.split(" at line ").next().unwrap_or(&message);
+            return Err(json!([{
+                "type": "json_invalid",
+                "loc": ["body", offset],
+                "msg": "JSON decode error",
+                "input": {},
+                "ctx": {"error": reason},
+            }]));
+        }
+    };
+    let Value::Object(mut fields) = value else {
+        return Err(json!([{
+            "type": "model_attributes_type",
+            "loc": ["body"],
+            "msg": "Input should be a valid dictionary or object to extract fields from",
+            "input": value,
+        }]));
+    };
+    let mut errors = Vec::new();
+    let data = match shape {
+        Shape::Chat => match fields.get("data") {
+            None => {
+                errors.push(missing("data", &fields));
+                Value::Null
+            }
+            Some(Value::Object(_)) => fields.remove("data").unwrap_or_default(),
+            Some(other) => {
+                errors.push(json!({"type": "dict_type", "loc": ["body", "data"], "msg": "Input should be a valid dictionary", "input": other}));
+                Value::Null
+            }
+        },
+        Shape::Query => match fields.get("query") {
+            None => {
+                errors.push(missing("query", &fields));
+                Value::Null
+            }
+            Some(Value::String(q)) => json!({"messages": [{"role": "user", "content": q}]}),
+            Some(other) => {
+                errors.push(string_type("query", other));
+                Value::Null
+            }
+        },
+    };
+    let session_id = match fields.get("session_id") {
+        None => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(other) => {
+            errors.push(string_type("session_id", other));
+            None
+        }
+    };
+    let stream = match fields.get("stream") {
+        None | Some(Value::Bool(false)) => StreamMode::Off,
+        Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_i64() == Some(0) => StreamMode::Off,
+        Some(Value::String(s)) if s == "text" => StreamMode::Text,
+        Some(Value::String(s)) if s == "events" => StreamMode::Events,
+        Some(other) => {
+            errors.push(json!({
+                "type": "literal_error",
+                "loc": ["body", "stream"],
+                "msg": "Input should be False, 'text' or 'events'",
+                "input": other,
+                "ctx": {"expected": "False, 'text' or 'events'"},
+            }));
+            StreamMode::Off
+        }
+    };
+    if errors.is_empty() {
+        Ok(ChatRequest {
+            data,
+            session_id,
+            stream,
+        })
+    } else {
+        Err(Value::Array(errors))
+    }
+}
+
+fn missing(field: &str, input: &Map<String, Value>) -> Value {
+    json!({"type": "missing", "loc": ["body", field], "msg": "Field required", "input": input})
+}
+
+fn string_type(field: &str, input: &Value) -> Value {
+    json!({"type": "string_type", "loc": ["body", field], "msg": "Input should be a valid string", "input": input})
+}
+
+/// The byte offset of serde_json's 1-based line and column (the column counts bytes).
+fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
+    let line_start: usize = body
+        .split_inclusive(|&b| b == b'\n')
+        .take(line.saturating_sub(1))
+        .map(<[u8]>::len)
+        .sum();
+    (line_start + column.saturating_sub(1)).min(body.len())
+}
+
+/// A deployment served with the agent contract.
+pub struct AgentEndpoint {
+    handle: DeploymentHandle,
+}
+
+impl AgentEndpoint {
+    pub(crate) fn new(handle: DeploymentHandle) -> Arc<Self> {
+        Arc::new(AgentEndpoint { handle })
+    }
+
+    /// Which shape `rest` (the path below `/agents/{name}`) and `method` ask for, or the 404/405.
+    #[allow(clippy::result_large_err)]
+    pub(crate) fn shape(rest: &str, method: &Method) -> Result<Shape, Response<Body>> {
+        let shape = match rest {
+            "/chat" => Shape::Chat,
+            "/" => Shape::Query,
+            _ => return Err(error::not_found()),
+        };
+        if method == Method::POST {
+            Ok(shape)
+        } else {
+            Err(error::method_not_allowed("POST"))
+        }
+    }
+
+    /// Answers a validated request.
+    pub(crate) async fn answer(
+        &self,
+        request: ChatRequest,
+        shape: Shape,
+        request_id: Arc<str>,
+        http11: bool,
+        cut_off: Option<(tokio::time::Instant, String)>,
+        retry_after_s: Option<u32>,
+    ) -> Response<Body> {
+        let session = request.session_id.unwrap_or_else(|| "default".to_owned());
+        let ctx = RequestContext::new(request_id, session.as_str());
+        let result = match request.stream {
+            StreamMode::Off => match self.handle.call(ctx, request.data).await {
+                Ok(result) => return success(shape, result, &session),
+                Err(e) => Err(e),
+            },
+            StreamMode::Text => self
+                .handle
+                .stream_text(ctx, request.data)
+                .await
+                .map(|s| sse(Frames::new(s, cut_off), http11)),
+            StreamMode::Events => self
+                .handle
+                .stream_events(ctx, request.data)
+                .await
+                .map(|s| sse(Frames::new(s, cut_off), http11)),
+        };
+        result.unwrap_or_else(|e| error::from_error(&e, retry_after_s))
+    }
+}
+
+/// `{"result":{...},"session_id":"..."}`, compact, in that order (or 0.1.3's `response`).
+fn success(shape: Shape, result: Value, session: &str) -> Response<Body> {
+    let mut out = BytesMut::with_capacity(128);
+    match shape {
+        Shape::Chat => {
+            out.put_slice(b"{\"result\":");
+            let _ = serde_json::to_writer((&mut out).writer(), &result);
+        }
+        Shape::Query => {
+            out.put_slice(b"{\"response\":");
+            let text = match result.get("response").or_else(|| result.get("content")) {
+                Some(Value::String(s)) => s.clone(),
+                _ => result.to_string(),
+            };
+            let _ = serde_json::to_writer((&mut out).writer(), &text);
+        }
+    }
+    out.put_slice(b",\"session_id\":");
+    let _ = serde_json::to_writer((&mut out).writer(), session);
+    out.put_u8(b'}');
+    let mut resp = Response::new(Body::full(out.freeze()));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+fn sse(
+    frames: impl futures::Stream<Item = Bytes> + Send + 'static,
+    http11: bool,
+) -> Response<Body> {
+    let mut resp = Response::new(Body::stream(frames));
+    let headers = resp.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if http11 {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
+    }
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp.status_mut().clone_from(&StatusCode::OK);
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(body: &str) -> Value {
+        parse(body.as_bytes(), Shape::Chat).unwrap_err()
+    }
+
+    #[test]
+    fn accepts_the_contract_fields() {
+        let r = parse(
+            br#"{"data":{"a":1},"session_id":"s","stream":"text","extra":1}"#,
+            Shape::Chat,
+        )
+        .unwrap();
+        assert_eq!(
+            r,
+            ChatRequest {
+                data: json!({"a":1}),
+                session_id: Some("s".into()),
+                stream: StreamMode::Text
+            }
+        );
+        assert_eq!(
+            parse(br#"{"data":{},"stream":0}"#, Shape::Chat)
+                .unwrap()
+                .stream,
+            StreamMode::Off
+        );
+        assert_eq!(
+            parse(br#"{"data":{},"stream":false}"#, Shape::Chat)
+                .unwrap()
+                .stream,
+            StreamMode::Off
+        );
+        assert_eq!(
+            parse(br#"{"data":{},"stream":"events"}"#, Shape::Chat)
+                .unwrap()
+                .stream,
+            StreamMode::Events
+        );
+    }
+
+    #[test]
+    fn malformed_json_reports_the_byte_offset() {
+        assert_eq!(errors("{bad")[0]["loc"], json!(["body", 1]));
+        assert_eq!(errors("{\"a\": }")[0]["loc"], json!(["body", 6]));
+        assert_eq!(errors("{\"a\": 1")[0]["loc"], json!(["body", 7]));
+        assert_eq!(errors("{}\n x")[0]["loc"], json!(["body", 4]));
+        assert_eq!(errors("{bad")[0]["type"], "json_invalid");
+        assert_eq!(errors("{bad")[0]["msg"], "JSON decode error");
+    }
+
+    #[test]
+    fn every_field_error_is_reported_together() {
+        let e = errors(r#"{"data": [1], "session_id": 5, "stream": true}"#);
+        let types: Vec<_> = e
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(types, ["dict_type", "string_type", "literal_error"]);
+        assert_eq!(e[2]["msg"], "Input should be False, 'text' or 'events'");
+        assert_eq!(e[2]["loc"], json!(["body", "stream"]));
+    }
+
+    #[test]
+    fn missing_and_empty_bodies_are_field_required() {
+        assert_eq!(
+            errors("")[0],
+            json!({"type":"missing","loc":["body"],"msg":"Field required","input":null})
+        );
+        assert_eq!(errors("{}")[0]["loc"], json!(["body", "data"]));
+        assert_eq!(errors("[]")[0]["type"], "model_attributes_type");
+        for bad in [
+            r#"{"data":{},"stream":null}"#,
+            r#"{"data":{},"stream":"TEXT"}"#,
+            r#"{"data":{},"stream":1}"#,
+        ] {
+            assert_eq!(errors(bad)[0]["type"], "literal_error", "{bad}");
+        }
+    }
+
+    #[test]
+    fn query_shape_wraps_the_query_as_messages() {
+        let r = parse(br#"{"query":"hi"}"#, Shape::Query).unwrap();
+        assert_eq!(r.data, json!({"messages":[{"role":"user","content":"hi"}]}));
+        assert_eq!(
+            parse(b"{}", Shape::Query).unwrap_err()[0]["loc"],
+            json!(["body", "query"])
+        );
+    }
+}

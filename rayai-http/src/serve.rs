@@ -1,0 +1,80 @@
+//! `serve::run` and `serve::start`: the process's server, as Ray Serve's `serve.run`.
+
+use std::sync::OnceLock;
+
+use rayai_core::{App, Error};
+use tokio::sync::Mutex;
+
+use crate::{HttpOptions, Server};
+
+fn default_server() -> &'static Mutex<Option<Server>> {
+    static SERVER: OnceLock<Mutex<Option<Server>>> = OnceLock::new();
+    SERVER.get_or_init(|| Mutex::new(None))
+}
+
+/// Starts the process's server with `options` and returns it (it also becomes the server that
+/// later [`run`] calls deploy to).
+///
+/// # Errors
+///
+/// [`Error::Io`] when the address cannot be bound.
+pub async fn start(options: HttpOptions) -> Result<Server, Error> {
+    let server = Server::start(options).await?;
+    let mut current = default_server().lock().await;
+    if current.is_none() {
+        *current = Some(server.clone());
+    }
+    Ok(server)
+}
+
+/// Serves `app` at `route_prefix` and returns when the server has shut down (on Ctrl-C or
+/// SIGTERM, gracefully).
+///
+/// The first call starts the process's server with [`HttpOptions::from_env`] (127.0.0.1:8000
+/// unless `RAYAI_HOST`/`RAYAI_PORT` say otherwise), unless [`start`] started one; later calls add
+/// their application to the same server.
+///
+/// # Errors
+///
+/// As [`start`] and [`Server::deploy`].
+pub async fn run(app: App, route_prefix: &str) -> Result<(), Error> {
+    let server = {
+        let mut current = default_server().lock().await;
+        match current.as_ref() {
+            Some(server) => server.clone(),
+            None => {
+                let server = Server::start(HttpOptions::from_env()).await?;
+                *current = Some(server.clone());
+                let on_signal = server.clone();
+                tokio::spawn(async move {
+                    shutdown_signal().await;
+                    tracing::info!("shutting down: draining in-flight requests");
+                    on_signal.shutdown().await;
+                });
+                server
+            }
+        }
+    };
+    server.deploy(app, route_prefix).await?;
+    server.stopped().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

@@ -1,0 +1,174 @@
+//! Server-Sent Events: the frames of CONTRACT.md and the body that writes them as the agent
+//! yields.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::Stream;
+use rayai_core::Error;
+use serde_json::Value;
+
+/// The frame that ends a stream, byte for byte as RayAI writes it.
+pub const DONE_FRAME: &[u8] = b"data: {\"type\": \"done\"}\n\n";
+
+/// Encodes an agent's stream item as one SSE event; `false` when the item is skipped.
+pub(crate) trait Frame {
+    fn encode(&self, out: &mut BytesMut) -> bool;
+}
+
+impl Frame for String {
+    /// One event whose lines are the chunk's lines (SSE's rule for multi-line data); empty chunks
+    /// are skipped.
+    fn encode(&self, out: &mut BytesMut) -> bool {
+        if self.is_empty() {
+            return false;
+        }
+        let mut rest = self.as_str();
+        loop {
+            let end = rest.find(['\r', '\n']).unwrap_or(rest.len());
+            out.put_slice(b"data: ");
+            out.put_slice(&rest.as_bytes()[..end]);
+            out.put_u8(b'\n');
+            if end == rest.len() {
+                break;
+            }
+            let skip = if rest[end..].starts_with("\r\n") {
+                2
+            } else {
+                1
+            };
+            rest = &rest[end + skip..];
+        }
+        out.put_u8(b'\n');
+        true
+    }
+}
+
+impl Frame for Value {
+    /// One event of compact JSON; empty objects are skipped.
+    fn encode(&self, out: &mut BytesMut) -> bool {
+        if matches!(self, Value::Object(m) if m.is_empty()) {
+            return false;
+        }
+        out.put_slice(b"data: ");
+        // Writing JSON into memory cannot fail.
+        let _ = serde_json::to_writer((&mut *out).writer(), self);
+        out.put_slice(b"\n\n");
+        true
+    }
+}
+
+/// The error frame: `data: {"type": "error", "content": "<message>"}`.
+pub(crate) fn error_frame(message: &str) -> Bytes {
+    let mut out = BytesMut::with_capacity(message.len() + 48);
+    out.put_slice(b"data: {\"type\": \"error\", \"content\": ");
+    let _ = serde_json::to_writer((&mut out).writer(), message);
+    out.put_slice(b"}\n\n");
+    out.freeze()
+}
+
+/// The body of a streamed response: one frame per item, as soon as it is yielded, then `done`;
+/// or an error frame and the end. Dropping it drops the agent's stream.
+pub(crate) struct Frames<S> {
+    stream: Option<S>,
+    deadline: Option<(Pin<Box<tokio::time::Sleep>>, Bytes)>,
+    buf: BytesMut,
+}
+
+impl<S> Frames<S> {
+    /// Frames of `stream`; at `deadline` the stream is cut off with the given error frame.
+    pub(crate) fn new(stream: S, deadline: Option<(tokio::time::Instant, String)>) -> Self {
+        Frames {
+            stream: Some(stream),
+            deadline: deadline.map(|(at, message)| {
+                (
+                    Box::pin(tokio::time::sleep_until(at)),
+                    error_frame(&message),
+                )
+            }),
+            buf: BytesMut::new(),
+        }
+    }
+}
+
+impl<S, T> Stream for Frames<S>
+where
+    S: Stream<Item = Result<T, Error>> + Unpin,
+    T: Frame,
+{
+    type Item = Bytes;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Bytes>> {
+        let this = &mut *self;
+        loop {
+            let Some(stream) = this.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Some((sleep, frame)) = this.deadline.as_mut()
+                && sleep.as_mut().poll(cx).is_ready()
+            {
+                let frame = frame.clone();
+                this.stream = None;
+                return Poll::Ready(Some(frame));
+            }
+            match std::task::ready!(Pin::new(stream).poll_next(cx)) {
+                Some(Ok(item)) => {
+                    if item.encode(&mut this.buf) {
+                        return Poll::Ready(Some(this.buf.split().freeze()));
+                    }
+                }
+                Some(Err(e)) => {
+                    this.stream = None;
+                    return Poll::Ready(Some(error_frame(&e.to_string())));
+                }
+                None => {
+                    this.stream = None;
+                    return Poll::Ready(Some(Bytes::from_static(DONE_FRAME)));
+                }
+            }
+        }
+    }
+}
+
+use std::future::Future as _;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(s: &str) -> String {
+        let mut out = BytesMut::new();
+        s.to_owned().encode(&mut out);
+        String::from_utf8(out.to_vec()).unwrap()
+    }
+
+    #[test]
+    fn text_chunks_are_one_event_with_a_line_per_line() {
+        assert_eq!(text("hello"), "data: hello\n\n");
+        assert_eq!(text("a\nb"), "data: a\ndata: b\n\n");
+        assert_eq!(text("a\r\nb\rc\n"), "data: a\ndata: b\ndata: c\ndata: \n\n");
+        assert_eq!(text(""), "");
+    }
+
+    #[test]
+    fn events_are_compact_json_and_empty_ones_skipped() {
+        let mut out = BytesMut::new();
+        assert!(serde_json::json!({"type": "token", "content": "hi\n"}).encode(&mut out));
+        assert_eq!(
+            &out[..],
+            b"data: {\"type\":\"token\",\"content\":\"hi\\n\"}\n\n"
+        );
+        let mut out = BytesMut::new();
+        assert!(!serde_json::json!({}).encode(&mut out));
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn error_frame_has_rayai_spacing() {
+        assert_eq!(
+            &error_frame("boom \"x\"")[..],
+            b"data: {\"type\": \"error\", \"content\": \"boom \\\"x\\\"\"}\n\n"
+        );
+    }
+}

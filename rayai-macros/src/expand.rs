@@ -1,0 +1,412 @@
+//! The code `#[agent]` generates: an `impl Deploy` and the agent's registration.
+
+use std::path::Path;
+
+use proc_macro2::{Literal, Span, TokenStream};
+use quote::{ToTokens, quote};
+use syn::ext::IdentExt;
+use syn::{Item, ItemStruct, LitStr};
+
+use crate::attr::{self, Args, Errors, Spanned};
+use crate::naming;
+
+/// Expands `#[agent(args)]` on `input`; `source_file` is the file the attribute is in, if known.
+///
+/// The item is always emitted as it was written. The `impl` follows only when there is no error;
+/// otherwise every error follows as a `compile_error!`, and nothing else, so that the user reads
+/// our errors and not what a half-generated `impl` would cause.
+pub(crate) fn agent(
+    args: TokenStream,
+    input: TokenStream,
+    source_file: Option<&Path>,
+) -> TokenStream {
+    let errors = Errors::new();
+    let args = attr::parse(args, &errors);
+    let generated = match syn::parse2::<Item>(input.clone()) {
+        Ok(Item::Struct(item)) => deploy(&item, args, source_file, &errors),
+        Ok(other) => {
+            errors.error_spanned_by(head(&other), "#[agent] can only be applied to a struct");
+            None
+        }
+        Err(_) => {
+            errors.error_at(
+                Span::call_site(),
+                "#[agent] can only be applied to a struct",
+            );
+            None
+        }
+    };
+    match errors.check() {
+        Ok(()) => quote!(#input #generated),
+        Err(error) => {
+            let error = error.into_compile_error();
+            quote!(#input #error)
+        }
+    }
+}
+
+/// The `impl Deploy` and the registration for `item`, or `None` (with errors recorded).
+fn deploy(
+    item: &ItemStruct,
+    args: Args,
+    source_file: Option<&Path>,
+    errors: &Errors,
+) -> Option<TokenStream> {
+    if !item.generics.params.is_empty() {
+        errors.error_spanned_by(&item.generics, "#[agent] does not support generic structs");
+        return None;
+    }
+    let ident = &item.ident;
+    let name = match args.name {
+        Some(Spanned { value, span }) => LitStr::new(&value, span),
+        None => match naming::default_name(source_file, &ident.unraw().to_string()) {
+            Ok(name) => LitStr::new(&name, ident.span()),
+            Err(error) => {
+                errors.error_spanned_by(ident, error);
+                return None;
+            }
+        },
+    };
+    if !errors.is_empty() {
+        return None;
+    }
+
+    let krate = match args.krate {
+        Some(Spanned { value, .. }) => value,
+        None => syn::parse_quote!(::rayai),
+    };
+    let settings = [
+        setting("with_num_cpus", args.num_cpus, Literal::f64_suffixed),
+        setting("with_num_gpus", args.num_gpus, Literal::f64_suffixed),
+        setting(
+            "with_memory_bytes",
+            args.memory_bytes,
+            Literal::u64_suffixed,
+        ),
+        setting(
+            "with_num_replicas",
+            args.num_replicas,
+            Literal::u32_suffixed,
+        ),
+        setting(
+            "with_max_ongoing_requests",
+            args.max_ongoing_requests,
+            Literal::u32_suffixed,
+        ),
+        // `-1`, no limit, is the runtime's default: nothing to set.
+        setting(
+            "with_max_queued_requests",
+            args.max_queued_requests.and_then(|limit| {
+                limit.value.map(|value| Spanned {
+                    value,
+                    span: limit.span,
+                })
+            }),
+            Literal::u32_suffixed,
+        ),
+    ];
+    let where_clause = &item.generics.where_clause;
+
+    Some(quote! {
+        #[automatically_derived]
+        impl #krate::Deploy for #ident #where_clause {
+            fn config() -> #krate::DeploymentConfig {
+                #krate::DeploymentConfig::new(#name) #(#settings)*
+            }
+
+            fn construct(
+                ctx: #krate::ReplicaContext,
+            ) -> #krate::__private::BoxFuture<
+                'static,
+                ::core::result::Result<Self, #krate::AgentError>,
+            > {
+                #[allow(unused_imports)]
+                use #krate::__private::{ViaConstruct as _, ViaDefault as _};
+                (&#krate::__private::Maker::<Self>::new()).construct(ctx)
+            }
+        }
+
+        #krate::__private::inventory::submit! {
+            #krate::__private::Registration::new(
+                #name,
+                #krate::__private::agent_deployment::<#ident>,
+            )
+        }
+    })
+}
+
+/// `.method(value)` for an argument the user gave, with the value at the user's span.
+fn setting<T>(
+    method: &str,
+    arg: Option<Spanned<T>>,
+    literal: fn(T) -> Literal,
+) -> Option<TokenStream> {
+    let Spanned { value, span } = arg?;
+    let method = syn::Ident::new(method, Span::call_site());
+    let mut value = literal(value);
+    value.set_span(span);
+    Some(quote!(.#method(#value)))
+}
+
+/// The tokens an error about the kind of item points at: its keyword and name, where it has them.
+fn head(item: &Item) -> TokenStream {
+    match item {
+        Item::Enum(item) => join(&item.enum_token, &item.ident),
+        Item::Fn(item) => join(&item.sig.fn_token, &item.sig.ident),
+        Item::Union(item) => join(&item.union_token, &item.ident),
+        Item::Trait(item) => join(&item.trait_token, &item.ident),
+        Item::TraitAlias(item) => join(&item.trait_token, &item.ident),
+        Item::Type(item) => join(&item.type_token, &item.ident),
+        Item::Mod(item) => join(&item.mod_token, &item.ident),
+        Item::Const(item) => join(&item.const_token, &item.ident),
+        Item::Static(item) => join(&item.static_token, &item.ident),
+        Item::ExternCrate(item) => join(&item.crate_token, &item.ident),
+        Item::Impl(item) => join(&item.impl_token, &item.self_ty),
+        Item::Use(item) => item.use_token.to_token_stream(),
+        Item::ForeignMod(item) => item.abi.to_token_stream(),
+        Item::Macro(item) => item.mac.path.to_token_stream(),
+        _ => item.to_token_stream(),
+    }
+}
+
+fn join(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
+    quote!(#keyword #name)
+}
+
+#[cfg(test)]
+mod tests {
+    use quote::quote;
+
+    use super::*;
+
+    /// The expansion as a string with the token spacing `quote` gives it.
+    fn expand(args: TokenStream, input: TokenStream, file: Option<&str>) -> String {
+        agent(args, input, file.map(Path::new)).to_string()
+    }
+
+    fn compact(tokens: &str) -> String {
+        tokens.split_whitespace().collect()
+    }
+
+    #[test]
+    fn emits_the_struct_an_impl_and_a_registration() {
+        let out = compact(&expand(
+            quote!(),
+            quote!(
+                struct EchoAgent;
+            ),
+            None,
+        ));
+        assert!(out.starts_with("structEchoAgent;"), "{out}");
+        assert!(out.contains("impl::rayai::DeployforEchoAgent{"), "{out}");
+        assert!(
+            out.contains("::rayai::DeploymentConfig::new(\"echo_agent\")}"),
+            "{out}"
+        );
+        assert!(out.contains("(&::rayai::__private::Maker::<Self>::new()).construct(ctx)"));
+        assert!(out.contains(
+            "::rayai::__private::inventory::submit!{::rayai::__private::Registration::new(\
+             \"echo_agent\",::rayai::__private::agent_deployment::<EchoAgent>,)}"
+        ));
+    }
+
+    #[test]
+    fn sets_only_the_arguments_given() {
+        let out = compact(&expand(
+            quote!(num_cpus = 1, memory = "1KB", max_queued_requests = 3),
+            quote!(
+                struct A {
+                    x: u8,
+                }
+            ),
+            None,
+        ));
+        assert!(
+            out.contains(
+                "::rayai::DeploymentConfig::new(\"a\").with_num_cpus(1f64)\
+                 .with_memory_bytes(1024u64).with_max_queued_requests(3u32)}"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn unbounded_queue_sets_nothing() {
+        let out = expand(
+            quote!(max_queued_requests = -1),
+            quote!(
+                struct A;
+            ),
+            None,
+        );
+        assert!(!out.contains("with_max_queued_requests"), "{out}");
+    }
+
+    #[test]
+    fn crate_argument_replaces_every_path() {
+        let out = compact(&expand(
+            quote!(crate = "rayai_core"),
+            quote!(
+                struct A(u8);
+            ),
+            None,
+        ));
+        assert!(!out.contains("::rayai::"), "{out}");
+        assert!(out.contains("implrayai_core::DeployforA"), "{out}");
+        assert!(
+            out.contains("rayai_core::__private::inventory::submit!"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn name_comes_from_the_agents_file() {
+        let out = expand(
+            quote!(),
+            quote!(
+                struct Forecast;
+            ),
+            Some("src/agents/weather.rs"),
+        );
+        assert!(
+            out.contains("DeploymentConfig :: new (\"weather\")"),
+            "{out}"
+        );
+        let out = expand(
+            quote!(name = "w"),
+            quote!(
+                struct F;
+            ),
+            Some("agents/weather.rs"),
+        );
+        assert!(out.contains("DeploymentConfig :: new (\"w\")"), "{out}");
+    }
+
+    #[test]
+    fn raw_struct_names_lose_their_prefix() {
+        let out = expand(
+            quote!(),
+            quote!(
+                struct r#Match;
+            ),
+            None,
+        );
+        assert!(out.contains("new (\"match\")"), "{out}");
+    }
+
+    /// The expansion of a mistake: the item as written, then `compile_error!`s and nothing else.
+    fn errors(args: TokenStream, input: TokenStream, file: Option<&str>) -> Vec<String> {
+        let out = agent(args, input.clone(), file.map(Path::new));
+        let out = out.to_string();
+        let rest = out
+            .strip_prefix(&input.to_string())
+            .unwrap_or_else(|| panic!("the item is not emitted first: {out}"))
+            .trim();
+        assert!(!rest.contains("impl"), "{rest}");
+        let messages: Vec<String> = rest
+            .split(":: core :: compile_error !")
+            .filter(|part| !part.trim().is_empty())
+            .map(|part| part.trim().to_string())
+            .collect();
+        assert!(!messages.is_empty(), "no error in {out}");
+        messages
+    }
+
+    #[test]
+    fn argument_errors_emit_no_impl() {
+        let messages = errors(
+            quote!(num_replicas = 0),
+            quote!(
+                struct A;
+            ),
+            None,
+        );
+        assert_eq!(messages, ["{ \"num_replicas must be at least 1\" }"]);
+    }
+
+    #[test]
+    fn refuses_items_other_than_structs() {
+        for item in [
+            quote!(
+                enum E {
+                    A,
+                }
+            ),
+            quote!(
+                fn f() {}
+            ),
+            quote!(union U { a: u8 }),
+            quote!(
+                trait T {}
+            ),
+            quote!(impl A {}),
+            quote!(
+                mod m {}
+            ),
+        ] {
+            let messages = errors(quote!(), item, None);
+            assert_eq!(
+                messages,
+                ["{ \"#[agent] can only be applied to a struct\" }"]
+            );
+        }
+    }
+
+    #[test]
+    fn refuses_generic_structs() {
+        for item in [
+            quote!(
+                struct A<T>(T);
+            ),
+            quote!(
+                struct A<'a>(&'a str);
+            ),
+            quote!(
+                struct A<const N: usize>;
+            ),
+        ] {
+            let messages = errors(quote!(), item, None);
+            assert_eq!(
+                messages,
+                ["{ \"#[agent] does not support generic structs\" }"]
+            );
+        }
+    }
+
+    #[test]
+    fn reports_argument_and_item_errors_together() {
+        let messages = errors(
+            quote!(numcpus = 1, memory = "2 potatoes"),
+            quote!(
+                enum E {}
+            ),
+            None,
+        );
+        assert_eq!(messages.len(), 3, "{messages:?}");
+    }
+
+    #[test]
+    fn refuses_a_default_name_that_is_not_url_safe() {
+        let messages = errors(
+            quote!(),
+            quote!(
+                struct A;
+            ),
+            Some("agents/web+search.rs"),
+        );
+        assert_eq!(messages.len(), 1);
+        assert!(messages[0].contains("web+search"), "{messages:?}");
+    }
+
+    #[test]
+    fn a_given_name_overrides_a_bad_file_name() {
+        let out = expand(
+            quote!(name = "search"),
+            quote!(
+                struct A;
+            ),
+            Some("agents/web+search.rs"),
+        );
+        assert!(out.contains("new (\"search\")"), "{out}");
+    }
+}

@@ -1,0 +1,86 @@
+//! The `#[agent]` attribute of rayai: turns a struct into a deployable agent.
+//!
+//! Use it through the `rayai` crate (`use rayai::prelude::*;` or `rayai::agent`), not this one:
+//! the code it generates names items of `rayai`.
+//!
+//! ```ignore
+//! use rayai::prelude::*;
+//!
+//! #[agent(num_cpus = 1, memory = "2GB", num_replicas = 4)]
+//! #[derive(Default)]
+//! struct Echo;
+//!
+//! impl Agent for Echo {
+//!     async fn run(&self, data: Value) -> Result<Value, AgentError> {
+//!         Ok(data)
+//!     }
+//! }
+//! ```
+//!
+//! (The crate's examples are compiled as the workspace's `tests/ui` cases, since this crate alone
+//! cannot depend on `rayai`.)
+//!
+//! # Arguments
+//!
+//! All are optional and written `key = value`, separated by commas. An argument that is not given
+//! takes the runtime's default.
+//!
+//! | Argument | Value | Meaning |
+//! | --- | --- | --- |
+//! | `name` | string: ASCII letters, digits, `_`, `-`, `.`; not `.` or `..` | The agent's name, as in `POST /agents/{name}/chat`. Default: `<name>` for a struct in `agents/<name>.rs` or `agents/<name>/mod.rs`, else the struct's name in snake case (`EchoAgent` is `echo_agent`). |
+//! | `num_cpus` | number greater than 0 (`1`, `0.5`) | CPUs reserved for each replica. |
+//! | `num_gpus` | number, 0 or more (`1`, `0.5`) | GPUs reserved for each replica. |
+//! | `memory` | string: a number and a unit (`"2GB"`, `"512 MiB"`, `"1.5g"`) | Memory reserved for each replica. Units K, M, G, T, with or without `B`/`iB`, any case, all binary (`"1KB"` is 1024 bytes). |
+//! | `num_replicas` | integer, 1 or more | How many replicas to run. |
+//! | `max_ongoing_requests` | integer, 1 or more | Requests one replica handles at once. |
+//! | `max_queued_requests` | integer, 0 or more, or `-1` for no limit | Requests that wait for a replica before new ones are refused. |
+//! | `crate` | string holding a path (`"rayai_core"`) | Where the generated code finds the runtime; `::rayai` unless given. For code that reaches rayai under another name. |
+//!
+//! Every argument is checked when the code compiles, and every mistake is reported at once, each
+//! at the token it is about: an unknown or repeated key, a value of the wrong type or out of range,
+//! a memory size that does not parse, a name that is not URL-safe.
+//!
+//! # What it generates
+//!
+//! The struct stays as it was written. Next to it come an implementation of `rayai::Deploy`, whose
+//! `config()` holds the arguments above and whose `construct` builds one replica (with the
+//! struct's `rayai::Construct` implementation if it has one, else with `Default`), and the
+//! agent's registration, so that `rayai serve` finds it by name. The struct may have named fields,
+//! tuple fields or none, but no generic parameters or lifetimes.
+//!
+//! # Feature flags
+//!
+//! This crate has no feature flags.
+
+extern crate proc_macro;
+
+mod attr;
+mod expand;
+#[path = "../../rayai-core/src/memory.rs"]
+#[allow(dead_code)]
+mod memory;
+mod naming;
+
+use proc_macro::TokenStream;
+
+/// Makes a struct an agent that rayai can deploy: see the [crate docs](crate) for the arguments.
+///
+/// # Examples
+///
+/// ```ignore
+/// #[rayai::agent(num_gpus = 1, memory = "16GB", max_ongoing_requests = 2)]
+/// struct Summarizer {
+///     model: Model,
+/// }
+///
+/// impl rayai::Construct for Summarizer {
+///     async fn construct(ctx: rayai::ReplicaContext) -> Result<Self, rayai::AgentError> {
+///         Ok(Summarizer { model: Model::load(ctx.gpu_ids()).await? })
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
+    let source_file = proc_macro::Span::call_site().local_file();
+    expand::agent(args.into(), item.into(), source_file.as_deref()).into()
+}

@@ -1,0 +1,250 @@
+//! An agent's name: the URL-safety check, and the default when the attribute gives none.
+//!
+//! The name is a path segment of `/agents/{name}/chat`, so it keeps to the characters a URL path
+//! segment needs no escaping for.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// The characters a name may use, as error messages spell them.
+const ALLOWED: &str = "use only ASCII letters, digits, `_`, `-` and `.`";
+
+/// Why a string cannot be an agent's name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameError {
+    /// The empty string.
+    Empty,
+    /// `.` or `..`, which a URL path would resolve away.
+    DotSegment,
+    /// A character outside ASCII letters, digits, `_`, `-` and `.`.
+    BadChar(char),
+}
+
+impl fmt::Display for NameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NameError::Empty => write!(f, "it is empty; {ALLOWED}"),
+            NameError::DotSegment => {
+                write!(f, "`.` and `..` are not names in a URL path; {ALLOWED}")
+            }
+            NameError::BadChar(c) => write!(f, "it contains {c:?}; {ALLOWED}"),
+        }
+    }
+}
+
+/// Checks that `name` can stand as one URL path segment without escaping.
+pub(crate) fn check_name(name: &str) -> Result<(), NameError> {
+    if name.is_empty() {
+        return Err(NameError::Empty);
+    }
+    if name == "." || name == ".." {
+        return Err(NameError::DotSegment);
+    }
+    match name
+        .chars()
+        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
+    {
+        Some(c) => Err(NameError::BadChar(c)),
+        None => Ok(()),
+    }
+}
+
+/// A default name that cannot be used, with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DefaultNameError {
+    name: String,
+    /// The source file the name was taken from; `None` when it came from the struct's name.
+    file: Option<PathBuf>,
+    reason: NameError,
+}
+
+impl fmt::Display for DefaultNameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Self { name, file, reason } = self;
+        match file {
+            Some(file) => write!(
+                f,
+                "the agent name {name:?}, taken from the file `{}`, is not URL-safe: {reason}; \
+                 rename the file or give a name with `#[agent(name = \"...\")]`",
+                file.display()
+            ),
+            None => write!(
+                f,
+                "the agent name {name:?}, taken from the struct's name, is not URL-safe: {reason}; \
+                 give a name with `#[agent(name = \"...\")]`"
+            ),
+        }
+    }
+}
+
+/// The name of an agent whose attribute does not set `name`.
+///
+/// A struct in `agents/<name>.rs` or `agents/<name>/mod.rs` is called `<name>`, as the project
+/// layout of `rayai serve` expects; anywhere else (or when the file is not known) it is called by
+/// its own name in snake case. `ident` is the struct's name without any `r#`.
+pub(crate) fn default_name(
+    source_file: Option<&Path>,
+    ident: &str,
+) -> Result<String, DefaultNameError> {
+    let (name, file) = match source_file.and_then(agent_file_name) {
+        Some(name) => (name, source_file.map(Path::to_path_buf)),
+        None => (snake_case(ident), None),
+    };
+    match check_name(&name) {
+        Ok(()) => Ok(name),
+        Err(reason) => Err(DefaultNameError { name, file, reason }),
+    }
+}
+
+/// `<name>` for `.../agents/<name>.rs` and `.../agents/<name>/mod.rs`, else `None`.
+fn agent_file_name(file: &Path) -> Option<String> {
+    if file.extension()? != "rs" {
+        return None;
+    }
+    let stem = file.file_stem()?;
+    let parent = file.parent()?;
+    let dir = if stem == "mod" {
+        // `agents/<name>/mod.rs`: the name is the directory's.
+        let grandparent = parent.parent()?;
+        if grandparent.file_name()? != "agents" {
+            return None;
+        }
+        parent.file_name()?
+    } else {
+        if parent.file_name()? != "agents" {
+            return None;
+        }
+        stem
+    };
+    Some(dir.to_string_lossy().into_owned())
+}
+
+/// `EchoAgent` -> `echo_agent`, `HTTPServer` -> `http_server`, `Echo2` -> `echo2`.
+///
+/// A word starts at an upper-case letter that follows a lower-case letter or a digit, or that
+/// follows an upper-case letter and comes before a lower-case one (the `S` of `HTTPServer`).
+fn snake_case(ident: &str) -> String {
+    let chars: Vec<char> = ident.chars().collect();
+    let mut out = String::with_capacity(ident.len() + 4);
+    for (i, &c) in chars.iter().enumerate() {
+        if c.is_uppercase() && i > 0 {
+            let prev = chars[i - 1];
+            let next_is_lower = chars.get(i + 1).is_some_and(|n| n.is_lowercase());
+            if prev.is_lowercase() || prev.is_numeric() || (prev.is_uppercase() && next_is_lower) {
+                out.push('_');
+            }
+        }
+        out.extend(c.to_lowercase());
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snake_cases_struct_names() {
+        let cases = [
+            ("Echo", "echo"),
+            ("EchoAgent", "echo_agent"),
+            ("HTTPServer", "http_server"),
+            ("Echo2", "echo2"),
+            ("Echo2Agent", "echo2_agent"),
+            ("HTTP2Server", "http2_server"),
+            ("A", "a"),
+            ("ABC", "abc"),
+            ("Web_Search", "web_search"),
+            ("already_snake", "already_snake"),
+            ("_Private", "_private"),
+            ("MyLLMAgent", "my_llm_agent"),
+        ];
+        for (ident, name) in cases {
+            assert_eq!(snake_case(ident), name, "{ident}");
+        }
+    }
+
+    #[test]
+    fn names_from_the_struct_outside_an_agents_directory() {
+        assert_eq!(default_name(None, "EchoAgent").unwrap(), "echo_agent");
+        let file = Path::new("/p/src/main.rs");
+        assert_eq!(default_name(Some(file), "EchoAgent").unwrap(), "echo_agent");
+        let file = Path::new("src/agents.rs");
+        assert_eq!(default_name(Some(file), "Echo").unwrap(), "echo");
+    }
+
+    #[test]
+    fn names_from_an_agents_file() {
+        let file = Path::new("/project/src/agents/weather.rs");
+        assert_eq!(default_name(Some(file), "Forecast").unwrap(), "weather");
+        let file = Path::new("agents/web-search.rs");
+        assert_eq!(default_name(Some(file), "Search").unwrap(), "web-search");
+    }
+
+    #[test]
+    fn names_from_an_agents_module_directory() {
+        let file = Path::new("/project/agents/search/mod.rs");
+        assert_eq!(default_name(Some(file), "Searcher").unwrap(), "search");
+    }
+
+    #[test]
+    fn agents_mod_rs_itself_is_not_an_agent_file() {
+        let file = Path::new("/project/src/agents/mod.rs");
+        assert_eq!(default_name(Some(file), "Echo").unwrap(), "echo");
+    }
+
+    #[test]
+    fn nested_or_non_rust_files_fall_back_to_the_struct_name() {
+        let file = Path::new("/project/agents/search/helpers.rs");
+        assert_eq!(default_name(Some(file), "Helper").unwrap(), "helper");
+        let file = Path::new("/project/agents/notes.txt");
+        assert_eq!(default_name(Some(file), "Notes").unwrap(), "notes");
+    }
+
+    #[test]
+    fn refuses_a_file_name_that_is_not_url_safe() {
+        let file = Path::new("/project/agents/web+search.rs");
+        let err = default_name(Some(file), "Search").unwrap_err();
+        assert_eq!(err.reason, NameError::BadChar('+'));
+        assert_eq!(err.file.as_deref(), Some(file));
+        let message = err.to_string();
+        assert!(message.contains("\"web+search\""), "{message}");
+        assert!(message.contains("rename the file"), "{message}");
+    }
+
+    #[test]
+    fn refuses_a_non_ascii_struct_name() {
+        let err = default_name(None, "Café").unwrap_err();
+        assert_eq!(err.reason, NameError::BadChar('é'));
+        assert!(err.file.is_none());
+    }
+
+    #[test]
+    fn url_safe_names_pass() {
+        for name in ["echo", "Echo-2", "a.b_c", "...", "x"] {
+            assert_eq!(check_name(name), Ok(()), "{name}");
+        }
+    }
+
+    #[test]
+    fn url_unsafe_names_fail_with_the_reason() {
+        assert_eq!(check_name(""), Err(NameError::Empty));
+        assert_eq!(check_name("."), Err(NameError::DotSegment));
+        assert_eq!(check_name(".."), Err(NameError::DotSegment));
+        assert_eq!(check_name("has space"), Err(NameError::BadChar(' ')));
+        assert_eq!(check_name("a/b"), Err(NameError::BadChar('/')));
+        assert_eq!(check_name("a?b"), Err(NameError::BadChar('?')));
+        assert_eq!(check_name("naïve"), Err(NameError::BadChar('ï')));
+    }
+
+    #[test]
+    fn every_refusal_says_what_is_allowed() {
+        for err in [
+            NameError::Empty,
+            NameError::DotSegment,
+            NameError::BadChar(' '),
+        ] {
+            assert!(err.to_string().contains(ALLOWED), "{err}");
+        }
+    }
+}

@@ -1,0 +1,66 @@
+//! rayai serves AI agents, and any request handler, as HTTP endpoints: replicas with declared
+//! CPU, GPU and memory, load balancing, streaming, backpressure. It is the Rust counterpart of
+//! RayAI's `rayai serve` on Ray Serve, as one library and one binary.
+//!
+//! ```no_run
+//! use rayai::prelude::*;
+//!
+//! #[agent(num_cpus = 0.5, memory = "512MB", num_replicas = 2)]
+//! #[derive(Default)]
+//! struct Echo;
+//!
+//! impl Agent for Echo {
+//!     async fn run(&self, data: Value) -> Result<Value, AgentError> {
+//!         Ok(json!({ "echo": data }))
+//!     }
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> rayai::Result<()> {
+//!     rayai::serve::run(App::new().agent::<Echo>(), "/").await
+//! }
+//! ```
+//!
+//! Then `curl -X POST localhost:8000/agents/echo/chat -H 'content-type: application/json' -d
+//! '{"data": {"hi": 1}}'` answers `{"result":{"echo":{"hi":1}},"session_id":"default"}`.
+//!
+//! # Feature flags
+//!
+//! | flag | default | what it enables |
+//! |---|---|---|
+//! | (none) | | rayai has no optional features yet |
+
+pub use rayai_core::{
+    Agent, AgentError, App, Construct, Deploy, Deployment, DeploymentConfig, DeploymentHandle,
+    Error, EventStream, ReplicaContext, ReplicaStatus, ReplicaStream, RequestContext, Resources,
+    Result, TextStream, memory, route,
+};
+pub use rayai_http::{HttpOptions, Server};
+pub use rayai_macros::agent;
+pub use serde_json::{Map, Value, json};
+
+/// Serving applications: [`serve::run`] (blocks until shutdown) and [`serve::start`].
+pub mod serve {
+    pub use rayai_http::serve::{run, shutdown_signal, start};
+    pub use rayai_http::{HttpOptions, Server};
+}
+
+/// Streams for `run_stream` and `run_stream_events`: the `stream!`/`try_stream!` macros and the
+/// `StreamExt` combinators (`.boxed()`).
+pub mod stream {
+    pub use async_stream::{stream, try_stream};
+    pub use futures::stream::{BoxStream, Stream, StreamExt, iter};
+}
+
+/// Everything an agent file needs: `use rayai::prelude::*;`.
+pub mod prelude {
+    pub use crate::stream::{Stream, StreamExt, try_stream};
+    pub use crate::{
+        Agent, AgentError, App, Construct, EventStream, ReplicaContext, RequestContext, TextStream,
+        Value, agent, json,
+    };
+    pub use std::sync::atomic::{AtomicU64, Ordering};
+}
+
+#[doc(hidden)]
+pub use rayai_core::__private;
