@@ -100,25 +100,51 @@ pub(crate) struct Spanned<T> {
     pub(crate) span: Span,
 }
 
-/// The checked arguments of one `#[agent(...)]`; `None` for each one not given.
+impl<T> Spanned<Option<T>> {
+    /// The value inside, at the same span, when there is one.
+    pub(crate) fn transpose(self) -> Option<Spanned<T>> {
+        let span = self.span;
+        self.value.map(|value| Spanned { value, span })
+    }
+}
+
+/// Where one argument goes: whether its key was given, and its value if that was right.
+pub(crate) struct Slot<T> {
+    /// Set by the first occurrence of the key, even when its value is wrong, so that a repeat is
+    /// reported as a duplicate in the same pass as the wrong value.
+    given: bool,
+    /// The checked value and where the user wrote it; `None` when not given or wrong.
+    pub(crate) value: Option<Spanned<T>>,
+}
+
+impl<T> Default for Slot<T> {
+    fn default() -> Self {
+        Slot {
+            given: false,
+            value: None,
+        }
+    }
+}
+
+/// The checked arguments of one `#[agent(...)]`; an empty slot for each one not given.
 #[derive(Default)]
 pub(crate) struct Args {
     /// `name = "echo"`: already checked to be URL-safe.
-    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) name: Slot<String>,
     /// `num_cpus = 0.5`: finite and greater than 0.
-    pub(crate) num_cpus: Option<Spanned<f64>>,
+    pub(crate) num_cpus: Slot<f64>,
     /// `num_gpus = 1`: finite and 0 or more.
-    pub(crate) num_gpus: Option<Spanned<f64>>,
+    pub(crate) num_gpus: Slot<f64>,
     /// `memory = "2GB"`, in bytes.
-    pub(crate) memory_bytes: Option<Spanned<u64>>,
+    pub(crate) memory_bytes: Slot<u64>,
     /// `num_replicas = 4`: 1 or more.
-    pub(crate) num_replicas: Option<Spanned<u32>>,
+    pub(crate) num_replicas: Slot<u32>,
     /// `max_ongoing_requests = 5`: 1 or more.
-    pub(crate) max_ongoing_requests: Option<Spanned<u32>>,
-    /// `max_queued_requests = 10`; `Some(None)` for `-1`, no limit.
-    pub(crate) max_queued_requests: Option<Spanned<Option<u32>>>,
+    pub(crate) max_ongoing_requests: Slot<u32>,
+    /// `max_queued_requests = 10`; a value of `None` for `-1`, no limit.
+    pub(crate) max_queued_requests: Slot<Option<u32>>,
     /// `crate = "rayai_core"`: the path the generated code reaches the runtime by.
-    pub(crate) krate: Option<Spanned<syn::Path>>,
+    pub(crate) krate: Slot<syn::Path>,
 }
 
 /// Parses the tokens inside `#[agent(...)]`, recording every mistake in `errors`.
@@ -207,17 +233,17 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
 ///
 /// Every argument goes through here, so that no key can miss its duplicate check.
 fn set_once<T>(
-    slot: &mut Option<Spanned<T>>,
+    slot: &mut Slot<T>,
     (key, value, errors): (&Ident, &Expr, &Errors),
     check: impl FnOnce(&Expr) -> syn::Result<T>,
 ) {
     let checked = check(value);
-    if slot.is_some() {
+    if slot.given {
         errors.error_at(key.span(), format!("duplicate argument `{}`", key.unraw()));
     }
     match checked {
-        Ok(checked) if slot.is_none() => {
-            *slot = Some(Spanned {
+        Ok(checked) if !slot.given => {
+            slot.value = Some(Spanned {
                 value: checked,
                 span: first_span(value),
             });
@@ -225,6 +251,7 @@ fn set_once<T>(
         Ok(_) => {}
         Err(error) => errors.push(error),
     }
+    slot.given = true;
 }
 
 /// `Ok` when `condition` holds, else an error at `value`.
@@ -391,15 +418,19 @@ mod tests {
         error.into_iter().map(|e| e.to_string()).collect()
     }
 
-    fn value<T: Clone>(arg: &Option<Spanned<T>>) -> T {
-        arg.as_ref().expect("argument not stored").value.clone()
+    fn value<T: Clone>(arg: &Slot<T>) -> T {
+        arg.value
+            .as_ref()
+            .expect("argument not stored")
+            .value
+            .clone()
     }
 
     #[test]
     fn no_arguments_leave_everything_to_the_runtime() {
         let args = ok(quote!());
-        assert!(args.name.is_none() && args.num_cpus.is_none() && args.krate.is_none());
-        assert!(args.memory_bytes.is_none() && args.max_queued_requests.is_none());
+        assert!(!args.name.given && !args.num_cpus.given && !args.krate.given);
+        assert!(args.memory_bytes.value.is_none() && args.max_queued_requests.value.is_none());
     }
 
     #[test]
@@ -498,6 +529,18 @@ mod tests {
     }
 
     #[test]
+    fn repeating_a_wrong_argument_is_still_a_duplicate() {
+        let messages = messages(quote!(num_replicas = 0, num_replicas = 2));
+        assert_eq!(
+            messages,
+            [
+                "num_replicas must be at least 1",
+                "duplicate argument `num_replicas`"
+            ]
+        );
+    }
+
+    #[test]
     fn wrong_literal_types_name_the_expected_type() {
         let messages = messages(quote!(
             num_replicas = "4",
@@ -522,24 +565,25 @@ mod tests {
 
     #[test]
     fn out_of_range_numbers_say_the_range() {
-        let messages = messages(quote!(
-            num_cpus = 0,
-            num_gpus = -1,
-            num_replicas = 0,
-            max_ongoing_requests = -3,
-            max_queued_requests = -2,
-            num_replicas = 4294967296,
-        ));
         assert_eq!(
-            messages,
+            messages(quote!(
+                num_cpus = 0,
+                num_gpus = -1,
+                num_replicas = 0,
+                max_ongoing_requests = -3,
+                max_queued_requests = -2,
+            )),
             [
                 "num_cpus must be greater than 0",
                 "num_gpus must be 0 or greater",
                 "num_replicas must be at least 1",
                 "max_ongoing_requests must be at least 1",
                 "max_queued_requests must be 0 or more, or -1 for no limit",
-                "num_replicas must be at most 4294967295",
             ]
+        );
+        assert_eq!(
+            messages(quote!(num_replicas = 4294967296)),
+            ["num_replicas must be at most 4294967295"]
         );
     }
 

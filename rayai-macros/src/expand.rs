@@ -57,7 +57,7 @@ fn deploy(
         return None;
     }
     let ident = &item.ident;
-    let name = match args.name {
+    let name = match args.name.value {
         Some(Spanned { value, span }) => LitStr::new(&value, span),
         None => match naming::default_name(source_file, &ident.unraw().to_string()) {
             Ok(name) => LitStr::new(&name, ident.span()),
@@ -67,41 +67,37 @@ fn deploy(
             }
         },
     };
+    // A wrong argument: no `impl` at all, rather than one built from what was right.
     if !errors.is_empty() {
         return None;
     }
 
-    let krate = match args.krate {
+    let krate = match args.krate.value {
         Some(Spanned { value, .. }) => value,
         None => syn::parse_quote!(::rayai),
     };
     let settings = [
-        setting("with_num_cpus", args.num_cpus, Literal::f64_suffixed),
-        setting("with_num_gpus", args.num_gpus, Literal::f64_suffixed),
+        setting("with_num_cpus", args.num_cpus.value, Literal::f64_suffixed),
+        setting("with_num_gpus", args.num_gpus.value, Literal::f64_suffixed),
         setting(
             "with_memory_bytes",
-            args.memory_bytes,
+            args.memory_bytes.value,
             Literal::u64_suffixed,
         ),
         setting(
             "with_num_replicas",
-            args.num_replicas,
+            args.num_replicas.value,
             Literal::u32_suffixed,
         ),
         setting(
             "with_max_ongoing_requests",
-            args.max_ongoing_requests,
+            args.max_ongoing_requests.value,
             Literal::u32_suffixed,
         ),
         // `-1`, no limit, is the runtime's default: nothing to set.
         setting(
             "with_max_queued_requests",
-            args.max_queued_requests.and_then(|limit| {
-                limit.value.map(|value| Spanned {
-                    value,
-                    span: limit.span,
-                })
-            }),
+            args.max_queued_requests.value.and_then(Spanned::transpose),
             Literal::u32_suffixed,
         ),
     ];
@@ -120,6 +116,9 @@ fn deploy(
                 'static,
                 ::core::result::Result<Self, #krate::AgentError>,
             > {
+                // Autoref specialisation: `ViaConstruct` takes `&Maker` and applies when the
+                // struct implements `Construct`; otherwise method lookup autorefs once more and
+                // finds `ViaDefault`, which takes `&&Maker` and needs `Default`.
                 #[allow(unused_imports)]
                 use #krate::__private::{ViaConstruct as _, ViaDefault as _};
                 (&#krate::__private::Maker::<Self>::new()).construct(ctx)
@@ -169,6 +168,7 @@ fn head(item: &Item) -> TokenStream {
     }
 }
 
+/// `keyword name`, for an error span that covers both.
 fn join(keyword: &impl ToTokens, name: &impl ToTokens) -> TokenStream {
     quote!(#keyword #name)
 }

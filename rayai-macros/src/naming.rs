@@ -4,7 +4,7 @@
 //! segment needs no escaping for.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The characters a name may use, as error messages spell them.
 const ALLOWED: &str = "use only ASCII letters, digits, `_`, `-` and `.`";
@@ -49,31 +49,42 @@ pub(crate) fn check_name(name: &str) -> Result<(), NameError> {
     }
 }
 
+/// Where a default name comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameSource {
+    /// `agents/<name>.rs`.
+    File,
+    /// `agents/<name>/mod.rs`.
+    Directory,
+    /// The struct's name, in snake case.
+    Struct,
+}
+
 /// A default name that cannot be used, with where it came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DefaultNameError {
     name: String,
-    /// The source file the name was taken from; `None` when it came from the struct's name.
-    file: Option<PathBuf>,
+    source: NameSource,
     reason: NameError,
 }
 
 impl fmt::Display for DefaultNameError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let Self { name, file, reason } = self;
-        match file {
-            Some(file) => write!(
-                f,
-                "the agent name {name:?}, taken from the file `{}`, is not URL-safe: {reason}; \
-                 rename the file or give a name with `#[agent(name = \"...\")]`",
-                file.display()
-            ),
-            None => write!(
-                f,
-                "the agent name {name:?}, taken from the struct's name, is not URL-safe: {reason}; \
-                 give a name with `#[agent(name = \"...\")]`"
-            ),
-        }
+        let Self {
+            name,
+            source,
+            reason,
+        } = self;
+        let (source, fix) = match source {
+            NameSource::File => ("file name", "rename the file or "),
+            NameSource::Directory => ("directory name", "rename the directory or "),
+            NameSource::Struct => ("struct name", ""),
+        };
+        write!(
+            f,
+            "the agent name {name:?} comes from the {source} and is not URL-safe: {reason}; \
+             {fix}set a name with `#[agent(name = \"...\")]`"
+        )
     }
 }
 
@@ -86,37 +97,39 @@ pub(crate) fn default_name(
     source_file: Option<&Path>,
     ident: &str,
 ) -> Result<String, DefaultNameError> {
-    let (name, file) = match source_file.and_then(agent_file_name) {
-        Some(name) => (name, source_file.map(Path::to_path_buf)),
-        None => (snake_case(ident), None),
-    };
+    let (name, source) = source_file
+        .and_then(agent_file_name)
+        .unwrap_or_else(|| (snake_case(ident), NameSource::Struct));
     match check_name(&name) {
         Ok(()) => Ok(name),
-        Err(reason) => Err(DefaultNameError { name, file, reason }),
+        Err(reason) => Err(DefaultNameError {
+            name,
+            source,
+            reason,
+        }),
     }
 }
 
 /// `<name>` for `.../agents/<name>.rs` and `.../agents/<name>/mod.rs`, else `None`.
-fn agent_file_name(file: &Path) -> Option<String> {
+fn agent_file_name(file: &Path) -> Option<(String, NameSource)> {
     if file.extension()? != "rs" {
         return None;
     }
     let stem = file.file_stem()?;
     let parent = file.parent()?;
-    let dir = if stem == "mod" {
+    let (name, source) = if stem == "mod" {
         // `agents/<name>/mod.rs`: the name is the directory's.
-        let grandparent = parent.parent()?;
-        if grandparent.file_name()? != "agents" {
+        if parent.parent()?.file_name()? != "agents" {
             return None;
         }
-        parent.file_name()?
+        (parent.file_name()?, NameSource::Directory)
     } else {
         if parent.file_name()? != "agents" {
             return None;
         }
-        stem
+        (stem, NameSource::File)
     };
-    Some(dir.to_string_lossy().into_owned())
+    Some((name.to_string_lossy().into_owned(), source))
 }
 
 /// `EchoAgent` -> `echo_agent`, `HTTPServer` -> `http_server`, `Echo2` -> `echo2`.
@@ -206,17 +219,22 @@ mod tests {
         let file = Path::new("/project/agents/web+search.rs");
         let err = default_name(Some(file), "Search").unwrap_err();
         assert_eq!(err.reason, NameError::BadChar('+'));
-        assert_eq!(err.file.as_deref(), Some(file));
+        assert_eq!(err.source, NameSource::File);
         let message = err.to_string();
         assert!(message.contains("\"web+search\""), "{message}");
         assert!(message.contains("rename the file"), "{message}");
+        let file = Path::new("/project/agents/web search/mod.rs");
+        let err = default_name(Some(file), "Search").unwrap_err();
+        assert_eq!(err.source, NameSource::Directory);
+        assert!(err.to_string().contains("rename the directory"), "{err}");
     }
 
     #[test]
     fn refuses_a_non_ascii_struct_name() {
         let err = default_name(None, "Café").unwrap_err();
         assert_eq!(err.reason, NameError::BadChar('é'));
-        assert!(err.file.is_none());
+        assert_eq!(err.source, NameSource::Struct);
+        assert!(!err.to_string().contains("rename"), "{err}");
     }
 
     #[test]

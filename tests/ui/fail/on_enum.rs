@@ -1,0 +1,8 @@
+use rayai::agent;
+
+#[agent]
+enum A {
+    B,
+}
+
+fn main() {}

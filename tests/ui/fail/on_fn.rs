@@ -1,0 +1,6 @@
+use rayai::agent;
+
+#[agent(num_cpus = 1)]
+async fn echo() {}
+
+fn main() {}

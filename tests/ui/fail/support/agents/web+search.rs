@@ -1,0 +1,5 @@
+use rayai::agent;
+
+#[agent]
+#[derive(Default)]
+pub struct WebSearch;
