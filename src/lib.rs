@@ -64,3 +64,8 @@ pub mod prelude {
 
 #[doc(hidden)]
 pub use rayai_core::__private;
+
+/// The README's code, compiled as a doc test.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
