@@ -31,9 +31,10 @@
 //! | (none) | | rayai has no optional features yet |
 
 pub use rayai_core::{
-    Agent, AgentError, App, Construct, Deploy, Deployment, DeploymentConfig, DeploymentHandle,
-    Error, EventStream, ReplicaContext, ReplicaStatus, ReplicaStream, RequestContext, Resources,
-    Result, TextStream, memory, route,
+    Agent, AgentError, App, AutoscalingConfig, Construct, Controller, Deploy, Deployment,
+    DeploymentConfig, DeploymentHandle, DeploymentState, DeploymentStatus, Error, EventStream, Gpu,
+    NodeResources, Plan, ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream,
+    RequestContext, Resources, Result, TextStream, memory, plan, route,
 };
 pub use rayai_http::{HttpOptions, Server};
 pub use rayai_macros::agent;

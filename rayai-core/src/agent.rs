@@ -64,6 +64,13 @@ pub trait Agent: Send + Sync + 'static {
         let _ = data;
         None
     }
+
+    /// Checked every `health_check_period` (default 10 s) on the replica's executor; an error,
+    /// a panic or a timeout marks the replica dead and the controller replaces it. The default
+    /// is always healthy.
+    fn check_health(&self) -> impl Future<Output = Result<(), AgentError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 /// Builds an agent for one replica when `Default` is not enough: load a model, open a client,
@@ -103,6 +110,7 @@ pub(crate) trait DynAgent: Send + Sync + 'static {
     fn run(&self, data: Value) -> BoxFuture<'_, Result<Value, AgentError>>;
     fn run_stream(&self, data: Value) -> Option<TextStream<'_>>;
     fn run_stream_events(&self, data: Value) -> Option<EventStream<'_>>;
+    fn check_health(&self) -> BoxFuture<'_, Result<(), AgentError>>;
 }
 
 impl<T: Agent> DynAgent for T {
@@ -116,5 +124,9 @@ impl<T: Agent> DynAgent for T {
 
     fn run_stream_events(&self, data: Value) -> Option<EventStream<'_>> {
         Agent::run_stream_events(self, data)
+    }
+
+    fn check_health(&self) -> BoxFuture<'_, Result<(), AgentError>> {
+        Box::pin(Agent::check_health(self))
     }
 }

@@ -1,5 +1,9 @@
 //! A deployment's configuration: replicas, resources per replica, request bounds.
 
+use std::time::Duration;
+
+use crate::autoscale::AutoscalingConfig;
+
 /// Resources one replica reserves on the node.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Resources {
@@ -42,9 +46,13 @@ impl Default for Resources {
 pub struct DeploymentConfig {
     name: String,
     num_replicas: u32,
+    autoscaling: Option<AutoscalingConfig>,
     resources: Resources,
     max_ongoing_requests: u32,
     max_queued_requests: Option<u32>,
+    health_check_period: Duration,
+    health_check_timeout: Duration,
+    graceful_shutdown_timeout: Duration,
 }
 
 impl DeploymentConfig {
@@ -53,10 +61,67 @@ impl DeploymentConfig {
         DeploymentConfig {
             name: name.into(),
             num_replicas: 1,
+            autoscaling: None,
             resources: Resources::default(),
             max_ongoing_requests: 5,
             max_queued_requests: None,
+            health_check_period: Duration::from_secs(10),
+            health_check_timeout: Duration::from_secs(30),
+            graceful_shutdown_timeout: Duration::from_secs(20),
         }
+    }
+
+    /// Scales between bounds on ongoing requests instead of a fixed number of replicas
+    /// (`num_replicas = "auto"` is [`AutoscalingConfig::auto`]).
+    pub fn with_autoscaling(mut self, autoscaling: AutoscalingConfig) -> Self {
+        self.autoscaling = Some(autoscaling);
+        self
+    }
+
+    /// Sets how often each replica's `check_health` runs.
+    pub fn with_health_check_period(mut self, period: Duration) -> Self {
+        self.health_check_period = period;
+        self
+    }
+
+    /// Sets how long a health check may take before it counts as failed.
+    pub fn with_health_check_timeout(mut self, timeout: Duration) -> Self {
+        self.health_check_timeout = timeout;
+        self
+    }
+
+    /// Sets how long a stopping replica's ongoing requests get to finish.
+    pub fn with_graceful_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.graceful_shutdown_timeout = timeout;
+        self
+    }
+
+    /// The autoscaling bounds, when the deployment autoscales.
+    pub fn autoscaling(&self) -> Option<&AutoscalingConfig> {
+        self.autoscaling.as_ref()
+    }
+
+    /// Replicas started with the deployment: `num_replicas`, or the autoscaling start.
+    pub fn initial_replicas(&self) -> u32 {
+        match &self.autoscaling {
+            Some(a) => a.start_replicas(),
+            None => self.num_replicas,
+        }
+    }
+
+    /// How often each replica's health is checked.
+    pub fn health_check_period(&self) -> Duration {
+        self.health_check_period
+    }
+
+    /// How long a health check may take.
+    pub fn health_check_timeout(&self) -> Duration {
+        self.health_check_timeout
+    }
+
+    /// How long a stopping replica's ongoing requests get.
+    pub fn graceful_shutdown_timeout(&self) -> Duration {
+        self.graceful_shutdown_timeout
     }
 
     /// Sets the name.
@@ -164,6 +229,14 @@ impl DeploymentConfig {
         }
         if self.max_ongoing_requests == 0 {
             return bad("max_ongoing_requests must be at least 1");
+        }
+        if let Some(autoscaling) = &self.autoscaling
+            && let Err(reason) = autoscaling.validate()
+        {
+            return bad(&reason);
+        }
+        if self.health_check_period.is_zero() {
+            return bad("health_check_period must be more than 0");
         }
         Ok(())
     }

@@ -73,6 +73,7 @@ impl ReplicaContext {
 pub struct RequestContext {
     request_id: Arc<str>,
     session_id: Arc<str>,
+    sticky: Option<Arc<str>>,
 }
 
 tokio::task_local! {
@@ -82,10 +83,27 @@ tokio::task_local! {
 impl RequestContext {
     /// A context with these ids.
     pub fn new(request_id: impl Into<Arc<str>>, session_id: impl Into<Arc<str>>) -> Self {
+        let session_id: Arc<str> = session_id.into();
+        let sticky = (&*session_id != "default").then(|| session_id.clone());
         RequestContext {
             request_id: request_id.into(),
-            session_id: session_id.into(),
+            session_id,
+            sticky,
         }
+    }
+
+    /// Keeps the request's session on one replica under `key` (an `x-session-id` header) when the
+    /// session id is the default one.
+    pub fn with_session_key(mut self, key: impl Into<Arc<str>>) -> Self {
+        if self.sticky.is_none() {
+            self.sticky = Some(key.into());
+        }
+        self
+    }
+
+    /// The key that keeps this request's session on one replica, if it has a session.
+    pub(crate) fn routing_key(&self) -> Option<&str> {
+        self.sticky.as_deref()
     }
 
     /// The request id (the client's `X-Request-ID`, or a fresh UUID).

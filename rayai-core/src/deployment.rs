@@ -1,13 +1,13 @@
 //! Deployments: the declaration ([`Deployment`]) and the running thing ([`DeploymentHandle`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
 
 use crate::agent::{Deploy, DynAgent};
-use crate::replica::{AgentFactory, Events, Replica, ReplicaStream, Text};
-use crate::router::Router;
+use crate::controller::{Controller, Running};
+use crate::replica::{AgentFactory, Events, ReplicaStream, Text};
+use crate::status::{DeploymentStatus, ReplicaStatus};
 use crate::{DeploymentConfig, Error, ReplicaContext, RequestContext};
 
 /// A deployment as declared: its configuration and how to build a replica.
@@ -88,51 +88,19 @@ impl Deployment {
         self
     }
 
-    /// Starts every replica and returns a handle to the running deployment.
+    /// Starts every replica on the process's [`Controller`] and returns a handle to the running
+    /// deployment.
     ///
     /// # Errors
     ///
-    /// An invalid configuration, or a replica whose constructor fails or panics.
+    /// An invalid configuration, a deployment that does not fit on the node, or a replica whose
+    /// constructor keeps failing.
     pub async fn start(self) -> Result<DeploymentHandle, Error> {
-        self.config.validate()?;
-        let running = Arc::new(Running {
-            router: Arc::new(Router::new(
-                self.config.name().to_owned(),
-                self.config.max_queued_requests(),
-            )),
-            next_replica: AtomicU64::new(0),
-            config: self.config,
-            factory: self.factory,
-        });
-        let starts = (0..running.config.num_replicas()).map(|_| running.start_replica());
-        let replicas = futures::future::try_join_all(starts).await?;
-        running.router.set_replicas(replicas);
-        Ok(DeploymentHandle { inner: running })
+        Controller::global().deploy(self).await
     }
-}
 
-struct Running {
-    config: DeploymentConfig,
-    factory: AgentFactory,
-    router: Arc<Router>,
-    next_replica: AtomicU64,
-}
-
-impl Running {
-    async fn start_replica(&self) -> Result<Arc<Replica>, Error> {
-        let n = self.next_replica.fetch_add(1, Ordering::Relaxed);
-        let ctx = ReplicaContext::new(
-            self.config.name(),
-            format!("{}#{n}", self.config.name()),
-            Vec::new(),
-        );
-        Replica::start(
-            ctx,
-            self.config.max_ongoing_requests(),
-            self.config.threads_per_replica(),
-            &self.factory,
-        )
-        .await
+    pub(crate) fn into_parts(self) -> (DeploymentConfig, AgentFactory) {
+        (self.config, self.factory)
     }
 }
 
@@ -152,20 +120,11 @@ impl std::fmt::Debug for DeploymentHandle {
     }
 }
 
-/// A snapshot of one replica.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ReplicaStatus {
-    /// The replica's id.
-    pub replica_id: String,
-    /// Requests it serves now.
-    pub ongoing_requests: u32,
-    /// Requests it has been given since it started.
-    pub served: u64,
-    /// Its GPU ids.
-    pub gpu_ids: Vec<u32>,
-}
-
 impl DeploymentHandle {
+    pub(crate) fn new(inner: Arc<Running>) -> Self {
+        DeploymentHandle { inner }
+    }
+
     /// The deployment's name.
     pub fn name(&self) -> &str {
         self.inner.config.name()
@@ -181,19 +140,14 @@ impl DeploymentHandle {
         self.inner.router.queued()
     }
 
+    /// A snapshot of the deployment and its replicas.
+    pub fn status(&self) -> DeploymentStatus {
+        self.inner.status()
+    }
+
     /// A snapshot of the replicas.
     pub fn replicas(&self) -> Vec<ReplicaStatus> {
-        self.inner
-            .router
-            .replicas()
-            .iter()
-            .map(|r| ReplicaStatus {
-                replica_id: r.id().to_owned(),
-                ongoing_requests: r.load().ongoing(),
-                served: r.served(),
-                gpu_ids: r.context().gpu_ids().to_vec(),
-            })
-            .collect()
+        self.inner.status().replicas
     }
 
     /// Runs the agent's `run` on a replica with the request context `ctx`.
@@ -205,7 +159,7 @@ impl DeploymentHandle {
     /// The agent's error or panic, [`Error::NotAnObject`] when `run` returns something other than
     /// a JSON object, [`Error::Backpressure`] when the queue is full.
     pub async fn call(&self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
-        let slot = self.inner.router.acquire().await?;
+        let slot = self.inner.router.acquire(ctx.routing_key()).await?;
         let value = slot.call(ctx, data).await?;
         if value.is_object() {
             Ok(value)
@@ -225,7 +179,7 @@ impl DeploymentHandle {
         ctx: RequestContext,
         data: Value,
     ) -> Result<ReplicaStream<String>, Error> {
-        let slot = self.inner.router.acquire().await?;
+        let slot = self.inner.router.acquire(ctx.routing_key()).await?;
         slot.stream::<Text>(ctx, data).await
     }
 
@@ -239,25 +193,14 @@ impl DeploymentHandle {
         ctx: RequestContext,
         data: Value,
     ) -> Result<ReplicaStream<Value>, Error> {
-        let slot = self.inner.router.acquire().await?;
+        let slot = self.inner.router.acquire(ctx.routing_key()).await?;
         slot.stream::<Events>(ctx, data).await
     }
 
     /// Stops taking requests, waits for the ongoing ones to finish (at most `timeout`), then
-    /// stops the replicas.
+    /// stops the replicas and gives their resources back.
     pub async fn shutdown(&self, timeout: std::time::Duration) {
-        self.inner.router.close();
-        let replicas = self.inner.router.replicas();
-        for r in replicas.iter() {
-            r.load().stop_accepting();
-        }
-        let drained = async {
-            while replicas.iter().any(|r| r.load().ongoing() > 0) {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-            }
-        };
-        let _ = tokio::time::timeout(timeout, drained).await;
-        self.inner.router.set_replicas(Vec::new());
+        self.inner.shutdown(timeout).await;
     }
 }
 

@@ -118,6 +118,12 @@ pub enum Error {
         #[source]
         cause: Box<Error>,
     },
+    /// The deployments do not fit on the node; the plan says what is short.
+    #[error("the deployments do not fit on this node:\n{plan}")]
+    Infeasible {
+        /// The resource plan, or what one replica could not get.
+        plan: String,
+    },
     /// A deployment's configuration is not valid.
     #[error("invalid configuration for deployment `{deployment}`: {reason}")]
     InvalidConfig {

@@ -11,14 +11,20 @@
 
 mod agent;
 mod app;
+pub mod autoscale;
 mod config;
 mod context;
+mod controller;
 mod deployment;
 mod error;
+pub mod hashring;
 pub mod memory;
 mod replica;
+pub mod resources;
 pub mod route;
 mod router;
+pub mod scheduler;
+mod status;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -26,12 +32,24 @@ pub mod __private;
 
 pub use agent::{Agent, Construct, Deploy, EventStream, TextStream};
 pub use app::App;
+pub use autoscale::{Autoscaler, AutoscalingConfig, Decision};
 pub use config::{DeploymentConfig, Resources, is_url_safe_name};
 pub use context::{ReplicaContext, RequestContext};
-pub use deployment::{Deployment, DeploymentHandle, ReplicaStatus};
+pub use controller::Controller;
+pub use deployment::{Deployment, DeploymentHandle};
 pub use error::{AgentError, Error, Result};
 pub use replica::ReplicaStream;
+pub use resources::{Gpu, NodeResources};
 pub use route::{Route, RouteTable};
+pub use scheduler::{Plan, PlanRow, Reservation, Scheduler, Shortfall};
+pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
+
+/// The resource plan of `app` on this node (beside what already runs in this process), without
+/// starting anything: every deployment's replicas times their resources against what the node
+/// has, and what is short.
+pub fn plan(app: &App) -> Plan {
+    Controller::global().plan(app)
+}
 
 /// The `#[agent(...)]` attribute (see the `rayai-macros` crate).
 pub use rayai_macros::agent;

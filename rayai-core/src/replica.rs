@@ -129,6 +129,10 @@ pub(crate) struct Replica {
     served: AtomicU64,
     agent: Arc<dyn DynAgent>,
     executor: Executor,
+    dead: AtomicBool,
+    last_error: std::sync::Mutex<Option<String>>,
+    /// Wakes the deployment's controller (a replica died).
+    kick: Arc<tokio::sync::Notify>,
 }
 
 impl AsRef<Load> for Arc<Replica> {
@@ -154,6 +158,7 @@ impl Replica {
         max_ongoing: u32,
         threads: usize,
         factory: &AgentFactory,
+        kick: Arc<tokio::sync::Notify>,
     ) -> Result<Arc<Replica>, Error> {
         let executor = Executor::start(ctx.replica_id(), threads)?;
         let fail = |cause: Error| Error::ReplicaStart {
@@ -172,15 +177,62 @@ impl Replica {
             served: AtomicU64::new(0),
             agent,
             executor,
+            dead: AtomicBool::new(false),
+            last_error: std::sync::Mutex::new(None),
+            kick,
         }))
+    }
+
+    /// Marks the replica dead (it panicked or failed its health check): it takes no new
+    /// requests, and the controller replaces it.
+    pub(crate) fn mark_dead(&self, reason: String) {
+        self.load.stop_accepting();
+        tracing::warn!(replica = %self.id(), %reason, "replica is dead; replacing it");
+        if let Ok(mut last) = self.last_error.lock() {
+            *last = Some(reason);
+        }
+        self.dead.store(true, Ordering::SeqCst);
+        self.kick.notify_one();
+    }
+
+    pub(crate) fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.last_error.lock().ok().and_then(|e| e.clone())
+    }
+
+    /// Runs the agent's health check on the replica's executor, bounded by `timeout`.
+    pub(crate) async fn check_health(&self, timeout: std::time::Duration) -> Result<(), String> {
+        let agent = self.agent.clone();
+        let check = self
+            .executor
+            .spawn(async move { agent.check_health().await });
+        match tokio::time::timeout(timeout, check).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(format!("health check failed: {e}")),
+            Ok(Err(join)) => Err(format!("health check failed: {}", join_error(join))),
+            Err(_) => Err(format!(
+                "health check timed out after {:.1}s",
+                timeout.as_secs_f64()
+            )),
+        }
+    }
+
+    /// Waits until the replica serves nothing (at most `timeout`); it takes no new requests.
+    pub(crate) async fn drain(&self, timeout: std::time::Duration) {
+        self.load.stop_accepting();
+        let idle = async {
+            while self.load.ongoing() > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+        };
+        let _ = tokio::time::timeout(timeout, idle).await;
     }
 
     pub(crate) fn id(&self) -> &str {
         self.ctx.replica_id()
-    }
-
-    pub(crate) fn context(&self) -> &ReplicaContext {
-        &self.ctx
     }
 
     pub(crate) fn load(&self) -> &Load {
@@ -231,7 +283,13 @@ impl Slot {
         });
         match replica.executor.spawn(task).await {
             Ok(result) => result.map_err(Error::Agent),
-            Err(join) => Err(join_error(join)),
+            Err(join) => {
+                let error = join_error(join);
+                if let Error::Panicked(message) = &error {
+                    replica.mark_dead(format!("panicked: {message}"));
+                }
+                Err(error)
+            }
         }
     }
 
@@ -246,6 +304,7 @@ impl Slot {
         let agent = replica.agent.clone();
         let (started_tx, started) = oneshot::channel::<Result<(), Error>>();
         let (tx, rx) = mpsc::channel::<Msg<K::Item>>(32);
+        let dying = replica.clone();
         let task = ctx.scope(async move {
             let _slot = self;
             let opened = std::panic::catch_unwind(AssertUnwindSafe(|| K::open(&*agent, data)));
@@ -256,7 +315,9 @@ impl Slot {
                     return;
                 }
                 Err(panic) => {
-                    let _ = started_tx.send(Err(Error::Panicked(panic_message(&*panic))));
+                    let message = panic_message(&*panic);
+                    dying.mark_dead(format!("panicked: {message}"));
+                    let _ = started_tx.send(Err(Error::Panicked(message)));
                     return;
                 }
             };
@@ -266,7 +327,11 @@ impl Slot {
                     Ok(Some(Ok(item))) => Msg::Item(item),
                     Ok(Some(Err(e))) => Msg::Fail(Error::Agent(e)),
                     Ok(None) => Msg::End,
-                    Err(panic) => Msg::Fail(Error::Panicked(panic_message(&*panic))),
+                    Err(panic) => {
+                        let message = panic_message(&*panic);
+                        dying.mark_dead(format!("panicked: {message}"));
+                        Msg::Fail(Error::Panicked(message))
+                    }
                 };
                 let last = !matches!(msg, Msg::Item(_));
                 if tx.send(msg).await.is_err() || last {

@@ -9,38 +9,51 @@ use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
 use crate::Error;
+use crate::hashring::HashRing;
 use crate::replica::{Load, Replica, Slot};
+
+/// The replicas requests may go to, and the ring that keeps sessions on one of them.
+pub(crate) struct ReplicaSet {
+    pub(crate) replicas: Vec<Arc<Replica>>,
+    ring: HashRing,
+}
+
+impl ReplicaSet {
+    fn new(replicas: Vec<Arc<Replica>>) -> Self {
+        let ids: Vec<&str> = replicas.iter().map(|r| r.id()).collect();
+        let ring = HashRing::new(&ids, 64);
+        ReplicaSet { replicas, ring }
+    }
+}
 
 /// Routes a deployment's requests to its replicas.
 pub(crate) struct Router {
     name: String,
-    replicas: ArcSwap<Vec<Arc<Replica>>>,
+    set: ArcSwap<ReplicaSet>,
     max_queued: Option<u32>,
     queued: AtomicU32,
     wake: Notify,
     closed: AtomicBool,
+    /// Wakes the controller when a request finds no replica at all (scale from zero).
+    kick: Arc<Notify>,
 }
 
 impl Router {
-    pub(crate) fn new(name: String, max_queued: Option<u32>) -> Self {
+    pub(crate) fn new(name: String, max_queued: Option<u32>, kick: Arc<Notify>) -> Self {
         Router {
             name,
-            replicas: ArcSwap::from_pointee(Vec::new()),
+            set: ArcSwap::from_pointee(ReplicaSet::new(Vec::new())),
             max_queued,
             queued: AtomicU32::new(0),
             wake: Notify::new(),
             closed: AtomicBool::new(false),
+            kick,
         }
-    }
-
-    /// The replicas requests may go to now.
-    pub(crate) fn replicas(&self) -> Arc<Vec<Arc<Replica>>> {
-        self.replicas.load_full()
     }
 
     /// Replaces the set of replicas, and wakes queued requests so they see the new ones.
     pub(crate) fn set_replicas(&self, replicas: Vec<Arc<Replica>>) {
-        self.replicas.store(Arc::new(replicas));
+        self.set.store(Arc::new(ReplicaSet::new(replicas)));
         self.wake.notify_waiters();
     }
 
@@ -62,22 +75,33 @@ impl Router {
         }
     }
 
-    fn try_slot(self: &Arc<Self>) -> Option<Slot> {
-        let replicas = self.replicas.load();
-        let i = reserve_p2c(&replicas, &mut fastrand::Rng::with_seed(fastrand::u64(..)))?;
-        Some(Slot::new(replicas[i].clone(), self.clone()))
+    fn try_slot(self: &Arc<Self>, session: Option<&str>) -> Option<Slot> {
+        let set = self.set.load();
+        let sticky = session
+            .and_then(|key| set.ring.lookup(key))
+            .filter(|&i| set.replicas[i].load().try_reserve());
+        let i = match sticky {
+            Some(i) => i,
+            None => reserve_p2c(
+                &set.replicas,
+                &mut fastrand::Rng::with_seed(fastrand::u64(..)),
+            )?,
+        };
+        Some(Slot::new(set.replicas[i].clone(), self.clone()))
     }
 
     /// Reserves a slot on a replica: at once if one is free, else after waiting in the queue.
+    /// With a `session` key, the session's replica on the hash ring is tried first (sticky
+    /// sessions); when it is full or gone, power of two choices picks another.
     ///
     /// # Errors
     ///
     /// [`Error::Backpressure`] when the queue is full, [`Error::ShuttingDown`] once closed.
-    pub(crate) async fn acquire(self: &Arc<Self>) -> Result<Slot, Error> {
+    pub(crate) async fn acquire(self: &Arc<Self>, session: Option<&str>) -> Result<Slot, Error> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::ShuttingDown(self.name.clone()));
         }
-        if let Some(slot) = self.try_slot() {
+        if let Some(slot) = self.try_slot(session) {
             return Ok(slot);
         }
         let queued = self.queued.fetch_add(1, Ordering::SeqCst);
@@ -93,8 +117,11 @@ impl Router {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(Error::ShuttingDown(self.name.clone()));
             }
-            if let Some(slot) = self.try_slot() {
+            if let Some(slot) = self.try_slot(session) {
                 return Ok(slot);
+            }
+            if self.set.load().replicas.is_empty() {
+                self.kick.notify_one();
             }
             notified.await;
         }
@@ -214,7 +241,7 @@ mod tests {
     #[test]
     fn a_replica_that_stopped_accepting_gets_nothing() {
         let mut rng = fastrand::Rng::with_seed(5);
-        let rs = replicas(&[0, 0], 10);
+        let rs = replicas(&[0, 0], 100);
         rs[0].0.stop_accepting();
         for _ in 0..20 {
             assert_eq!(reserve_p2c(&rs, &mut rng), Some(1));

@@ -149,6 +149,20 @@ fn byte_offset(body: &[u8], line: usize, column: usize) -> usize {
     (line_start + column.saturating_sub(1)).min(body.len())
 }
 
+/// What the HTTP exchange adds to a validated request.
+pub(crate) struct Exchange {
+    /// The request id (header or fresh).
+    pub(crate) request_id: Arc<str>,
+    /// `x-session-id`, a sticky-session key when the body has no session id.
+    pub(crate) session_header: Option<Arc<str>>,
+    /// Whether the client speaks HTTP/1.1 (which gets `connection: keep-alive` on streams).
+    pub(crate) http11: bool,
+    /// When a stream is cut off, and the error frame it ends with.
+    pub(crate) cut_off: Option<(tokio::time::Instant, String)>,
+    /// `Retry-After` for overload, when 429s are configured.
+    pub(crate) retry_after_s: Option<u32>,
+}
+
 /// A deployment served with the agent contract.
 pub struct AgentEndpoint {
     handle: DeploymentHandle,
@@ -179,13 +193,20 @@ impl AgentEndpoint {
         &self,
         request: ChatRequest,
         shape: Shape,
-        request_id: Arc<str>,
-        http11: bool,
-        cut_off: Option<(tokio::time::Instant, String)>,
-        retry_after_s: Option<u32>,
+        exchange: Exchange,
     ) -> Response<Body> {
+        let Exchange {
+            request_id,
+            session_header,
+            http11,
+            cut_off,
+            retry_after_s,
+        } = exchange;
         let session = request.session_id.unwrap_or_else(|| "default".to_owned());
-        let ctx = RequestContext::new(request_id, session.as_str());
+        let mut ctx = RequestContext::new(request_id, session.as_str());
+        if let Some(key) = session_header {
+            ctx = ctx.with_session_key(key);
+        }
         let result = match request.stream {
             StreamMode::Off => match self.handle.call(ctx, request.data).await {
                 Ok(result) => return success(shape, result, &session),

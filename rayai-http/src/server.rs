@@ -10,7 +10,7 @@ use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use rayai_core::route::{join_prefix, validate_prefix};
-use rayai_core::{App, DeploymentHandle, Error, RouteTable};
+use rayai_core::{App, Controller, DeploymentHandle, DeploymentStatus, Error, RouteTable};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
@@ -41,6 +41,7 @@ pub struct Server {
 
 struct Inner {
     shared: Arc<Shared>,
+    controller: Controller,
     local_addr: SocketAddr,
     stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
@@ -54,6 +55,16 @@ impl Server {
     ///
     /// [`Error::Io`] when the address cannot be bound.
     pub async fn start(options: HttpOptions) -> Result<Server, Error> {
+        Server::start_with(options, Controller::global()).await
+    }
+
+    /// Binds and starts serving, placing replicas with `controller` (a node of declared
+    /// resources, such as a fake inventory of GPUs in tests).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the address cannot be bound.
+    pub async fn start_with(options: HttpOptions, controller: Controller) -> Result<Server, Error> {
         let listener = TcpListener::bind((options.host.as_str(), options.port)).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
@@ -68,6 +79,7 @@ impl Server {
         Ok(Server {
             inner: Arc::new(Inner {
                 shared,
+                controller,
                 local_addr,
                 stop,
                 stopped,
@@ -107,11 +119,26 @@ impl Server {
                 table.check(prefix, name)?;
             }
         }
-        let handles =
-            futures::future::try_join_all(app.into_deployments().into_iter().map(|d| d.start()))
-                .await?;
+        // A redeployed application replaces the old one, which serves until the new one runs. When
+        // the node cannot hold both, the old one drains first and gives its resources back.
+        let grace = self.inner.shared.options.graceful_shutdown_timeout();
+        let handles = match self.inner.controller.deploy_app(app.clone()).await {
+            Ok(handles) => handles,
+            Err(Error::Infeasible { .. })
+                if planned.iter().any(|(_, name)| apps.contains_key(name)) =>
+            {
+                let old: Vec<DeploymentHandle> = planned
+                    .iter()
+                    .filter_map(|(_, name)| apps.remove(name))
+                    .flatten()
+                    .collect();
+                futures::future::join_all(old.iter().map(|d| d.shutdown(grace))).await;
+                self.inner.controller.deploy_app(app).await?
+            }
+            Err(e) => return Err(e),
+        };
         let mut table = RouteTable::clone(&self.inner.shared.routes.load());
-        let mut replaced = Vec::new();
+        let mut replaced: Vec<DeploymentHandle> = Vec::new();
         for ((prefix, name), handle) in planned.into_iter().zip(handles) {
             table.remove_app(&name);
             table.insert(
@@ -124,11 +151,30 @@ impl Server {
             }
         }
         self.inner.shared.routes.store(Arc::new(table));
-        let grace = self.inner.shared.options.graceful_shutdown_timeout();
         for old in replaced {
             tokio::spawn(async move { old.shutdown(grace).await });
         }
         Ok(())
+    }
+
+    /// A snapshot of every deployment this server runs, by name.
+    pub async fn status(&self) -> Vec<DeploymentStatus> {
+        let mut all: Vec<DeploymentStatus> = self
+            .inner
+            .apps
+            .lock()
+            .await
+            .values()
+            .flatten()
+            .map(DeploymentHandle::status)
+            .collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The controller that places this server's replicas.
+    pub fn controller(&self) -> &Controller {
+        &self.inner.controller
     }
 
     /// The running deployment named `name`, if any.

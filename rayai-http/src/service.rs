@@ -16,7 +16,7 @@ use rayai_core::RouteTable;
 
 use crate::HttpOptions;
 use crate::body::Body;
-use crate::chat::{self, AgentEndpoint};
+use crate::chat::{self, AgentEndpoint, Exchange};
 use crate::error;
 
 /// `x-request-id`.
@@ -96,6 +96,12 @@ impl Shared {
         };
         let (agent, shape) = endpoint;
         let http11 = req.version() == Version::HTTP_11;
+        let session_header: Option<Arc<str>> = req
+            .headers()
+            .get("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(Arc::from);
         let timeout = self
             .options
             .request_timeout_s
@@ -118,16 +124,14 @@ impl Shared {
             let cut_off = deadline
                 .zip(timeout)
                 .map(|(at, secs)| (at, error::timeout_message(&request_id, secs)));
-            agent
-                .answer(
-                    request,
-                    shape,
-                    request_id.clone(),
-                    http11,
-                    cut_off,
-                    self.options.backpressure_retry_after_s,
-                )
-                .await
+            let exchange = Exchange {
+                request_id: request_id.clone(),
+                session_header,
+                http11,
+                cut_off,
+                retry_after_s: self.options.backpressure_retry_after_s,
+            };
+            agent.answer(request, shape, exchange).await
         };
         match (deadline, timeout) {
             (Some(at), Some(secs)) => match tokio::time::timeout_at(at, work).await {

@@ -1,19 +1,22 @@
 //! Parsing and checking the arguments of `#[agent(...)]`.
 //!
-//! Parsing is in two steps: the syntax (`key = value`, comma separated) is read first, and a syntax
-//! error stops there; then every argument is checked on its own, and every mistake goes into
-//! [`Errors`] so that the user sees all of them at once, each at the token it is about.
+//! Parsing is in two steps: the syntax (`key = value` or `key(...)`, comma separated) is read first,
+//! and a syntax error stops there; then every argument is checked on its own, and every mistake goes
+//! into [`Errors`] so that the user sees all of them at once, each at the token it is about. The
+//! settings inside `key(...)` are read with the same syntax, but a syntax error there is kept with
+//! the argument and reported with the other mistakes when the argument is checked.
 
 use std::cell::RefCell;
 use std::fmt::Display;
 use std::thread;
+use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
 use syn::ext::IdentExt;
 use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
-use syn::{Expr, Ident, Lit, LitStr, Token, UnOp};
+use syn::{Expr, Ident, Lit, LitStr, Token, UnOp, parenthesized, token};
 
 use crate::memory::parse_memory;
 use crate::naming::check_name;
@@ -25,10 +28,27 @@ const KEYS: &[&str] = &[
     "num_gpus",
     "memory",
     "num_replicas",
+    "autoscaling",
     "max_ongoing_requests",
     "max_queued_requests",
+    "health_check_period_s",
+    "health_check_timeout_s",
+    "graceful_shutdown_timeout_s",
     "crate",
 ];
+
+/// The keys inside `autoscaling(...)`, in the order error messages list them.
+const AUTOSCALING_KEYS: &[&str] = &[
+    "min_replicas",
+    "max_replicas",
+    "target_ongoing_requests",
+    "upscale_delay_s",
+    "downscale_delay_s",
+    "initial_replicas",
+];
+
+/// How `autoscaling` is written, for error messages.
+const AUTOSCALING_EXAMPLE: &str = "autoscaling(min_replicas = 1, max_replicas = 4)";
 
 /// Every error found while expanding one `#[agent]`, reported together at the end.
 ///
@@ -110,9 +130,10 @@ impl<T> Spanned<Option<T>> {
 
 /// Where one argument goes: whether its key was given, and its value if that was right.
 pub(crate) struct Slot<T> {
-    /// Set by the first occurrence of the key, even when its value is wrong, so that a repeat is
-    /// reported as a duplicate in the same pass as the wrong value.
-    given: bool,
+    /// Where the key was first given; set even when its value is wrong, so that a repeat is
+    /// reported as a duplicate in the same pass as the wrong value, and a clash with another key
+    /// can point at it.
+    key: Option<Span>,
     /// The checked value and where the user wrote it; `None` when not given or wrong.
     pub(crate) value: Option<Spanned<T>>,
 }
@@ -120,10 +141,55 @@ pub(crate) struct Slot<T> {
 impl<T> Default for Slot<T> {
     fn default() -> Self {
         Slot {
-            given: false,
+            key: None,
             value: None,
         }
     }
+}
+
+impl<T> Slot<T> {
+    /// Whether the key was given, rightly or not.
+    fn given(&self) -> bool {
+        self.key.is_some()
+    }
+}
+
+/// `num_replicas`: a fixed count, or `"auto"`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Replicas {
+    /// `num_replicas = 4`: 1 or more.
+    Fixed(u32),
+    /// `num_replicas = "auto"`: Ray Serve's default autoscaling.
+    Auto,
+}
+
+/// The checked settings of `autoscaling(...)`; the runtime's default for each optional one not
+/// given.
+#[derive(Clone)]
+pub(crate) struct Autoscaling {
+    /// `min_replicas = 0`: 0 or more.
+    pub(crate) min_replicas: Spanned<u32>,
+    /// `max_replicas = 4`: 1 or more, and at least `min_replicas`.
+    pub(crate) max_replicas: Spanned<u32>,
+    /// `target_ongoing_requests = 2`: finite and greater than 0.
+    pub(crate) target_ongoing_requests: Option<Spanned<f64>>,
+    /// `upscale_delay_s = 30`: seconds, 0 or more.
+    pub(crate) upscale_delay_s: Option<Spanned<f64>>,
+    /// `downscale_delay_s = 600`: seconds, 0 or more.
+    pub(crate) downscale_delay_s: Option<Spanned<f64>>,
+    /// `initial_replicas = 1`: from `min_replicas` to `max_replicas`.
+    pub(crate) initial_replicas: Option<Spanned<u32>>,
+}
+
+/// Where the settings of `autoscaling(...)` go while they are checked.
+#[derive(Default)]
+struct AutoscalingSlots {
+    min_replicas: Slot<u32>,
+    max_replicas: Slot<u32>,
+    target_ongoing_requests: Slot<f64>,
+    upscale_delay_s: Slot<f64>,
+    downscale_delay_s: Slot<f64>,
+    initial_replicas: Slot<u32>,
 }
 
 /// The checked arguments of one `#[agent(...)]`; an empty slot for each one not given.
@@ -137,12 +203,20 @@ pub(crate) struct Args {
     pub(crate) num_gpus: Slot<f64>,
     /// `memory = "2GB"`, in bytes.
     pub(crate) memory_bytes: Slot<u64>,
-    /// `num_replicas = 4`: 1 or more.
-    pub(crate) num_replicas: Slot<u32>,
+    /// `num_replicas = 4` (1 or more) or `num_replicas = "auto"`.
+    pub(crate) num_replicas: Slot<Replicas>,
+    /// `autoscaling(min_replicas = 0, max_replicas = 4, ...)`; never given with `num_replicas`.
+    pub(crate) autoscaling: Slot<Autoscaling>,
     /// `max_ongoing_requests = 5`: 1 or more.
     pub(crate) max_ongoing_requests: Slot<u32>,
     /// `max_queued_requests = 10`; a value of `None` for `-1`, no limit.
     pub(crate) max_queued_requests: Slot<Option<u32>>,
+    /// `health_check_period_s = 10`: seconds, greater than 0.
+    pub(crate) health_check_period_s: Slot<f64>,
+    /// `health_check_timeout_s = 30`: seconds, greater than 0.
+    pub(crate) health_check_timeout_s: Slot<f64>,
+    /// `graceful_shutdown_timeout_s = 20`: seconds, 0 or more.
+    pub(crate) graceful_shutdown_timeout_s: Slot<f64>,
     /// `crate = "rayai_core"`: the path the generated code reaches the runtime by.
     pub(crate) krate: Slot<syn::Path>,
 }
@@ -162,7 +236,7 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
     for RawArg { key, value } in &raw {
         let arg = (key, value, errors);
         match key.unraw().to_string().as_str() {
-            "name" => set_once(&mut args.name, arg, |value| {
+            "name" => set_expr_once(&mut args.name, arg, |value| {
                 let lit = string(key, value, "echo")?;
                 let name = lit.value();
                 check_name(&name).map_err(|reason| {
@@ -170,29 +244,30 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
                 })?;
                 Ok(name)
             }),
-            "num_cpus" => set_once(&mut args.num_cpus, arg, |value| {
+            "num_cpus" => set_expr_once(&mut args.num_cpus, arg, |value| {
                 let cpus = float(key, value)?;
                 ensure(cpus > 0.0, value, "num_cpus must be greater than 0")?;
                 Ok(cpus)
             }),
-            "num_gpus" => set_once(&mut args.num_gpus, arg, |value| {
+            "num_gpus" => set_expr_once(&mut args.num_gpus, arg, |value| {
                 let gpus = float(key, value)?;
                 ensure(gpus >= 0.0, value, "num_gpus must be 0 or greater")?;
                 // `-0.0` is zero GPUs; emit it as `0.0`.
                 Ok(gpus.abs())
             }),
-            "memory" => set_once(&mut args.memory_bytes, arg, |value| {
+            "memory" => set_expr_once(&mut args.memory_bytes, arg, |value| {
                 let lit = string(key, value, "2GB")?;
                 parse_memory(&lit.value())
                     .map_err(|error| syn::Error::new(lit.span(), error.message()))
             }),
             "num_replicas" => {
-                set_once(&mut args.num_replicas, arg, |value| at_least(1, key, value))
+                set_expr_once(&mut args.num_replicas, arg, |value| replicas(key, value))
             }
-            "max_ongoing_requests" => set_once(&mut args.max_ongoing_requests, arg, |value| {
+            "autoscaling" => set_once(&mut args.autoscaling, arg, |value| autoscaling(key, value)),
+            "max_ongoing_requests" => set_expr_once(&mut args.max_ongoing_requests, arg, |value| {
                 at_least(1, key, value)
             }),
-            "max_queued_requests" => set_once(&mut args.max_queued_requests, arg, |value| {
+            "max_queued_requests" => set_expr_once(&mut args.max_queued_requests, arg, |value| {
                 let n = integer(key, value)?;
                 if n == -1 {
                     return Ok(None);
@@ -204,7 +279,22 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
                 )?;
                 fits_u32(n, key, value).map(Some)
             }),
-            "crate" => set_once(&mut args.krate, arg, |value| {
+            "health_check_period_s" => {
+                set_expr_once(&mut args.health_check_period_s, arg, |value| {
+                    seconds(key, value, Zero::Refused)
+                });
+            }
+            "health_check_timeout_s" => {
+                set_expr_once(&mut args.health_check_timeout_s, arg, |value| {
+                    seconds(key, value, Zero::Refused)
+                });
+            }
+            "graceful_shutdown_timeout_s" => {
+                set_expr_once(&mut args.graceful_shutdown_timeout_s, arg, |value| {
+                    seconds(key, value, Zero::Allowed)
+                });
+            }
+            "crate" => set_expr_once(&mut args.krate, arg, |value| {
                 let lit = string(key, value, "rayai")?;
                 lit.parse::<syn::Path>().map_err(|_| {
                     syn::Error::new(
@@ -217,41 +307,217 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
                 key.span(),
                 format!(
                     "unknown argument `{unknown}`; expected one of {}",
-                    KEYS.iter()
-                        .map(|key| format!("`{key}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    list(KEYS)
                 ),
             ),
         }
     }
+    if let (Some(_), Some(autoscaling)) = (args.num_replicas.key, args.autoscaling.key) {
+        errors.error_at(
+            autoscaling,
+            "`num_replicas` and `autoscaling(...)` cannot both be given; \
+             autoscaling sets the number of replicas",
+        );
+    }
     args
+}
+
+/// `` `a`, `b`, `c` ``: the keys for an "expected one of" message.
+fn list(keys: &[&str]) -> String {
+    keys.iter()
+        .map(|key| format!("`{key}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Checks the value of one argument with `check` and stores it in `slot`, recording an error
 /// instead when the value is wrong or when the key was already given.
 ///
-/// Every argument goes through here, so that no key can miss its duplicate check.
+/// Every argument, and every setting inside `autoscaling(...)`, goes through here, so that no key
+/// can miss its duplicate check.
 fn set_once<T>(
     slot: &mut Slot<T>,
-    (key, value, errors): (&Ident, &Expr, &Errors),
-    check: impl FnOnce(&Expr) -> syn::Result<T>,
+    (key, value, errors): (&Ident, &RawValue, &Errors),
+    check: impl FnOnce(&RawValue) -> syn::Result<T>,
 ) {
     let checked = check(value);
-    if slot.given {
+    if slot.given() {
         errors.error_at(key.span(), format!("duplicate argument `{}`", key.unraw()));
     }
     match checked {
-        Ok(checked) if !slot.given => {
+        Ok(checked) if !slot.given() => {
             slot.value = Some(Spanned {
                 value: checked,
-                span: first_span(value),
+                span: value.span(),
             });
         }
         Ok(_) => {}
         Err(error) => errors.push(error),
     }
-    slot.given = true;
+    slot.key.get_or_insert(key.span());
+}
+
+/// [`set_once`] for an argument written `key = value`; `key(...)` is an error.
+fn set_expr_once<T>(
+    slot: &mut Slot<T>,
+    (key, value, errors): (&Ident, &RawValue, &Errors),
+    check: impl FnOnce(&Expr) -> syn::Result<T>,
+) {
+    set_once(slot, (key, value, errors), |value| match value {
+        RawValue::Expr(expr) => check(expr),
+        RawValue::List { .. } => Err(syn::Error::new(key.span(), expected_form(key))),
+    });
+}
+
+/// `num_replicas`: an integer, 1 or more, or the string `"auto"`.
+fn replicas(key: &Ident, value: &Expr) -> syn::Result<Replicas> {
+    let expected = || {
+        format!(
+            "`{key}` takes an integer >= 1 or \"auto\", such as `{key} = 4` or `{key} = \"auto\"`",
+            key = key.unraw()
+        )
+    };
+    if let Some(lit) = string_literal(value) {
+        return if lit.value() == "auto" {
+            Ok(Replicas::Auto)
+        } else {
+            Err(syn::Error::new(lit.span(), expected()))
+        };
+    }
+    match numeric_literal(value) {
+        Some((_, Lit::Int(_))) => at_least(1, key, value).map(Replicas::Fixed),
+        _ => Err(syn::Error::new_spanned(value, expected())),
+    }
+}
+
+/// `autoscaling(...)`: checks every setting inside, and that they agree with one another.
+///
+/// Every mistake inside is returned, combined into one error.
+fn autoscaling(key: &Ident, value: &RawValue) -> syn::Result<Autoscaling> {
+    let RawValue::List { args, .. } = value else {
+        return Err(syn::Error::new(key.span(), expected_form(key)));
+    };
+    let args = args.as_ref().map_err(Clone::clone)?;
+    let errors = Errors::new();
+    let mut slots = AutoscalingSlots::default();
+    for RawArg { key: inner, value } in args {
+        let arg = (inner, value, &errors);
+        match inner.unraw().to_string().as_str() {
+            "min_replicas" => set_expr_once(&mut slots.min_replicas, arg, |value| {
+                at_least(0, inner, value)
+            }),
+            "max_replicas" => set_expr_once(&mut slots.max_replicas, arg, |value| {
+                at_least(1, inner, value)
+            }),
+            "target_ongoing_requests" => {
+                set_expr_once(&mut slots.target_ongoing_requests, arg, |value| {
+                    let target = float(inner, value)?;
+                    ensure(
+                        target > 0.0,
+                        value,
+                        "target_ongoing_requests must be greater than 0",
+                    )?;
+                    Ok(target)
+                });
+            }
+            "upscale_delay_s" => set_expr_once(&mut slots.upscale_delay_s, arg, |value| {
+                seconds(inner, value, Zero::Allowed)
+            }),
+            "downscale_delay_s" => set_expr_once(&mut slots.downscale_delay_s, arg, |value| {
+                seconds(inner, value, Zero::Allowed)
+            }),
+            "initial_replicas" => set_expr_once(&mut slots.initial_replicas, arg, |value| {
+                at_least(0, inner, value)
+            }),
+            unknown => errors.error_at(
+                inner.span(),
+                format!(
+                    "unknown argument `{unknown}` in `autoscaling(...)`; expected one of {}",
+                    list(AUTOSCALING_KEYS)
+                ),
+            ),
+        }
+    }
+    let AutoscalingSlots {
+        min_replicas,
+        max_replicas,
+        target_ongoing_requests,
+        upscale_delay_s,
+        downscale_delay_s,
+        initial_replicas,
+    } = slots;
+    for (name, given) in [
+        ("min_replicas", min_replicas.given()),
+        ("max_replicas", max_replicas.given()),
+    ] {
+        if !given {
+            errors.error_at(
+                key.span(),
+                format!("`autoscaling(...)` needs `{name}`, such as `{AUTOSCALING_EXAMPLE}`"),
+            );
+        }
+    }
+    if let (Some(min), Some(max)) = (&min_replicas.value, &max_replicas.value) {
+        if max.value < min.value {
+            errors.error_at(
+                max.span,
+                format!("max_replicas must be at least min_replicas ({})", min.value),
+            );
+        } else if let Some(initial) = &initial_replicas.value
+            && !(min.value..=max.value).contains(&initial.value)
+        {
+            errors.error_at(
+                initial.span,
+                format!(
+                    "initial_replicas must be between min_replicas ({}) and max_replicas ({})",
+                    min.value, max.value
+                ),
+            );
+        }
+    }
+    match (min_replicas.value, max_replicas.value, errors.check()) {
+        (Some(min_replicas), Some(max_replicas), Ok(())) => Ok(Autoscaling {
+            min_replicas,
+            max_replicas,
+            target_ongoing_requests: target_ongoing_requests.value,
+            upscale_delay_s: upscale_delay_s.value,
+            downscale_delay_s: downscale_delay_s.value,
+            initial_replicas: initial_replicas.value,
+        }),
+        (_, _, Err(error)) => Err(error),
+        // Not reached: a bound that is missing or wrong is among the errors.
+        _ => Err(syn::Error::new(
+            key.span(),
+            format!(
+                "`autoscaling(...)` needs `min_replicas` and `max_replicas`, such as `{AUTOSCALING_EXAMPLE}`"
+            ),
+        )),
+    }
+}
+
+/// Whether a number of seconds may be 0.
+#[derive(Clone, Copy)]
+enum Zero {
+    Allowed,
+    Refused,
+}
+
+/// A number of seconds that a `Duration` can hold: 0 or more, or greater than 0.
+fn seconds(key: &Ident, value: &Expr, zero: Zero) -> syn::Result<f64> {
+    let secs = float(key, value)?;
+    let name = key.unraw();
+    match zero {
+        Zero::Allowed => ensure(secs >= 0.0, value, &format!("{name} must be 0 or greater"))?,
+        Zero::Refused => ensure(secs > 0.0, value, &format!("{name} must be greater than 0"))?,
+    }
+    // `-0.0` is no time; emit it as `0.0`.
+    let secs = secs.abs();
+    ensure(
+        Duration::try_from_secs_f64(secs).is_ok(),
+        value,
+        &format!("`{name}` is too large"),
+    )?;
+    Ok(secs)
 }
 
 /// `Ok` when `condition` holds, else an error at `value`.
@@ -263,10 +529,39 @@ fn ensure(condition: bool, value: &Expr, message: &str) -> syn::Result<()> {
     }
 }
 
-/// One `key = value` as written, before any check.
+/// One `key = value` or `key(...)` as written, before any check.
 struct RawArg {
     key: Ident,
-    value: Expr,
+    value: RawValue,
+}
+
+/// What follows the key of a [`RawArg`].
+enum RawValue {
+    /// `= value`.
+    Expr(Expr),
+    /// `(key = value, ...)`, or the syntax error found inside the parentheses.
+    List {
+        paren: token::Paren,
+        args: syn::Result<Punctuated<RawArg, Token![,]>>,
+    },
+}
+
+impl RawValue {
+    /// Where the value starts: its first token, or the opening parenthesis.
+    fn span(&self) -> Span {
+        match self {
+            RawValue::Expr(expr) => first_span(expr),
+            RawValue::List { paren, .. } => paren.span.open(),
+        }
+    }
+}
+
+/// How the argument `key` is written, for an error about its form.
+fn expected_form(key: &Ident) -> String {
+    match key.unraw().to_string().as_str() {
+        "autoscaling" => format!("expected `autoscaling(...)`, such as `{AUTOSCALING_EXAMPLE}`"),
+        key => format!("expected `{key} = ...`"),
+    }
 }
 
 impl Parse for RawArg {
@@ -276,14 +571,22 @@ impl Parse for RawArg {
         }
         // `crate` is a keyword, hence `parse_any`.
         let key = input.call(Ident::parse_any)?;
-        if !input.peek(Token![=]) {
-            return Err(syn::Error::new(
-                key.span(),
-                format!("expected `{} = ...`", key.unraw()),
-            ));
-        }
-        input.parse::<Token![=]>()?;
-        let value = input.parse()?;
+        let value = if input.peek(Token![=]) {
+            input.parse::<Token![=]>()?;
+            RawValue::Expr(input.parse()?)
+        } else if input.peek(token::Paren) {
+            let content;
+            let paren = parenthesized!(content in input);
+            let args = content.call(Punctuated::parse_terminated);
+            if args.is_err() {
+                // Skip the rest, so that the error is reported when the argument is checked,
+                // with the others, and not as tokens left over.
+                content.parse::<TokenStream>()?;
+            }
+            RawValue::List { paren, args }
+        } else {
+            return Err(syn::Error::new(key.span(), expected_form(&key)));
+        };
         Ok(RawArg { key, value })
     }
 }
@@ -368,21 +671,26 @@ fn fits_u32(n: i128, key: &Ident, value: &Expr) -> syn::Result<u32> {
     })
 }
 
-/// A string literal; `example` is a valid value for the error message.
-fn string<'a>(key: &Ident, value: &'a Expr, example: &str) -> syn::Result<&'a LitStr> {
+/// A string literal as written, if `value` is one.
+fn string_literal(value: &Expr) -> Option<&LitStr> {
     match value {
         Expr::Lit(syn::ExprLit {
             lit: Lit::Str(lit), ..
-        }) => Ok(lit),
-        Expr::Group(group) => string(key, &group.expr, example),
-        _ => {
-            let key = key.unraw();
-            Err(syn::Error::new_spanned(
-                value,
-                format!("`{key}` expects a string, such as `{key} = {example:?}`"),
-            ))
-        }
+        }) => Some(lit),
+        Expr::Group(group) => string_literal(&group.expr),
+        _ => None,
     }
+}
+
+/// A string literal; `example` is a valid value for the error message.
+fn string<'a>(key: &Ident, value: &'a Expr, example: &str) -> syn::Result<&'a LitStr> {
+    string_literal(value).ok_or_else(|| {
+        let key = key.unraw();
+        syn::Error::new_spanned(
+            value,
+            format!("`{key}` expects a string, such as `{key} = {example:?}`"),
+        )
+    })
 }
 
 /// The span of the first token of `value`, where the generated code places its literal.
@@ -429,7 +737,8 @@ mod tests {
     #[test]
     fn no_arguments_leave_everything_to_the_runtime() {
         let args = ok(quote!());
-        assert!(!args.name.given && !args.num_cpus.given && !args.krate.given);
+        assert!(!args.name.given() && !args.num_cpus.given() && !args.krate.given());
+        assert!(!args.autoscaling.given() && !args.health_check_period_s.given());
         assert!(args.memory_bytes.value.is_none() && args.max_queued_requests.value.is_none());
     }
 
@@ -443,15 +752,21 @@ mod tests {
             num_replicas = 4,
             max_ongoing_requests = 5,
             max_queued_requests = 10,
+            health_check_period_s = 10,
+            health_check_timeout_s = 2.5,
+            graceful_shutdown_timeout_s = 0,
             crate = "rayai_core",
         ));
         assert_eq!(value(&args.name), "echo-2");
         assert_eq!(value(&args.num_cpus), 1.0);
         assert_eq!(value(&args.num_gpus), 0.5);
         assert_eq!(value(&args.memory_bytes), 2 << 30);
-        assert_eq!(value(&args.num_replicas), 4);
+        assert_eq!(value(&args.num_replicas), Replicas::Fixed(4));
         assert_eq!(value(&args.max_ongoing_requests), 5);
         assert_eq!(value(&args.max_queued_requests), Some(10));
+        assert_eq!(value(&args.health_check_period_s), 10.0);
+        assert_eq!(value(&args.health_check_timeout_s), 2.5);
+        assert_eq!(value(&args.graceful_shutdown_timeout_s), 0.0);
         let krate = value(&args.krate);
         assert_eq!(quote!(#krate).to_string(), "rayai_core");
     }
@@ -479,7 +794,7 @@ mod tests {
             num_gpus = 2_f64
         ));
         assert_eq!(value(&args.num_cpus), 1.5);
-        assert_eq!(value(&args.num_replicas), 1000);
+        assert_eq!(value(&args.num_replicas), Replicas::Fixed(1000));
         assert_eq!(value(&args.num_gpus), 2.0);
     }
 
@@ -517,13 +832,14 @@ mod tests {
     #[test]
     fn duplicate_is_checked_for_every_key() {
         for key in KEYS {
-            let value = match *key {
-                "name" => "\"a\"",
-                "memory" => "\"1GB\"",
-                "crate" => "\"rayai\"",
-                _ => "1",
+            let arg = match *key {
+                "name" => format!("{key} = \"a\""),
+                "memory" => format!("{key} = \"1GB\""),
+                "crate" => format!("{key} = \"rayai\""),
+                "autoscaling" => format!("{key}(min_replicas = 1, max_replicas = 2)"),
+                _ => format!("{key} = 1"),
             };
-            let tokens = format!("{key} = {value}, {key} = {value}").parse().unwrap();
+            let tokens = format!("{arg}, {arg}").parse().unwrap();
             assert_eq!(messages(tokens), [format!("duplicate argument `{key}`")]);
         }
     }
@@ -553,7 +869,8 @@ mod tests {
         assert_eq!(
             messages,
             [
-                "`num_replicas` expects an integer, such as `num_replicas = 4`",
+                "`num_replicas` takes an integer >= 1 or \"auto\", \
+                 such as `num_replicas = 4` or `num_replicas = \"auto\"`",
                 "`num_cpus` expects a number, such as `num_cpus = 1` or `num_cpus = 0.5`",
                 "`memory` expects a string, such as `memory = \"2GB\"`",
                 "`name` expects a string, such as `name = \"echo\"`",
@@ -669,7 +986,334 @@ mod tests {
     fn values_from_macro_rules_fragments_are_unwrapped() {
         let group = proc_macro2::Group::new(proc_macro2::Delimiter::None, quote!(3));
         let args = ok(quote!(num_replicas = #group));
-        assert_eq!(value(&args.num_replicas), 3);
+        assert_eq!(value(&args.num_replicas), Replicas::Fixed(3));
+    }
+
+    #[test]
+    fn num_replicas_auto_is_its_own_value() {
+        assert_eq!(
+            value(&ok(quote!(num_replicas = "auto")).num_replicas),
+            Replicas::Auto
+        );
+    }
+
+    #[test]
+    fn num_replicas_takes_no_other_string_or_type() {
+        let expected = "`num_replicas` takes an integer >= 1 or \"auto\", \
+                        such as `num_replicas = 4` or `num_replicas = \"auto\"`";
+        for value in [
+            quote!("Auto"),
+            quote!("4"),
+            quote!(""),
+            quote!(1.5),
+            quote!(auto),
+        ] {
+            assert_eq!(
+                messages(quote!(num_replicas = #value)),
+                [expected],
+                "{value}"
+            );
+        }
+    }
+
+    /// The checked `autoscaling(...)` of `tokens`.
+    fn autoscaling_of(tokens: TokenStream) -> Autoscaling {
+        value(&ok(tokens).autoscaling)
+    }
+
+    #[test]
+    fn parses_every_autoscaling_setting() {
+        let a = autoscaling_of(quote!(autoscaling(
+            min_replicas = 0,
+            max_replicas = 4,
+            target_ongoing_requests = 2.5,
+            upscale_delay_s = 1,
+            downscale_delay_s = 5.5,
+            initial_replicas = 1,
+        )));
+        assert_eq!(a.min_replicas.value, 0);
+        assert_eq!(a.max_replicas.value, 4);
+        assert_eq!(a.target_ongoing_requests.map(|t| t.value), Some(2.5));
+        assert_eq!(a.upscale_delay_s.map(|d| d.value), Some(1.0));
+        assert_eq!(a.downscale_delay_s.map(|d| d.value), Some(5.5));
+        assert_eq!(a.initial_replicas.map(|n| n.value), Some(1));
+    }
+
+    #[test]
+    fn autoscaling_needs_only_its_bounds() {
+        let a = autoscaling_of(quote!(autoscaling(max_replicas = 2, min_replicas = 2)));
+        assert_eq!((a.min_replicas.value, a.max_replicas.value), (2, 2));
+        assert!(a.target_ongoing_requests.is_none() && a.upscale_delay_s.is_none());
+        assert!(a.downscale_delay_s.is_none() && a.initial_replicas.is_none());
+        let a = autoscaling_of(quote!(r#autoscaling(r#min_replicas = 0, max_replicas = 1,)));
+        assert_eq!((a.min_replicas.value, a.max_replicas.value), (0, 1));
+    }
+
+    #[test]
+    fn initial_replicas_may_be_either_bound() {
+        for initial in [1u32, 3] {
+            let a = autoscaling_of(quote!(autoscaling(
+                min_replicas = 1,
+                max_replicas = 3,
+                initial_replicas = #initial
+            )));
+            assert_eq!(a.initial_replicas.map(|n| n.value), Some(initial));
+        }
+    }
+
+    #[test]
+    fn autoscaling_must_be_written_with_parentheses() {
+        let expected = "expected `autoscaling(...)`, such as \
+                        `autoscaling(min_replicas = 1, max_replicas = 4)`";
+        assert_eq!(messages(quote!(autoscaling = 4)), [expected]);
+        assert_eq!(
+            messages(quote!(autoscaling = "auto", num_cpus = 0)),
+            [expected, "num_cpus must be greater than 0"]
+        );
+        // Without `=` or parentheses it is a syntax error, which stops there.
+        assert_eq!(messages(quote!(autoscaling, num_cpus = 0)), [expected]);
+    }
+
+    #[test]
+    fn other_arguments_take_no_parentheses() {
+        assert_eq!(
+            messages(quote!(num_cpus(1), memory("2GB"))),
+            ["expected `num_cpus = ...`", "expected `memory = ...`"]
+        );
+        assert_eq!(
+            messages(quote!(autoscaling(min_replicas(1), max_replicas = 2))),
+            ["expected `min_replicas = ...`"]
+        );
+    }
+
+    #[test]
+    fn missing_autoscaling_bounds_are_named() {
+        let needs = |name: &str| {
+            format!(
+                "`autoscaling(...)` needs `{name}`, such as \
+                 `autoscaling(min_replicas = 1, max_replicas = 4)`"
+            )
+        };
+        assert_eq!(
+            messages(quote!(autoscaling(min_replicas = 1))),
+            [needs("max_replicas")]
+        );
+        assert_eq!(
+            messages(quote!(autoscaling(max_replicas = 1, initial_replicas = 1))),
+            [needs("min_replicas")]
+        );
+        assert_eq!(
+            messages(quote!(autoscaling())),
+            [needs("min_replicas"), needs("max_replicas")]
+        );
+        // A bound that is given but wrong is not also missing.
+        assert_eq!(
+            messages(quote!(autoscaling(min_replicas = -1, max_replicas = 0))),
+            [
+                "min_replicas must be at least 0",
+                "max_replicas must be at least 1"
+            ]
+        );
+    }
+
+    #[test]
+    fn autoscaling_bounds_must_agree() {
+        assert_eq!(
+            messages(quote!(autoscaling(min_replicas = 3, max_replicas = 2))),
+            ["max_replicas must be at least min_replicas (3)"]
+        );
+        for initial in [0u32, 5] {
+            assert_eq!(
+                messages(quote!(autoscaling(
+                    min_replicas = 1,
+                    max_replicas = 4,
+                    initial_replicas = #initial
+                ))),
+                ["initial_replicas must be between min_replicas (1) and max_replicas (4)"]
+            );
+        }
+    }
+
+    #[test]
+    fn autoscaling_numbers_say_their_range() {
+        assert_eq!(
+            messages(quote!(autoscaling(
+                min_replicas = 0,
+                max_replicas = 4,
+                target_ongoing_requests = 0,
+                upscale_delay_s = -1,
+                downscale_delay_s = 1e300,
+                initial_replicas = -1,
+            ))),
+            [
+                "target_ongoing_requests must be greater than 0",
+                "upscale_delay_s must be 0 or greater",
+                "`downscale_delay_s` is too large",
+                "initial_replicas must be at least 0",
+            ]
+        );
+        assert_eq!(
+            messages(quote!(autoscaling(
+                min_replicas = 1.5,
+                max_replicas = "4",
+                upscale_delay_s = "1s",
+            ))),
+            [
+                "`min_replicas` expects an integer, such as `min_replicas = 4`",
+                "`max_replicas` expects an integer, such as `max_replicas = 4`",
+                "`upscale_delay_s` expects a number, such as `upscale_delay_s = 1` or \
+                 `upscale_delay_s = 0.5`",
+            ]
+        );
+        let a = autoscaling_of(quote!(autoscaling(
+            min_replicas = 0,
+            max_replicas = 1,
+            upscale_delay_s = 0,
+            downscale_delay_s = -0.0
+        )));
+        assert_eq!(a.upscale_delay_s.map(|d| d.value), Some(0.0));
+        assert!(
+            a.downscale_delay_s
+                .is_some_and(|d| d.value.is_sign_positive())
+        );
+    }
+
+    #[test]
+    fn unknown_autoscaling_key_lists_the_valid_ones() {
+        let messages = messages(quote!(autoscaling(
+            min_replicas = 0,
+            max_replicas = 4,
+            target = 2
+        )));
+        assert_eq!(messages.len(), 1);
+        assert!(
+            messages[0].starts_with("unknown argument `target` in `autoscaling(...)`"),
+            "{messages:?}"
+        );
+        for key in AUTOSCALING_KEYS {
+            assert!(messages[0].contains(&format!("`{key}`")), "{messages:?}");
+        }
+        // Top-level keys are not autoscaling settings, nor the other way round.
+        assert!(!messages[0].contains("`num_cpus`"), "{messages:?}");
+    }
+
+    #[test]
+    fn autoscaling_keys_are_not_top_level_keys() {
+        let messages = messages(quote!(max_replicas = 4));
+        assert!(
+            messages[0].starts_with("unknown argument `max_replicas`; expected one of"),
+            "{messages:?}"
+        );
+    }
+
+    #[test]
+    fn duplicate_is_checked_for_every_autoscaling_key() {
+        for key in AUTOSCALING_KEYS {
+            let tokens =
+                format!("autoscaling(min_replicas = 1, max_replicas = 1, {key} = 1, {key} = 1)");
+            let expected = match *key {
+                "min_replicas" | "max_replicas" => vec![
+                    format!("duplicate argument `{key}`"),
+                    format!("duplicate argument `{key}`"),
+                ],
+                _ => vec![format!("duplicate argument `{key}`")],
+            };
+            assert_eq!(messages(tokens.parse().unwrap()), expected, "{key}");
+        }
+    }
+
+    #[test]
+    fn syntax_errors_inside_autoscaling_are_collected_with_the_rest() {
+        assert_eq!(
+            messages(quote!(
+                autoscaling(min_replicas = 1 max_replicas = 2),
+                num_cpus = 0,
+            )),
+            ["expected `,`", "num_cpus must be greater than 0"]
+        );
+        assert_eq!(
+            messages(quote!(autoscaling("x"))),
+            ["expected an argument such as `num_replicas = 2`"]
+        );
+    }
+
+    #[test]
+    fn every_autoscaling_error_is_collected() {
+        let messages = messages(quote!(
+            num_cpus = 0,
+            autoscaling(
+                min_replicas = 5,
+                max_replicas = 4,
+                target = 1,
+                upscale_delay_s = -1,
+            ),
+            memory = "2 potatoes",
+        ));
+        assert_eq!(messages.len(), 5, "{messages:?}");
+    }
+
+    #[test]
+    fn num_replicas_and_autoscaling_clash_once() {
+        let clash = "`num_replicas` and `autoscaling(...)` cannot both be given; \
+                     autoscaling sets the number of replicas";
+        for tokens in [
+            quote!(
+                num_replicas = 2,
+                autoscaling(min_replicas = 1, max_replicas = 4)
+            ),
+            quote!(
+                autoscaling(min_replicas = 1, max_replicas = 4),
+                num_replicas = "auto"
+            ),
+            quote!(
+                num_replicas = 2,
+                num_replicas = 3,
+                autoscaling(min_replicas = 1, max_replicas = 4)
+            ),
+        ] {
+            let messages = messages(tokens.clone());
+            assert_eq!(
+                messages.iter().filter(|m| *m == clash).count(),
+                1,
+                "{tokens}: {messages:?}"
+            );
+        }
+        // Each is fine alone.
+        ok(quote!(num_replicas = "auto"));
+        ok(quote!(autoscaling(min_replicas = 1, max_replicas = 4)));
+    }
+
+    #[test]
+    fn health_and_shutdown_times_say_their_range() {
+        assert_eq!(
+            messages(quote!(
+                health_check_period_s = 0,
+                health_check_timeout_s = -1.5,
+                graceful_shutdown_timeout_s = -1,
+            )),
+            [
+                "health_check_period_s must be greater than 0",
+                "health_check_timeout_s must be greater than 0",
+                "graceful_shutdown_timeout_s must be 0 or greater",
+            ]
+        );
+        assert_eq!(
+            messages(quote!(
+                health_check_period_s = 1e20,
+                health_check_timeout_s = "5s"
+            )),
+            [
+                "`health_check_period_s` is too large",
+                "`health_check_timeout_s` expects a number, such as \
+                 `health_check_timeout_s = 1` or `health_check_timeout_s = 0.5`",
+            ]
+        );
+        let args = ok(quote!(
+            health_check_period_s = 0.001,
+            graceful_shutdown_timeout_s = -0.0
+        ));
+        assert_eq!(value(&args.health_check_period_s), 0.001);
+        assert!(value(&args.graceful_shutdown_timeout_s).is_sign_positive());
     }
 
     #[test]

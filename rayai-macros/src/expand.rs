@@ -7,7 +7,7 @@ use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{Item, ItemStruct, LitStr};
 
-use crate::attr::{self, Args, Errors, Spanned};
+use crate::attr::{self, Args, Autoscaling, Errors, Replicas, Spanned};
 use crate::naming;
 
 /// Expands `#[agent(args)]` on `input`; `source_file` is the file the attribute is in, if known.
@@ -84,11 +84,28 @@ fn deploy(
             args.memory_bytes.value,
             Literal::u64_suffixed,
         ),
-        setting(
-            "with_num_replicas",
-            args.num_replicas.value,
-            Literal::u32_suffixed,
-        ),
+        args.num_replicas
+            .value
+            .and_then(|replicas| match replicas.value {
+                Replicas::Fixed(n) => setting(
+                    "with_num_replicas",
+                    Some(Spanned {
+                        value: n,
+                        span: replicas.span,
+                    }),
+                    Literal::u32_suffixed,
+                ),
+                Replicas::Auto => Some(call(
+                    "with_autoscaling",
+                    quote!(#krate::AutoscalingConfig::auto()),
+                )),
+            }),
+        args.autoscaling.value.map(|autoscaling| {
+            call(
+                "with_autoscaling",
+                autoscaling_config(&krate, autoscaling.value),
+            )
+        }),
         setting(
             "with_max_ongoing_requests",
             args.max_ongoing_requests.value,
@@ -100,6 +117,15 @@ fn deploy(
             args.max_queued_requests.value.and_then(Spanned::transpose),
             Literal::u32_suffixed,
         ),
+        args.health_check_period_s
+            .value
+            .map(|secs| call("with_health_check_period", duration(secs))),
+        args.health_check_timeout_s
+            .value
+            .map(|secs| call("with_health_check_timeout", duration(secs))),
+        args.graceful_shutdown_timeout_s
+            .value
+            .map(|secs| call("with_graceful_shutdown_timeout", duration(secs))),
     ];
     let where_clause = &item.generics.where_clause;
 
@@ -140,11 +166,57 @@ fn setting<T>(
     arg: Option<Spanned<T>>,
     literal: fn(T) -> Literal,
 ) -> Option<TokenStream> {
-    let Spanned { value, span } = arg?;
+    let value = spanned_literal(arg?, literal);
+    Some(call(method, value.into_token_stream()))
+}
+
+/// `.method(value)`.
+fn call(method: &str, value: TokenStream) -> TokenStream {
     let method = syn::Ident::new(method, Span::call_site());
+    quote!(.#method(#value))
+}
+
+/// The literal for `arg`, at the user's span.
+fn spanned_literal<T>(Spanned { value, span }: Spanned<T>, literal: fn(T) -> Literal) -> Literal {
     let mut value = literal(value);
     value.set_span(span);
-    Some(quote!(.#method(#value)))
+    value
+}
+
+/// A `Duration` of `secs` seconds, already checked to be one that `from_secs_f64` accepts.
+fn duration(secs: Spanned<f64>) -> TokenStream {
+    let secs = spanned_literal(secs, Literal::f64_suffixed);
+    quote!(::core::time::Duration::from_secs_f64(#secs))
+}
+
+/// The `AutoscalingConfig` that `autoscaling(...)` describes: the bounds and target, then only
+/// the settings given.
+fn autoscaling_config(krate: &syn::Path, autoscaling: Autoscaling) -> TokenStream {
+    let Autoscaling {
+        min_replicas,
+        max_replicas,
+        target_ongoing_requests,
+        upscale_delay_s,
+        downscale_delay_s,
+        initial_replicas,
+    } = autoscaling;
+    let min = spanned_literal(min_replicas, Literal::u32_suffixed);
+    let max = spanned_literal(max_replicas, Literal::u32_suffixed);
+    // Ray Serve's default target of ongoing requests per replica.
+    let target = target_ongoing_requests.map_or_else(
+        || Literal::f64_suffixed(2.0),
+        |target| spanned_literal(target, Literal::f64_suffixed),
+    );
+    let settings = [
+        upscale_delay_s.map(|secs| call("with_upscale_delay", duration(secs))),
+        downscale_delay_s.map(|secs| call("with_downscale_delay", duration(secs))),
+        setting(
+            "with_initial_replicas",
+            initial_replicas,
+            Literal::u32_suffixed,
+        ),
+    ];
+    quote!(#krate::AutoscalingConfig::new(#min, #max, #target) #(#settings)*)
 }
 
 /// The tokens an error about the kind of item points at: its keyword and name, where it has them.
@@ -322,6 +394,133 @@ mod tests {
             None,
         );
         assert_eq!(messages, ["{ \"num_replicas must be at least 1\" }"]);
+    }
+
+    #[test]
+    fn num_replicas_auto_sets_default_autoscaling() {
+        let out = compact(&expand(
+            quote!(num_replicas = "auto"),
+            quote!(
+                struct A;
+            ),
+            None,
+        ));
+        assert!(
+            out.contains(
+                "::rayai::DeploymentConfig::new(\"a\")\
+                 .with_autoscaling(::rayai::AutoscalingConfig::auto())}"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("with_num_replicas"), "{out}");
+    }
+
+    #[test]
+    fn autoscaling_sets_only_the_settings_given() {
+        let out = compact(&expand(
+            quote!(autoscaling(
+                initial_replicas = 1,
+                max_replicas = 4,
+                downscale_delay_s = 5,
+                min_replicas = 0,
+                target_ongoing_requests = 3,
+                upscale_delay_s = 1.5,
+            )),
+            quote!(
+                struct A;
+            ),
+            None,
+        ));
+        assert!(
+            out.contains(
+                "::rayai::DeploymentConfig::new(\"a\")\
+                 .with_autoscaling(::rayai::AutoscalingConfig::new(0u32,4u32,3f64)\
+                 .with_upscale_delay(::core::time::Duration::from_secs_f64(1.5f64))\
+                 .with_downscale_delay(::core::time::Duration::from_secs_f64(5f64))\
+                 .with_initial_replicas(1u32))}"
+            ),
+            "{out}"
+        );
+
+        let out = compact(&expand(
+            quote!(autoscaling(min_replicas = 1, max_replicas = 2)),
+            quote!(
+                struct A;
+            ),
+            None,
+        ));
+        assert!(
+            out.contains(".with_autoscaling(::rayai::AutoscalingConfig::new(1u32,2u32,2f64))}"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn autoscaling_follows_the_crate_argument() {
+        for args in [
+            quote!(crate = "rayai_core", num_replicas = "auto"),
+            quote!(
+                crate = "rayai_core",
+                autoscaling(min_replicas = 1, max_replicas = 2)
+            ),
+        ] {
+            let out = compact(&expand(
+                args,
+                quote!(
+                    struct A;
+                ),
+                None,
+            ));
+            assert!(out.contains("(rayai_core::AutoscalingConfig::"), "{out}");
+            assert!(!out.contains("::rayai::"), "{out}");
+        }
+    }
+
+    #[test]
+    fn health_and_shutdown_times_are_durations() {
+        let out = compact(&expand(
+            quote!(
+                health_check_period_s = 10,
+                health_check_timeout_s = 0.5,
+                graceful_shutdown_timeout_s = 0
+            ),
+            quote!(
+                struct A;
+            ),
+            None,
+        ));
+        assert!(
+            out.contains(
+                "::rayai::DeploymentConfig::new(\"a\")\
+                 .with_health_check_period(::core::time::Duration::from_secs_f64(10f64))\
+                 .with_health_check_timeout(::core::time::Duration::from_secs_f64(0.5f64))\
+                 .with_graceful_shutdown_timeout(::core::time::Duration::from_secs_f64(0f64))}"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn autoscaling_errors_emit_no_impl() {
+        for args in [
+            quote!(
+                num_replicas = 2,
+                autoscaling(min_replicas = 1, max_replicas = 4)
+            ),
+            quote!(autoscaling(min_replicas = 1)),
+            quote!(autoscaling(min_replicas = 2, max_replicas = 1)),
+            quote!(autoscaling = 4),
+            quote!(health_check_period_s = 0),
+        ] {
+            let messages = errors(
+                args,
+                quote!(
+                    struct A;
+                ),
+                None,
+            );
+            assert_eq!(messages.len(), 1, "{messages:?}");
+        }
     }
 
     #[test]

@@ -22,8 +22,9 @@
 //!
 //! # Arguments
 //!
-//! All are optional and written `key = value`, separated by commas. An argument that is not given
-//! takes the runtime's default.
+//! All are optional and written `key = value`, separated by commas, except `autoscaling(...)`,
+//! which holds its own `key = value` settings in parentheses. An argument that is not given takes
+//! the runtime's default.
 //!
 //! | Argument | Value | Meaning |
 //! | --- | --- | --- |
@@ -31,14 +32,41 @@
 //! | `num_cpus` | number greater than 0 (`1`, `0.5`) | CPUs reserved for each replica. |
 //! | `num_gpus` | number, 0 or more (`1`, `0.5`) | GPUs reserved for each replica. |
 //! | `memory` | string: a number and a unit (`"2GB"`, `"512 MiB"`, `"1.5g"`) | Memory reserved for each replica. Units K, M, G, T, with or without `B`/`iB`, any case, all binary (`"1KB"` is 1024 bytes). |
-//! | `num_replicas` | integer, 1 or more | How many replicas to run. |
+//! | `num_replicas` | integer, 1 or more, or `"auto"` | How many replicas to run. `"auto"` scales them on load with Ray Serve's defaults: 1 to 100 replicas, 2 ongoing requests each. Not with `autoscaling`. |
+//! | `autoscaling` | `autoscaling(min_replicas = 0, max_replicas = 4, ...)`: the settings below | Scale the replicas on load, between the bounds given. Not with `num_replicas`. |
 //! | `max_ongoing_requests` | integer, 1 or more | Requests one replica handles at once. |
 //! | `max_queued_requests` | integer, 0 or more, or `-1` for no limit | Requests that wait for a replica before new ones are refused. |
+//! | `health_check_period_s` | number of seconds, greater than 0 (`10`, `0.5`) | How often each replica's health is checked. |
+//! | `health_check_timeout_s` | number of seconds, greater than 0 | How long a health check may take before it counts as failed. |
+//! | `graceful_shutdown_timeout_s` | number of seconds, 0 or more | How long a stopping replica may finish its requests before it is stopped. |
 //! | `crate` | string holding a path (`"rayai_core"`) | Where the generated code finds the runtime; `::rayai` unless given. For code that reaches rayai under another name. |
 //!
+//! The settings of `autoscaling(...)` (Ray Serve's `autoscaling_config`):
+//!
+//! | Setting | Value | Meaning |
+//! | --- | --- | --- |
+//! | `min_replicas` | integer, 0 or more; required | The fewest replicas; 0 lets an idle agent scale to zero. |
+//! | `max_replicas` | integer, 1 or more and at least `min_replicas`; required | The most replicas. |
+//! | `target_ongoing_requests` | number greater than 0 | Ongoing and queued requests each replica should carry; 2 unless given. |
+//! | `upscale_delay_s` | number of seconds, 0 or more | How long the wish to add replicas must hold before they are added. |
+//! | `downscale_delay_s` | number of seconds, 0 or more | How long the wish to remove replicas must hold before they are removed. |
+//! | `initial_replicas` | integer from `min_replicas` to `max_replicas` | Replicas to start with; `min_replicas` unless given. |
+//!
+//! ```ignore
+//! #[agent(
+//!     autoscaling(min_replicas = 0, max_replicas = 8, target_ongoing_requests = 4, downscale_delay_s = 60),
+//!     health_check_period_s = 5,
+//!     graceful_shutdown_timeout_s = 30,
+//! )]
+//! #[derive(Default)]
+//! struct Search;
+//! ```
+//!
 //! Every argument is checked when the code compiles, and every mistake is reported at once, each
-//! at the token it is about: an unknown or repeated key, a value of the wrong type or out of range,
-//! a memory size that does not parse, a name that is not URL-safe.
+//! at the token it is about: an unknown or repeated key (inside `autoscaling(...)` too), a value of
+//! the wrong type or out of range, a memory size that does not parse, a name that is not URL-safe,
+//! a missing `min_replicas` or `max_replicas`, bounds that disagree, or `num_replicas` given
+//! together with `autoscaling(...)`.
 //!
 //! # What it generates
 //!

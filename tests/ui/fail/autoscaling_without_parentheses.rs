@@ -1,0 +1,11 @@
+use rayai::agent;
+
+#[agent(autoscaling = "auto")]
+#[derive(Default)]
+struct A;
+
+#[agent(autoscaling)]
+#[derive(Default)]
+struct B;
+
+fn main() {}
