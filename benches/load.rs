@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rayai::prelude::*;
@@ -40,12 +40,61 @@ impl Agent for Echo {
     }
 }
 
+/// The same agent on the server's runtime (`isolation = "shared"`: no hop between threads).
+#[agent(
+    num_cpus = 0.1,
+    memory = "64MB",
+    max_ongoing_requests = 100,
+    isolation = "shared"
+)]
+#[derive(Default)]
+struct EchoShared;
+
+/// The same agent as 4 replicas, each taking at most 32 requests at once.
+#[agent(
+    num_cpus = 0.1,
+    memory = "64MB",
+    num_replicas = 4,
+    max_ongoing_requests = 32
+)]
+#[derive(Default)]
+struct EchoFour;
+
+/// 4 replicas on the server's runtime.
+#[agent(
+    num_cpus = 0.1,
+    memory = "64MB",
+    num_replicas = 4,
+    max_ongoing_requests = 32,
+    isolation = "shared"
+)]
+#[derive(Default)]
+struct EchoFourShared;
+
+macro_rules! echo_agent {
+    ($($t:ty),*) => {$(
+        impl Agent for $t {
+            async fn run(&self, data: Value) -> Result<Value, AgentError> {
+                Ok(json!({ "echo": data }))
+            }
+
+            fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
+                Echo.run_stream(data)
+            }
+        }
+    )*};
+}
+echo_agent!(EchoShared, EchoFour, EchoFourShared);
+
 const BODY: &str = r#"{"data":{"messages":[{"role":"user","content":"hello there"}],"n":3},"session_id":"default"}"#;
 
+type BareBody = Either<
+    Full<Bytes>,
+    StreamBody<futures::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>,
+>;
+
 /// The bare server: parse the JSON, answer the same bytes as rayai, or stream the same frames.
-async fn bare(
-    req: Request<Incoming>,
-) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, Infallible>>, Infallible> {
+async fn bare(req: Request<Incoming>) -> Result<Response<BareBody>, Infallible> {
     let body = req
         .into_body()
         .collect()
@@ -57,14 +106,15 @@ async fn bare(
     if parsed.get("stream").and_then(Value::as_str) == Some("text") {
         let n = data.get("n").and_then(Value::as_u64).unwrap_or(0);
         let frames = futures::stream::iter(
-            (0..n).map(|_| Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"data: tok\n\n")))),
+            (0..n).map(|_| Ok(Frame::data(Bytes::from_static(b"data: tok\n\n")))),
         )
         .chain(futures::stream::once(async {
-            Ok(Frame::data(Bytes::from_static(rayai_http_done())))
-        }));
+            Ok(Frame::data(Bytes::from_static(DONE)))
+        }))
+        .boxed();
         let resp = Response::builder()
             .header("content-type", "text/event-stream; charset=utf-8")
-            .body(BodyExt::boxed(StreamBody::new(frames)))
+            .body(Either::Right(StreamBody::new(frames)))
             .unwrap();
         return Ok(resp);
     }
@@ -74,26 +124,21 @@ async fn bare(
     out.put_slice(b",\"session_id\":\"default\"}");
     let resp = Response::builder()
         .header("content-type", "application/json")
-        .header("x-request-id", uuid_like())
-        .body(BodyExt::boxed(Full::new(out.freeze())))
+        .header("x-request-id", request_id())
+        .body(Either::Left(Full::new(out.freeze())))
         .unwrap();
     Ok(resp)
 }
 
-fn rayai_http_done() -> &'static [u8] {
-    b"data: {\"type\": \"done\"}\n\n"
-}
+const DONE: &[u8] = b"data: {\"type\": \"done\"}\n\n";
 
 /// A fresh id per response, as rayai writes one (its cost belongs to both sides).
-fn uuid_like() -> String {
-    format!("{:032x}", fastrand_u128())
-}
-
-fn fastrand_u128() -> u128 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u8(0);
-    u128::from(h.finish())
+fn request_id() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    format!(
+        "{:036x}",
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    )
 }
 
 async fn start_bare() -> SocketAddr {
@@ -122,10 +167,12 @@ async fn start_rayai() -> Server {
     })
     .await
     .unwrap();
-    server
-        .deploy(App::new().agent::<Echo>(), "/")
-        .await
-        .unwrap();
+    let app = App::new()
+        .agent::<Echo>()
+        .agent::<EchoShared>()
+        .agent::<EchoFour>()
+        .agent::<EchoFourShared>();
+    server.deploy(app, "/").await.unwrap();
     server
 }
 
@@ -214,19 +261,42 @@ async fn stream_rate(addr: SocketAddr, path: &'static str, n: usize, runs: usize
         }
         let secs = t0.elapsed().as_secs_f64();
         assert_eq!(frames, n + 1, "every chunk and the done frame");
-        assert!(tail.ends_with(rayai_http_done()));
+        assert!(tail.ends_with(DONE));
         rates.push(n as f64 / secs);
     }
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
 }
 
+/// Runs `rounds` alternating measurements of each target and keeps each one's median round.
+fn compare(
+    clients: &tokio::runtime::Runtime,
+    targets: &[(&str, SocketAddr, &'static str)],
+    concurrency: usize,
+    rounds: usize,
+    warmup: Duration,
+    duration: Duration,
+) -> Vec<Stats> {
+    let mut all: Vec<Vec<Stats>> = targets.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, (_, addr, path)) in targets.iter().enumerate() {
+            all[i].push(clients.block_on(load(*addr, path, concurrency, warmup, duration)));
+        }
+    }
+    all.into_iter()
+        .map(|mut runs| {
+            runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
+            runs.swap_remove(runs.len() / 2)
+        })
+        .collect()
+}
+
 fn main() {
     let quick = std::env::args().any(|a| a == "quick");
-    let (warmup, duration) = if quick {
-        (Duration::from_millis(200), Duration::from_millis(800))
+    let (warmup, duration, rounds) = if quick {
+        (Duration::from_millis(200), Duration::from_millis(800), 1)
     } else {
-        (Duration::from_millis(500), Duration::from_secs(3))
+        (Duration::from_millis(300), Duration::from_secs(2), 3)
     };
     // Servers on one runtime, the load generator on another, as two processes would be.
     let servers = tokio::runtime::Builder::new_multi_thread()
@@ -243,42 +313,63 @@ fn main() {
 
     println!("rayai load benchmark: echo agent, full stack vs bare hyper (same JSON, same bytes)");
     println!(
-        "{:<6} {:>5} {:>12} {:>10} {:>10}",
-        "server", "conc", "req/s", "p50", "p99"
+        "median of {rounds} alternating rounds of {duration:?} per case; ratio = rayai / bare"
     );
-    for concurrency in [1usize, 16, 64] {
-        let b = clients.block_on(load(
-            bare_addr,
-            "/agents/echo/chat",
-            concurrency,
-            warmup,
-            duration,
-        ));
-        let r = clients.block_on(load(
-            rayai_addr,
-            "/agents/echo/chat",
-            concurrency,
-            warmup,
-            duration,
-        ));
-        for (name, s) in [("bare", &b), ("rayai", &r)] {
-            println!(
-                "{name:<6} {concurrency:>5} {:>12.0} {:>10.1?} {:>10.1?}",
-                s.rps, s.p50, s.p99
+    println!(
+        "{:<28} {:>5} {:>10} {:>10} {:>10} {:>7} {:>7}",
+        "server", "conc", "req/s", "p50", "p99", "x rps", "x p99"
+    );
+    let cases: [(&str, &[(&str, &'static str)], &[usize]); 2] = [
+        (
+            "1 replica",
+            &[
+                ("rayai thread isolation", "/agents/echo/chat"),
+                ("rayai shared isolation", "/agents/echo_shared/chat"),
+            ],
+            &[1, 16, 64],
+        ),
+        (
+            "4 replicas x 32",
+            &[
+                ("rayai thread isolation", "/agents/echo_four/chat"),
+                ("rayai shared isolation", "/agents/echo_four_shared/chat"),
+            ],
+            &[64],
+        ),
+    ];
+    for (label, variants, concurrencies) in cases {
+        println!("-- {label}");
+        for &concurrency in concurrencies {
+            let mut targets = vec![("bare hyper", bare_addr, "/agents/echo/chat")];
+            targets.extend(
+                variants
+                    .iter()
+                    .map(|(name, path)| (*name, rayai_addr, *path)),
             );
+            let stats = compare(&clients, &targets, concurrency, rounds, warmup, duration);
+            let bare = &stats[0];
+            for ((name, _, _), s) in targets.iter().zip(&stats) {
+                println!(
+                    "{name:<28} {concurrency:>5} {:>10.0} {:>10.1?} {:>10.1?} {:>7.2} {:>7.2}",
+                    s.rps,
+                    s.p50,
+                    s.p99,
+                    s.rps / bare.rps,
+                    s.p99.as_secs_f64() / bare.p99.as_secs_f64()
+                );
+            }
         }
-        println!(
-            "ratio  {concurrency:>5} throughput {:.2}x, p99 {:.2}x",
-            r.rps / b.rps,
-            r.p99.as_secs_f64() / b.p99.as_secs_f64()
-        );
     }
     let runs = if quick { 3 } else { 7 };
     let b = clients.block_on(stream_rate(bare_addr, "/agents/echo/chat", 10_000, runs));
-    let r = clients.block_on(stream_rate(rayai_addr, "/agents/echo/chat", 10_000, runs));
-    println!(
-        "text stream of 10,000 chunks: bare {b:.0} frames/s, rayai {r:.0} frames/s, ratio {:.2}x",
-        r / b
-    );
+    println!("-- text stream of 10,000 chunks (median of {runs})");
+    println!("{:<28} {b:>10.0} frames/s", "bare hyper");
+    for (name, path) in [
+        ("rayai thread isolation", "/agents/echo/chat"),
+        ("rayai shared isolation", "/agents/echo_shared/chat"),
+    ] {
+        let r = clients.block_on(stream_rate(rayai_addr, path, 10_000, runs));
+        println!("{name:<28} {r:>10.0} frames/s  ratio {:.2}", r / b);
+    }
     servers.block_on(rayai.shutdown());
 }

@@ -33,7 +33,7 @@
 pub use rayai_core::{
     Agent, AgentError, App, AutoscalingConfig, Construct, Controller, Deploy, Deployment,
     DeploymentConfig, DeploymentHandle, DeploymentState, DeploymentStatus, Error, EventStream, Gpu,
-    NodeResources, Plan, ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream,
+    Isolation, NodeResources, Plan, ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream,
     RequestContext, Resources, Result, TextStream, memory, plan, route,
 };
 pub use rayai_http::{HttpOptions, Server};

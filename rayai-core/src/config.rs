@@ -26,6 +26,18 @@ impl Default for Resources {
     }
 }
 
+/// Where a deployment's replicas run their code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Each replica on threads of its own (as many as its `num_cpus`, rounded up): code that
+    /// blocks its thread stalls only that replica. Costs a hop between threads per request.
+    #[default]
+    Thread,
+    /// On the server's runtime, with no hop: for agents whose code only awaits and never blocks
+    /// a thread (a blocking call there would stall other requests).
+    Shared,
+}
+
 /// How a deployment runs: its name, how many replicas, what each reserves, how many requests
 /// each takes at once and how many may wait.
 ///
@@ -50,6 +62,7 @@ pub struct DeploymentConfig {
     resources: Resources,
     max_ongoing_requests: u32,
     max_queued_requests: Option<u32>,
+    isolation: Isolation,
     health_check_period: Duration,
     health_check_timeout: Duration,
     graceful_shutdown_timeout: Duration,
@@ -65,6 +78,7 @@ impl DeploymentConfig {
             resources: Resources::default(),
             max_ongoing_requests: 5,
             max_queued_requests: None,
+            isolation: Isolation::Thread,
             health_check_period: Duration::from_secs(10),
             health_check_timeout: Duration::from_secs(30),
             graceful_shutdown_timeout: Duration::from_secs(20),
@@ -76,6 +90,17 @@ impl DeploymentConfig {
     pub fn with_autoscaling(mut self, autoscaling: AutoscalingConfig) -> Self {
         self.autoscaling = Some(autoscaling);
         self
+    }
+
+    /// Sets where the replicas run their code.
+    pub fn with_isolation(mut self, isolation: Isolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Where the replicas run their code.
+    pub fn isolation(&self) -> Isolation {
+        self.isolation
     }
 
     /// Sets how often each replica's `check_health` runs.

@@ -276,14 +276,8 @@ impl Running {
         );
         let mut pause = START_BACKOFF;
         for attempt in 1..=START_ATTEMPTS {
-            let started = Replica::start(
-                ctx.clone(),
-                self.config.max_ongoing_requests(),
-                self.config.threads_per_replica(),
-                &self.factory,
-                self.kick.clone(),
-            )
-            .await;
+            let started =
+                Replica::start(ctx.clone(), &self.config, &self.factory, self.kick.clone()).await;
             match started {
                 Ok(replica) => {
                     return Ok(Member {

@@ -33,7 +33,7 @@ pub mod __private;
 pub use agent::{Agent, Construct, Deploy, EventStream, TextStream};
 pub use app::App;
 pub use autoscale::{Autoscaler, AutoscalingConfig, Decision};
-pub use config::{DeploymentConfig, Resources, is_url_safe_name};
+pub use config::{DeploymentConfig, Isolation, Resources, is_url_safe_name};
 pub use context::{ReplicaContext, RequestContext};
 pub use controller::Controller;
 pub use deployment::{Deployment, DeploymentHandle};

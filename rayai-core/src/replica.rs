@@ -1,8 +1,10 @@
 //! One replica: a user's agent on an executor of its own.
 //!
-//! Each replica runs its agent on its own threads (a current-thread tokio runtime on a dedicated
-//! thread, or a multi-thread runtime when it declares more than one CPU), so an agent that blocks
-//! its thread stalls only itself: never the proxy, health checks or other deployments.
+//! With [`Isolation::Thread`] (the default) each replica runs its agent on its own threads (a
+//! current-thread tokio runtime on a dedicated thread, or a multi-thread runtime when it declares
+//! more than one CPU), so an agent that blocks its thread stalls only itself: never the proxy,
+//! health checks or other deployments. With [`Isolation::Shared`] it runs on the server's runtime:
+//! no hop between threads, for agents that never block.
 
 use std::future::Future;
 use std::io;
@@ -19,16 +21,28 @@ use tokio::task::JoinHandle;
 
 use crate::agent::{DynAgent, EventStream, TextStream};
 use crate::error::panic_message;
-use crate::{Error, ReplicaContext, RequestContext};
+use crate::{Error, Isolation, ReplicaContext, RequestContext};
 
-/// A runtime on threads of its own, stopped when dropped.
-pub(crate) struct Executor {
-    handle: tokio::runtime::Handle,
-    _stop: oneshot::Sender<()>,
+/// Where a replica's code runs.
+pub(crate) enum Executor {
+    /// A runtime on threads of its own, stopped when dropped.
+    Own {
+        handle: tokio::runtime::Handle,
+        _stop: oneshot::Sender<()>,
+    },
+    /// The runtime of the server that calls it.
+    Shared,
 }
 
 impl Executor {
-    pub(crate) fn start(name: &str, threads: usize) -> io::Result<Self> {
+    pub(crate) fn new(isolation: Isolation, name: &str, threads: usize) -> io::Result<Self> {
+        match isolation {
+            Isolation::Thread => Executor::start(name, threads),
+            Isolation::Shared => Ok(Executor::Shared),
+        }
+    }
+
+    fn start(name: &str, threads: usize) -> io::Result<Self> {
         let mut builder = if threads <= 1 {
             tokio::runtime::Builder::new_current_thread()
         } else {
@@ -47,7 +61,7 @@ impl Executor {
                 });
                 runtime.shutdown_background();
             })?;
-        Ok(Executor {
+        Ok(Executor::Own {
             handle,
             _stop: stop,
         })
@@ -58,7 +72,10 @@ impl Executor {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        AbortOnDrop(self.handle.spawn(future))
+        match self {
+            Executor::Own { handle, .. } => AbortOnDrop(handle.spawn(future)),
+            Executor::Shared => AbortOnDrop(tokio::spawn(future)),
+        }
     }
 }
 
@@ -155,12 +172,16 @@ impl Replica {
     /// Starts the executor and runs the agent's constructor on it.
     pub(crate) async fn start(
         ctx: ReplicaContext,
-        max_ongoing: u32,
-        threads: usize,
+        config: &crate::DeploymentConfig,
         factory: &AgentFactory,
         kick: Arc<tokio::sync::Notify>,
     ) -> Result<Arc<Replica>, Error> {
-        let executor = Executor::start(ctx.replica_id(), threads)?;
+        let max_ongoing = config.max_ongoing_requests();
+        let executor = Executor::new(
+            config.isolation(),
+            ctx.replica_id(),
+            config.threads_per_replica(),
+        )?;
         let fail = |cause: Error| Error::ReplicaStart {
             deployment: ctx.deployment().to_owned(),
             replica: ctx.replica_id().to_owned(),

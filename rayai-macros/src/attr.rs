@@ -34,6 +34,7 @@ const KEYS: &[&str] = &[
     "health_check_period_s",
     "health_check_timeout_s",
     "graceful_shutdown_timeout_s",
+    "isolation",
     "crate",
 ];
 
@@ -217,6 +218,9 @@ pub(crate) struct Args {
     pub(crate) health_check_timeout_s: Slot<f64>,
     /// `graceful_shutdown_timeout_s = 20`: seconds, 0 or more.
     pub(crate) graceful_shutdown_timeout_s: Slot<f64>,
+    /// `isolation = "shared"`: whether the replicas share the server's runtime (`true`) or get
+    /// threads of their own (`false`, `"thread"`).
+    pub(crate) shared_isolation: Slot<bool>,
     /// `crate = "rayai_core"`: the path the generated code reaches the runtime by.
     pub(crate) krate: Slot<syn::Path>,
 }
@@ -294,6 +298,18 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
                     seconds(key, value, Zero::Allowed)
                 });
             }
+            "isolation" => set_expr_once(&mut args.shared_isolation, arg, |value| {
+                let lit = string(key, value, "thread")?;
+                match lit.value().as_str() {
+                    "thread" => Ok(false),
+                    "shared" => Ok(true),
+                    _ => Err(syn::Error::new(
+                        lit.span(),
+                        "`isolation` is \"thread\" (replicas on threads of their own, the default) \
+                         or \"shared\" (on the server's runtime, for code that never blocks)",
+                    )),
+                }
+            }),
             "crate" => set_expr_once(&mut args.krate, arg, |value| {
                 let lit = string(key, value, "rayai")?;
                 lit.parse::<syn::Path>().map_err(|_| {
@@ -772,6 +788,14 @@ mod tests {
     }
 
     #[test]
+    fn isolation_is_thread_or_shared() {
+        assert!(!value(&ok(quote!(isolation = "thread")).shared_isolation));
+        assert!(value(&ok(quote!(isolation = "shared")).shared_isolation));
+        let errors = messages(quote!(isolation = "process"));
+        assert!(errors[0].contains("\"thread\""), "{errors:?}");
+    }
+
+    #[test]
     fn minus_one_queued_requests_means_no_limit() {
         let args = ok(quote!(max_queued_requests = -1));
         assert_eq!(value(&args.max_queued_requests), None);
@@ -836,6 +860,7 @@ mod tests {
                 "name" => format!("{key} = \"a\""),
                 "memory" => format!("{key} = \"1GB\""),
                 "crate" => format!("{key} = \"rayai\""),
+                "isolation" => format!("{key} = \"shared\""),
                 "autoscaling" => format!("{key}(min_replicas = 1, max_replicas = 2)"),
                 _ => format!("{key} = 1"),
             };

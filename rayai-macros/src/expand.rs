@@ -126,6 +126,14 @@ fn deploy(
         args.graceful_shutdown_timeout_s
             .value
             .map(|secs| call("with_graceful_shutdown_timeout", duration(secs))),
+        args.shared_isolation.value.map(|shared| {
+            let variant = if shared.value {
+                quote!(Shared)
+            } else {
+                quote!(Thread)
+            };
+            call("with_isolation", quote!(#krate::Isolation::#variant))
+        }),
     ];
     let where_clause = &item.generics.where_clause;
 

@@ -38,6 +38,7 @@
 //! | `max_queued_requests` | integer, 0 or more, or `-1` for no limit | Requests that wait for a replica before new ones are refused. |
 //! | `health_check_period_s` | number of seconds, greater than 0 (`10`, `0.5`) | How often each replica's health is checked. |
 //! | `health_check_timeout_s` | number of seconds, greater than 0 | How long a health check may take before it counts as failed. |
+//! | `isolation` | `"thread"` or `"shared"` | Where replicas run their code: `"thread"` (default) gives each replica threads of its own, so code that blocks stalls only that replica; `"shared"` runs on the server's runtime with no hop between threads, for code that never blocks. |
 //! | `graceful_shutdown_timeout_s` | number of seconds, 0 or more | How long a stopping replica may finish its requests before it is stopped. |
 //! | `crate` | string holding a path (`"rayai_core"`) | Where the generated code finds the runtime; `::rayai` unless given. For code that reaches rayai under another name. |
 //!
