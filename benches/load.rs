@@ -268,6 +268,13 @@ async fn stream_rate(addr: SocketAddr, path: &'static str, n: usize, runs: usize
     rates[rates.len() / 2]
 }
 
+/// A group of cases: its label, the rayai variants (name, path) and the concurrencies.
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static [usize],
+);
+
 /// Runs `rounds` alternating measurements of each target and keeps each one's median round.
 fn compare(
     clients: &tokio::runtime::Runtime,
@@ -319,7 +326,7 @@ fn main() {
         "{:<28} {:>5} {:>10} {:>10} {:>10} {:>7} {:>7}",
         "server", "conc", "req/s", "p50", "p99", "x rps", "x p99"
     );
-    let cases: [(&str, &[(&str, &'static str)], &[usize]); 2] = [
+    let cases: [Case; 2] = [
         (
             "1 replica",
             &[
