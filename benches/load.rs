@@ -86,6 +86,31 @@ macro_rules! echo_agent {
 }
 echo_agent!(EchoShared, EchoFour, EchoFourShared);
 
+/// A handler that answers the same JSON, for the middleware cases.
+#[deployment(
+    num_cpus = 0.1,
+    memory = "64MB",
+    max_ongoing_requests = 100,
+    isolation = "shared"
+)]
+#[derive(Default)]
+struct EchoHandler;
+
+impl Handler for EchoHandler {
+    async fn call(&self, req: rayai::Request) -> rayai::Response {
+        let body = req
+            .into_body()
+            .collect()
+            .await
+            .map(|c| c.to_bytes())
+            .unwrap_or_default();
+        let mut parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let data = parsed.get_mut("data").map(Value::take).unwrap_or_default();
+        let out = json!({ "result": { "echo": data }, "session_id": "default" }).to_string();
+        rayai::Response::new(rayai::handler::full(out))
+    }
+}
+
 const BODY: &str = r#"{"data":{"messages":[{"role":"user","content":"hello there"}],"n":3},"session_id":"default"}"#;
 
 type BareBody = Either<
@@ -174,6 +199,19 @@ async fn start_rayai() -> Server {
         .agent::<EchoFourShared>();
     server.deploy(app, "/").await.unwrap();
     server
+        .deploy(App::named("plain").handler::<EchoHandler>(), "/plain")
+        .await
+        .unwrap();
+    let layered = App::named("layered")
+        .handler::<EchoHandler>()
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            http::StatusCode::REQUEST_TIMEOUT,
+            Duration::from_secs(10),
+        ))
+        .layer(tower_http::cors::CorsLayer::permissive())
+        .layer(rayai::BearerAuthLayer::new("bench"));
+    server.deploy(layered, "/layered").await.unwrap();
+    server
 }
 
 struct Stats {
@@ -209,6 +247,8 @@ async fn load(
                 let req = Request::post(path)
                     .header("host", "bench")
                     .header("content-type", "application/json")
+                    .header("authorization", "Bearer bench")
+                    .header("origin", "http://bench")
                     .body(Full::new(Bytes::from_static(BODY.as_bytes())))
                     .unwrap();
                 let resp = sender.send_request(req).await.unwrap();
@@ -326,7 +366,7 @@ fn main() {
         "{:<28} {:>5} {:>10} {:>10} {:>10} {:>7} {:>7}",
         "server", "conc", "req/s", "p50", "p99", "x rps", "x p99"
     );
-    let cases: [Case; 2] = [
+    let cases: [Case; 3] = [
         (
             "1 replica",
             &[
@@ -334,6 +374,14 @@ fn main() {
                 ("rayai shared isolation", "/agents/echo_shared/chat"),
             ],
             &[1, 16, 64],
+        ),
+        (
+            "handler app: no layers vs CORS + bearer auth + timeout",
+            &[
+                ("rayai handler, no layers", "/plain"),
+                ("rayai handler, 3 layers", "/layered"),
+            ],
+            &[64],
         ),
         (
             "4 replicas x 32",

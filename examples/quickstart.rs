@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use rayai::HttpOptions;
 use rayai::prelude::*;
+use tracing_subscriber::prelude::*;
 
 /// The text of the last user message in `data.messages` (RayAI's chat shape).
 fn last_user_message(data: &Value) -> Option<&str> {
@@ -140,19 +141,26 @@ struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Port of the dashboard (on 127.0.0.1); 0 turns it off.
+    #[arg(long, default_value_t = 8265)]
+    dashboard_port: u16,
 }
 
 #[tokio::main]
 async fn main() -> rayai::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
+    // The dashboard's log view shows what the `LogLayer` captures.
+    tracing_subscriber::registry()
+        .with(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
+        .with(tracing_subscriber::fmt::layer())
+        .with(rayai_http::LogLayer::new())
         .init();
     let args = Args::parse();
     let server = rayai::serve::start(HttpOptions {
         host: args.host,
         port: args.port,
+        dashboard_port: (args.dashboard_port != 0).then_some(args.dashboard_port),
         ..HttpOptions::default()
     })
     .await?;
@@ -181,7 +189,11 @@ async fn main() -> rayai::Result<()> {
     println!(
         "       -d '{{\"data\": {{\"text\": \"rayai serves agents as HTTP endpoints with replicas and streaming\"}}}}'"
     );
-    println!("  curl {base}/-/routes\n");
+    println!("  curl {base}/-/routes");
+    println!("  curl {base}/metrics\n");
+    if let Some(dash) = server.dashboard_addr() {
+        println!("dashboard: http://{dash}\n");
+    }
     rayai::serve::shutdown_signal().await;
     println!("shutting down: draining in-flight requests");
     server.shutdown().await;

@@ -30,14 +30,32 @@
 //! |---|---|---|
 //! | (none) | | rayai has no optional features yet |
 
+pub use rayai_core::handler::{self, Handler, HttpBody, RootPath};
 pub use rayai_core::{
     Agent, AgentError, App, AutoscalingConfig, Construct, Controller, Deploy, Deployment,
     DeploymentConfig, DeploymentHandle, DeploymentState, DeploymentStatus, Error, EventStream, Gpu,
     Isolation, NodeResources, Plan, ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream,
     RequestContext, Resources, Result, TextStream, memory, plan, route,
 };
+pub use rayai_http::auth::BearerAuthLayer;
 pub use rayai_http::{HttpOptions, Server};
-pub use rayai_macros::agent;
+pub use rayai_macros::{agent, deployment};
+
+/// A request as handlers see it: the path below the route prefix, the prefix in [`RootPath`].
+pub type Request = http::Request<HttpBody>;
+
+/// A handler's response; the body may stream.
+pub type Response = http::Response<HttpBody>;
+
+/// `Hello::deployment()`: an application whose ingress is the handler type `Hello`.
+pub trait HandlerApp: Deploy + Handler {
+    /// An application (named after the deployment) with this handler as its ingress.
+    fn deployment() -> App {
+        App::named(Self::config().name()).handler::<Self>()
+    }
+}
+
+impl<T: Deploy + Handler> HandlerApp for T {}
 pub use serde_json::{Map, Value, json};
 
 /// Serving applications: [`serve::run`] (blocks until shutdown) and [`serve::start`].
@@ -45,6 +63,8 @@ pub mod serve {
     pub use rayai_http::serve::{run, shutdown_signal, start};
     pub use rayai_http::{HttpOptions, Server};
 }
+
+pub mod project;
 
 /// Streams for `run_stream` and `run_stream_events`: the `stream!`/`try_stream!` macros and the
 /// `StreamExt` combinators (`.boxed()`).
@@ -57,8 +77,8 @@ pub mod stream {
 pub mod prelude {
     pub use crate::stream::{Stream, StreamExt, try_stream};
     pub use crate::{
-        Agent, AgentError, App, Construct, EventStream, ReplicaContext, RequestContext, TextStream,
-        Value, agent, json,
+        Agent, AgentError, App, Construct, EventStream, Handler, HandlerApp, ReplicaContext,
+        RequestContext, TextStream, Value, agent, deployment, json,
     };
     pub use std::sync::atomic::{AtomicU64, Ordering};
 }

@@ -18,6 +18,7 @@ mod agents;
 
 use clap::Parser;
 use rayai::HttpOptions;
+use tracing_subscriber::prelude::*;
 
 /// The command line.
 #[derive(Parser)]
@@ -28,23 +29,33 @@ struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
+    /// Port of the dashboard (on 127.0.0.1); 0 turns it off.
+    #[arg(long, default_value_t = 8265)]
+    dashboard_port: u16,
 }
 
 #[tokio::main]
 async fn main() -> rayai::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+    // The dashboard's log view shows what the `LogLayer` captures.
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::from_default_env())
+        .with(tracing_subscriber::fmt::layer())
+        .with(rayai_http::LogLayer::new())
         .init();
     let args = Args::parse();
     let app = agents::app();
     let server = rayai::serve::start(HttpOptions {
         host: args.host,
         port: args.port,
+        dashboard_port: (args.dashboard_port != 0).then_some(args.dashboard_port),
         ..HttpOptions::default()
     })
     .await?;
     server.deploy(app, "/").await?;
     println!("conformance server on http://{}", server.local_addr());
+    if let Some(dash) = server.dashboard_addr() {
+        println!("dashboard on http://{dash}");
+    }
     rayai::serve::shutdown_signal().await;
     server.shutdown().await;
     Ok(())

@@ -95,9 +95,10 @@ pub trait Construct: Sized {
     fn construct(ctx: ReplicaContext) -> impl Future<Output = Result<Self, AgentError>> + Send;
 }
 
-/// An agent that knows how to deploy itself: its configuration and its constructor.
-/// `#[agent(...)]` implements it; implement it by hand only to build configurations at run time.
-pub trait Deploy: Agent + Sized {
+/// A type that knows how to deploy itself: its configuration and its constructor.
+/// `#[agent(...)]` (and `#[deployment(...)]` for handlers) implements it; implement it by hand
+/// only to build configurations at run time.
+pub trait Deploy: Sized + Send + Sync + 'static {
     /// The deployment's configuration (name, replicas, resources, bounds).
     fn config() -> DeploymentConfig;
 

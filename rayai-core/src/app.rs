@@ -1,7 +1,10 @@
 //! Applications: the deployments served together.
 
+use std::convert::Infallible;
+
 use crate::agent::Deploy;
-use crate::{Deployment, Error};
+use crate::handler::{HttpBody, HttpService, LayerFn};
+use crate::{Deployment, DeploymentKind, Error};
 
 /// The deployments served together at one route prefix.
 ///
@@ -18,9 +21,21 @@ use crate::{Deployment, Error};
 /// let app = App::new().deployment(Deployment::from_fn(DeploymentConfig::new("echo"), |_| async { Ok(Echo) }));
 /// assert_eq!(app.deployments().len(), 1);
 /// ```
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct App {
+    name: Option<String>,
     deployments: Vec<Deployment>,
+    layers: Vec<LayerFn>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("name", &self.name())
+            .field("deployments", &self.deployments)
+            .field("layers", &self.layers.len())
+            .finish()
+    }
 }
 
 /// An `#[agent]` registered at compile time, found by [`App::discover`].
@@ -41,9 +56,72 @@ impl Registration {
 inventory::collect!(Registration);
 
 impl App {
-    /// An application with no deployments yet.
+    /// An application with no deployments yet, named `default` (as Ray Serve names it).
     pub fn new() -> Self {
         App::default()
+    }
+
+    /// An application with a name: deploying another app of the same name replaces it.
+    pub fn named(name: impl Into<String>) -> Self {
+        App {
+            name: Some(name.into()),
+            ..App::default()
+        }
+    }
+
+    /// The application's name (`default` unless named).
+    pub fn name(&self) -> &str {
+        self.name.as_deref().unwrap_or("default")
+    }
+
+    /// Adds the handler type `T` (`#[deployment(...)]`); the first handler or ingress of an app
+    /// answers at its route prefix.
+    pub fn handler<T: Deploy + crate::Handler>(self) -> Self {
+        self.deployment(Deployment::handler::<T>())
+    }
+
+    /// Wraps the application's HTTP face (its ingress) in a tower layer: CORS, auth, limits.
+    /// Layers added later wrap the earlier ones.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::App;
+    ///
+    /// let app = App::named("api").layer(tower::layer::util::Identity::new());
+    /// assert_eq!(app.name(), "api");
+    /// ```
+    pub fn layer<L>(mut self, layer: L) -> Self
+    where
+        L: tower::Layer<HttpService> + Send + Sync + 'static,
+        L::Service: tower::Service<
+                http::Request<HttpBody>,
+                Response = http::Response<HttpBody>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<http::Request<HttpBody>>>::Future: Send + 'static,
+    {
+        self.layers.push(std::sync::Arc::new(move |service| {
+            HttpService::new(layer.layer(service))
+        }));
+        self
+    }
+
+    /// `service` wrapped in the application's layers.
+    pub fn apply_layers(&self, service: HttpService) -> HttpService {
+        self.layers
+            .iter()
+            .fold(service, |service, layer| layer(service))
+    }
+
+    /// The deployment that answers at the route prefix: the first handler or ingress.
+    pub fn ingress(&self) -> Option<&Deployment> {
+        self.deployments
+            .iter()
+            .find(|d| d.kind() == DeploymentKind::Handler)
     }
 
     /// Every `#[agent]` linked into this binary, sorted by name.
@@ -52,11 +130,12 @@ impl App {
         found.sort_by_key(|r| r.name);
         App {
             deployments: found.into_iter().map(|r| (r.deployment)()).collect(),
+            ..App::default()
         }
     }
 
     /// Adds the `#[agent]` type `T`.
-    pub fn agent<T: Deploy>(self) -> Self {
+    pub fn agent<T: Deploy + crate::Agent>(self) -> Self {
         self.deployment(Deployment::agent::<T>())
     }
 

@@ -11,7 +11,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::autoscale::Autoscaler;
-use crate::replica::{AgentFactory, Replica};
+use crate::deployment::DeploymentKind;
+use crate::replica::{Factory, Replica};
 use crate::resources::NodeResources;
 use crate::router::Router;
 use crate::scheduler::{Plan, PlanRow, Reservation, Scheduler};
@@ -75,6 +76,11 @@ impl Controller {
     /// The node's resources.
     pub fn node(&self) -> NodeResources {
         lock(&self.node.scheduler).node().clone()
+    }
+
+    /// What the node's replicas hold now: `(cpus, gpus, memory_bytes)`.
+    pub fn reserved(&self) -> (f64, f64, u64) {
+        lock(&self.node.scheduler).reserved()
     }
 
     fn live(&self) -> Vec<Arc<Running>> {
@@ -148,7 +154,7 @@ impl Controller {
     ///
     /// As [`Controller::deploy_app`].
     pub async fn deploy(&self, deployment: Deployment) -> Result<DeploymentHandle, Error> {
-        let (config, factory) = deployment.into_parts();
+        let (config, factory, kind) = deployment.into_parts();
         config.validate()?;
         let kick = Arc::new(Notify::new());
         let running = Arc::new(Running {
@@ -168,6 +174,7 @@ impl Controller {
             }),
             config,
             factory,
+            kind,
             node: self.node.clone(),
             kick,
             next_replica: AtomicU64::new(0),
@@ -183,7 +190,13 @@ impl Controller {
                 return Err(e);
             }
         };
-        lock(&running.state).members = members;
+        {
+            let mut st = lock(&running.state);
+            st.members = members;
+            if st.members.len() as u32 == st.target {
+                st.status = DeploymentState::Healthy;
+            }
+        }
         running.publish();
         lock(&self.node.deployments).push(Arc::downgrade(&running));
         tokio::spawn(control_loop(Arc::downgrade(&running), running.kick.clone()));
@@ -207,7 +220,8 @@ fn plan_row(config: &DeploymentConfig, replicas: u32) -> PlanRow {
 /// A running deployment: what the controller keeps of it.
 pub(crate) struct Running {
     pub(crate) config: DeploymentConfig,
-    factory: AgentFactory,
+    factory: Factory,
+    pub(crate) kind: DeploymentKind,
     pub(crate) router: Arc<Router>,
     node: Arc<Node>,
     kick: Arc<Notify>,

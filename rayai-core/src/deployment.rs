@@ -4,9 +4,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use crate::agent::{Deploy, DynAgent};
+use crate::agent::{Agent, Deploy, DynAgent};
 use crate::controller::{Controller, Running};
-use crate::replica::{AgentFactory, Events, ReplicaStream, Text};
+use crate::handler::{BoxError, DynHandler, Handler, HttpBody, ServiceHandler};
+use crate::replica::{Events, Factory, ReplicaStream, Target, Text};
 use crate::status::{DeploymentStatus, ReplicaStatus};
 use crate::{DeploymentConfig, Error, ReplicaContext, RequestContext};
 
@@ -32,7 +33,17 @@ use crate::{DeploymentConfig, Error, ReplicaContext, RequestContext};
 #[derive(Clone)]
 pub struct Deployment {
     config: DeploymentConfig,
-    factory: AgentFactory,
+    factory: Factory,
+    kind: DeploymentKind,
+}
+
+/// What a deployment serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentKind {
+    /// An agent: the chat contract at `{prefix}/agents/{name}/chat`.
+    Agent,
+    /// A handler or ingress: any HTTP, at the application's route prefix.
+    Handler,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -45,36 +56,107 @@ impl std::fmt::Debug for Deployment {
 
 impl Deployment {
     /// The deployment of an `#[agent]` type.
-    pub fn agent<T: Deploy>() -> Self {
-        Deployment {
-            config: T::config(),
-            factory: Arc::new(|ctx| {
-                Box::pin(async move {
-                    let agent: Arc<dyn DynAgent> = Arc::new(T::construct(ctx).await?);
-                    Ok(agent)
-                })
-            }),
-        }
+    pub fn agent<T: Deploy + Agent>() -> Self {
+        Deployment::from_fn(T::config(), T::construct)
     }
 
-    /// A deployment whose replicas are built by an async function.
+    /// A deployment of agents built by an async function.
     pub fn from_fn<T, F, Fut>(config: DeploymentConfig, construct: F) -> Self
     where
-        T: crate::Agent,
+        T: Agent,
         F: Fn(ReplicaContext) -> Fut + Send + Sync + 'static,
         Fut: std::future::Future<Output = Result<T, crate::AgentError>> + Send + 'static,
     {
         let construct = Arc::new(construct);
         Deployment {
             config,
+            kind: DeploymentKind::Agent,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
                     let agent: Arc<dyn DynAgent> = Arc::new(fut.await?);
-                    Ok(agent)
+                    Ok(Target::Agent(agent))
                 })
             }),
         }
+    }
+
+    /// The deployment of a [`Handler`] type (`#[deployment(...)]` gives it its configuration).
+    pub fn handler<T: Deploy + Handler>() -> Self {
+        Deployment::handler_fn(T::config(), T::construct)
+    }
+
+    /// A deployment of handlers built by an async function.
+    pub fn handler_fn<T, F, Fut>(config: DeploymentConfig, construct: F) -> Self
+    where
+        T: Handler,
+        F: Fn(ReplicaContext) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<T, crate::AgentError>> + Send + 'static,
+    {
+        let construct = Arc::new(construct);
+        Deployment {
+            config,
+            kind: DeploymentKind::Handler,
+            factory: Arc::new(move |ctx| {
+                let fut = construct(ctx);
+                Box::pin(async move {
+                    let handler: Arc<dyn DynHandler> = Arc::new(fut.await?);
+                    Ok(Target::Handler(handler))
+                })
+            }),
+        }
+    }
+
+    fn dyn_handler(
+        config: DeploymentConfig,
+        make: impl Fn(ReplicaContext) -> Arc<dyn DynHandler> + Send + Sync + 'static,
+    ) -> Self {
+        Deployment {
+            config,
+            kind: DeploymentKind::Handler,
+            factory: Arc::new(move |ctx| {
+                let handler = make(ctx);
+                Box::pin(async move { Ok(Target::Handler(handler)) })
+            }),
+        }
+    }
+
+    /// A deployment whose HTTP face is a tower `Service` (an axum `Router`): `make` builds one
+    /// per replica (Ray Serve's `@serve.ingress(app)`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::{Deployment, DeploymentConfig};
+    /// use rayai_core::handler::{HttpBody, full};
+    /// use http::{Request, Response};
+    /// use std::convert::Infallible;
+    ///
+    /// let service = tower::service_fn(|_req: Request<HttpBody>| async {
+    ///     Ok::<_, Infallible>(Response::new(full("hi")))
+    /// });
+    /// let d = Deployment::ingress(DeploymentConfig::new("api"), move |_ctx| service.clone());
+    /// assert_eq!(d.config().name(), "api");
+    /// ```
+    pub fn ingress<S, B, F>(config: DeploymentConfig, make: F) -> Self
+    where
+        F: Fn(&ReplicaContext) -> S + Send + Sync + 'static,
+        S: tower::Service<http::Request<HttpBody>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + 'static,
+    {
+        Deployment::dyn_handler(config, move |ctx| Arc::new(ServiceHandler(make(&ctx))))
+    }
+
+    /// What the deployment serves.
+    pub fn kind(&self) -> DeploymentKind {
+        self.kind
     }
 
     /// The configuration.
@@ -99,8 +181,8 @@ impl Deployment {
         Controller::global().deploy(self).await
     }
 
-    pub(crate) fn into_parts(self) -> (DeploymentConfig, AgentFactory) {
-        (self.config, self.factory)
+    pub(crate) fn into_parts(self) -> (DeploymentConfig, Factory, DeploymentKind) {
+        (self.config, self.factory, self.kind)
     }
 }
 
@@ -195,6 +277,27 @@ impl DeploymentHandle {
     ) -> Result<ReplicaStream<Value>, Error> {
         let slot = self.inner.router.acquire(ctx.routing_key()).await?;
         slot.stream::<Events>(ctx, data).await
+    }
+
+    /// What the deployment serves.
+    pub fn kind(&self) -> DeploymentKind {
+        self.inner.kind
+    }
+
+    /// Sends an HTTP request to a handler replica; the replica's slot is held until the response
+    /// body ends. Dropping the future before the response cancels the handler.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backpressure`] when the queue is full, the handler's panic, or
+    /// [`Error::WrongKind`] for an agent deployment.
+    pub async fn serve(
+        &self,
+        ctx: RequestContext,
+        req: http::Request<HttpBody>,
+    ) -> Result<http::Response<HttpBody>, Error> {
+        let slot = self.inner.router.acquire(ctx.routing_key()).await?;
+        slot.serve(ctx, req).await
     }
 
     /// Stops taking requests, waits for the ongoing ones to finish (at most `timeout`), then

@@ -101,6 +101,14 @@ pub enum Error {
         /// The deployment's `max_queued_requests`.
         max: u32,
     },
+    /// A request of one kind reached a deployment of another (a chat request to a handler).
+    #[error("deployment `{deployment}` is not {expected}")]
+    WrongKind {
+        /// The deployment's name.
+        deployment: String,
+        /// What the request needed.
+        expected: &'static str,
+    },
     /// The replica serving the request went away before it answered.
     #[error("the replica serving this request stopped before it finished")]
     ReplicaStopped,

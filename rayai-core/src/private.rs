@@ -9,7 +9,7 @@ pub use crate::app::Registration;
 use crate::{AgentError, Construct, Deploy, Deployment, ReplicaContext};
 
 /// The deployment of `T`, as a function pointer for [`Registration`].
-pub fn agent_deployment<T: Deploy>() -> Deployment {
+pub fn agent_deployment<T: Deploy + crate::Agent>() -> Deployment {
     Deployment::agent::<T>()
 }
 

@@ -21,7 +21,10 @@ use tokio::task::JoinHandle;
 
 use crate::agent::{DynAgent, EventStream, TextStream};
 use crate::error::panic_message;
+use crate::handler::{DynHandler, HttpBody};
 use crate::{Error, Isolation, ReplicaContext, RequestContext};
+use http::{Request, Response};
+use http_body_util::BodyExt;
 
 /// Where a replica's code runs.
 pub(crate) enum Executor {
@@ -144,7 +147,7 @@ pub(crate) struct Replica {
     ctx: ReplicaContext,
     load: Load,
     served: AtomicU64,
-    agent: Arc<dyn DynAgent>,
+    target: Target,
     executor: Executor,
     dead: AtomicBool,
     last_error: std::sync::Mutex<Option<String>>,
@@ -158,12 +161,16 @@ impl AsRef<Load> for Arc<Replica> {
     }
 }
 
-/// Builds one replica's agent, on the replica's executor.
-pub(crate) type AgentFactory = Arc<
-    dyn Fn(
-            ReplicaContext,
-        )
-            -> futures::future::BoxFuture<'static, Result<Arc<dyn DynAgent>, crate::AgentError>>
+/// What a replica runs: an agent (the chat contract) or a handler (any HTTP).
+#[derive(Clone)]
+pub(crate) enum Target {
+    Agent(Arc<dyn DynAgent>),
+    Handler(Arc<dyn DynHandler>),
+}
+
+/// Builds one replica's agent or handler, on the replica's executor.
+pub(crate) type Factory = Arc<
+    dyn Fn(ReplicaContext) -> futures::future::BoxFuture<'static, Result<Target, crate::AgentError>>
         + Send
         + Sync,
 >;
@@ -173,7 +180,7 @@ impl Replica {
     pub(crate) async fn start(
         ctx: ReplicaContext,
         config: &crate::DeploymentConfig,
-        factory: &AgentFactory,
+        factory: &Factory,
         kick: Arc<tokio::sync::Notify>,
     ) -> Result<Arc<Replica>, Error> {
         let max_ongoing = config.max_ongoing_requests();
@@ -187,8 +194,8 @@ impl Replica {
             replica: ctx.replica_id().to_owned(),
             cause: Box::new(cause),
         };
-        let agent = match executor.spawn(factory(ctx.clone())).await {
-            Ok(Ok(agent)) => agent,
+        let target = match executor.spawn(factory(ctx.clone())).await {
+            Ok(Ok(target)) => target,
             Ok(Err(e)) => return Err(fail(Error::Agent(e))),
             Err(join) => return Err(fail(join_error(join))),
         };
@@ -196,7 +203,7 @@ impl Replica {
             ctx,
             load: Load::new(max_ongoing),
             served: AtomicU64::new(0),
-            agent,
+            target,
             executor,
             dead: AtomicBool::new(false),
             last_error: std::sync::Mutex::new(None),
@@ -226,7 +233,10 @@ impl Replica {
 
     /// Runs the agent's health check on the replica's executor, bounded by `timeout`.
     pub(crate) async fn check_health(&self, timeout: std::time::Duration) -> Result<(), String> {
-        let agent = self.agent.clone();
+        let Target::Agent(agent) = &self.target else {
+            return Ok(());
+        };
+        let agent = agent.clone();
         let check = self
             .executor
             .spawn(async move { agent.check_health().await });
@@ -254,6 +264,16 @@ impl Replica {
 
     pub(crate) fn id(&self) -> &str {
         self.ctx.replica_id()
+    }
+
+    fn agent(&self) -> Result<Arc<dyn DynAgent>, Error> {
+        match &self.target {
+            Target::Agent(agent) => Ok(agent.clone()),
+            Target::Handler(_) => Err(Error::WrongKind {
+                deployment: self.ctx.deployment().to_owned(),
+                expected: "an agent",
+            }),
+        }
     }
 
     pub(crate) fn load(&self) -> &Load {
@@ -297,7 +317,7 @@ impl Slot {
     pub(crate) async fn call(self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
         let replica = self.replica.clone();
         replica.served.fetch_add(1, Ordering::Relaxed);
-        let agent = replica.agent.clone();
+        let agent = replica.agent()?;
         let task = ctx.scope(async move {
             let _slot = self;
             agent.run(data).await
@@ -322,7 +342,7 @@ impl Slot {
     ) -> Result<ReplicaStream<K::Item>, Error> {
         let replica = self.replica.clone();
         replica.served.fetch_add(1, Ordering::Relaxed);
-        let agent = replica.agent.clone();
+        let agent = replica.agent()?;
         let (started_tx, started) = oneshot::channel::<Result<(), Error>>();
         let (tx, rx) = mpsc::channel::<Msg<K::Item>>(32);
         let dying = replica.clone();
@@ -373,6 +393,63 @@ impl Slot {
                 Ok(()) => Error::ReplicaStopped,
             }),
         }
+    }
+}
+
+impl Slot {
+    /// Runs the handler on the replica. The slot stays taken until the response body ends or is
+    /// dropped; dropping the future before the response cancels the handler.
+    pub(crate) async fn serve(
+        self,
+        ctx: RequestContext,
+        req: Request<HttpBody>,
+    ) -> Result<Response<HttpBody>, Error> {
+        let replica = self.replica.clone();
+        let Target::Handler(handler) = &replica.target else {
+            return Err(Error::WrongKind {
+                deployment: replica.ctx.deployment().to_owned(),
+                expected: "a handler",
+            });
+        };
+        replica.served.fetch_add(1, Ordering::Relaxed);
+        let handler = handler.clone();
+        let task = ctx.scope(async move { handler.call(req).await });
+        match replica.executor.spawn(task).await {
+            Ok(resp) => Ok(resp.map(|body| HeldBody { body, _slot: self }.boxed_unsync())),
+            Err(join) => {
+                let error = join_error(join);
+                if let Error::Panicked(message) = &error {
+                    replica.mark_dead(format!("panicked: {message}"));
+                }
+                Err(error)
+            }
+        }
+    }
+}
+
+/// A response body that keeps its replica's slot until it ends or is dropped.
+struct HeldBody {
+    body: HttpBody,
+    _slot: Slot,
+}
+
+impl http_body::Body for HeldBody {
+    type Data = bytes::Bytes;
+    type Error = crate::handler::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

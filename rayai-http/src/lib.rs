@@ -8,9 +8,13 @@
 //! |---|---|---|
 //! | (none) | | this crate has no optional features |
 
+pub mod auth;
 mod body;
 mod chat;
+mod dashboard;
 mod error;
+mod idle;
+mod metrics;
 mod options;
 pub mod serve;
 mod server;
@@ -18,6 +22,8 @@ mod service;
 mod sse;
 
 pub use body::Body;
+pub use dashboard::LogLayer;
 pub use options::HttpOptions;
 pub use server::Server;
+pub use service::ServerService;
 pub use sse::DONE_FRAME;

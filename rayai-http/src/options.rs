@@ -28,8 +28,22 @@ pub struct HttpOptions {
     pub backpressure_retry_after_s: Option<u32>,
     /// Time a client has to send a request's headers before the connection is closed (default 30).
     pub header_read_timeout_s: f64,
+    /// An idle keep-alive connection (no request in flight, no bytes moving) is closed after this
+    /// many seconds (default 90; 0 keeps it open).
+    pub keep_alive_timeout_s: f64,
+    /// A PEM certificate chain: with `tls_key_path`, the server speaks HTTPS (HTTP/1.1 and h2
+    /// by ALPN) instead of plain HTTP.
+    pub tls_cert_path: Option<std::path::PathBuf>,
+    /// The PEM private key of `tls_cert_path`.
+    pub tls_key_path: Option<std::path::PathBuf>,
     /// Time in-flight requests get to finish on shutdown (default 20).
     pub graceful_shutdown_timeout_s: f64,
+    /// Port of the dashboard (default `Some(8265)`; 0 picks a free one; `None` turns it off).
+    pub dashboard_port: Option<u16>,
+    /// Address the dashboard binds (default `127.0.0.1`).
+    pub dashboard_host: String,
+    /// When set, the dashboard asks for `Authorization: Bearer <token>` (or `?token=<token>`).
+    pub dashboard_token: Option<String>,
 }
 
 impl Default for HttpOptions {
@@ -42,13 +56,20 @@ impl Default for HttpOptions {
             backpressure_retry_after_s: None,
             header_read_timeout_s: 30.0,
             graceful_shutdown_timeout_s: 20.0,
+            keep_alive_timeout_s: 90.0,
+            tls_cert_path: None,
+            tls_key_path: None,
+            dashboard_port: Some(8265),
+            dashboard_host: "127.0.0.1".to_owned(),
+            dashboard_token: None,
         }
     }
 }
 
 impl HttpOptions {
     /// The defaults, with `RAYAI_HOST` and `RAYAI_PORT` from the environment when set (this is
-    /// how `rayai serve --host --port` reaches a project's `main`).
+    /// how `rayai serve --host --port` reaches a project's `main`), and `RAYAI_DASHBOARD_PORT`
+    /// (0 turns the dashboard off), `RAYAI_DASHBOARD_HOST` and `RAYAI_DASHBOARD_TOKEN`.
     pub fn from_env() -> Self {
         let mut opts = HttpOptions::default();
         if let Ok(host) = std::env::var("RAYAI_HOST") {
@@ -60,6 +81,19 @@ impl HttpOptions {
         {
             opts.port = port;
         }
+        if let Some(port) = std::env::var("RAYAI_DASHBOARD_PORT")
+            .ok()
+            .and_then(|p| p.parse::<u16>().ok())
+        {
+            // As `--dashboard-port`: 0 turns the dashboard off.
+            opts.dashboard_port = (port != 0).then_some(port);
+        }
+        if let Ok(host) = std::env::var("RAYAI_DASHBOARD_HOST") {
+            opts.dashboard_host = host;
+        }
+        if let Ok(token) = std::env::var("RAYAI_DASHBOARD_TOKEN") {
+            opts.dashboard_token = Some(token).filter(|t| !t.is_empty());
+        }
         opts
     }
 
@@ -69,6 +103,10 @@ impl HttpOptions {
 
     pub(crate) fn header_read_timeout(&self) -> Option<Duration> {
         secs(self.header_read_timeout_s)
+    }
+
+    pub(crate) fn keep_alive_timeout(&self) -> Option<Duration> {
+        secs(self.keep_alive_timeout_s)
     }
 
     pub(crate) fn graceful_shutdown_timeout(&self) -> Duration {

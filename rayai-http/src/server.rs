@@ -5,18 +5,24 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use rayai_core::handler::HttpService;
 use rayai_core::route::{join_prefix, validate_prefix};
-use rayai_core::{App, Controller, DeploymentHandle, DeploymentStatus, Error, RouteTable};
+use rayai_core::{
+    App, Controller, DeploymentHandle, DeploymentKind, DeploymentStatus, Error, RequestContext,
+    RouteTable,
+};
 use tokio::net::TcpListener;
 use tokio::sync::{Mutex, watch};
 
 use crate::HttpOptions;
 use crate::chat::AgentEndpoint;
-use crate::service::{Endpoint, Proxy, Shared};
+use crate::service::{Endpoint, Proxy, ServerService, Shared, server_service};
+use std::convert::Infallible;
 
 /// A running HTTP server.
 ///
@@ -65,16 +71,89 @@ impl Server {
     ///
     /// [`Error::Io`] when the address cannot be bound.
     pub async fn start_with(options: HttpOptions, controller: Controller) -> Result<Server, Error> {
+        Server::start_inner(options, controller, None).await
+    }
+
+    /// Binds and starts serving with a tower layer around the whole server (every route, the
+    /// proxy endpoints too): CORS, auth, limits for everything at once.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the address cannot be bound.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example() -> rayai_core::Result<()> {
+    /// use rayai_http::{HttpOptions, Server};
+    ///
+    /// let layer = tower::layer::util::Identity::new();
+    /// let server = Server::start_layered(HttpOptions::default(), rayai_core::Controller::global(), layer).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn start_layered<L, B>(
+        options: HttpOptions,
+        controller: Controller,
+        layer: L,
+    ) -> Result<Server, Error>
+    where
+        L: tower::Layer<ServerService> + Send + Sync + 'static,
+        L::Service: tower::Service<
+                http::Request<hyper::body::Incoming>,
+                Response = http::Response<B>,
+                Error = Infallible,
+            > + Clone
+            + Send
+            + Sync
+            + 'static,
+        <L::Service as tower::Service<http::Request<hyper::body::Incoming>>>::Future:
+            Send + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<rayai_core::handler::BoxError> + 'static,
+    {
+        let wrap: ServerLayerFn = Arc::new(move |service| {
+            let layered = tower::ServiceBuilder::new()
+                .map_response(|resp: http::Response<B>| {
+                    resp.map(|b| crate::Body::Http(rayai_core::handler::boxed(b)))
+                })
+                .service(layer.layer(service));
+            ServerService::new(layered)
+        });
+        Server::start_inner(options, controller, Some(wrap)).await
+    }
+
+    async fn start_inner(
+        options: HttpOptions,
+        controller: Controller,
+        layer: Option<ServerLayerFn>,
+    ) -> Result<Server, Error> {
+        let tls = tls_acceptor(&options)?;
         let listener = TcpListener::bind((options.host.as_str(), options.port)).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(Shared {
             options,
             routes: ArcSwap::from_pointee(RouteTable::new()),
             draining: false.into(),
+            monitor: crate::dashboard::Monitor::new(controller.clone()),
         });
         let (stop, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
-        tokio::spawn(accept_loop(listener, shared.clone(), stop_rx, stopped_tx));
+        if shared.options.dashboard_port.is_some() {
+            // A dashboard that cannot bind (the port is taken) leaves the server serving.
+            match crate::dashboard::start(shared.clone(), stop_rx.clone()).await {
+                Ok(addr) => tracing::info!(address = %addr, "the dashboard is listening"),
+                Err(e) => tracing::warn!(error = %e, "the dashboard could not start"),
+            }
+        }
+        let layered = layer.map(|wrap| wrap(server_service(shared.clone())));
+        tokio::spawn(accept_loop(
+            listener,
+            tls,
+            layered,
+            shared.clone(),
+            stop_rx,
+            stopped_tx,
+        ));
         tracing::info!(address = %local_addr, "rayai is listening");
         Ok(Server {
             inner: Arc::new(Inner {
@@ -94,8 +173,9 @@ impl Server {
     }
 
     /// Starts `app`'s deployments and serves them under `route_prefix`: each agent at
-    /// `{route_prefix}/agents/{name}`. An application of the same name deployed before is
-    /// replaced (its old replicas drain and stop).
+    /// `{route_prefix}/agents/{name}`, and the app's ingress (its first handler) at
+    /// `route_prefix` itself, wrapped in the app's layers. An application of the same name
+    /// deployed before is replaced: the old one serves until the new one runs.
     ///
     /// # Errors
     ///
@@ -105,48 +185,82 @@ impl Server {
         validate_prefix(route_prefix)?;
         app.validate()?;
         let mut apps = self.inner.apps.lock().await;
-        let planned: Vec<(String, String)> = app
+        // (route prefix, route's app name, deployment name), agents first, then the ingress.
+        let mut planned: Vec<(String, String, String)> = app
             .deployments()
             .iter()
+            .filter(|d| d.kind() == DeploymentKind::Agent)
             .map(|d| {
                 let name = d.config().name().to_owned();
-                (join_prefix(route_prefix, &format!("/agents/{name}")), name)
+                (
+                    join_prefix(route_prefix, &format!("/agents/{name}")),
+                    name.clone(),
+                    name,
+                )
             })
             .collect();
+        if let Some(ingress) = app.ingress() {
+            planned.push((
+                route_prefix.to_owned(),
+                app.name().to_owned(),
+                ingress.config().name().to_owned(),
+            ));
+        }
         {
             let table = self.inner.shared.routes.load();
-            for (prefix, name) in &planned {
-                table.check(prefix, name)?;
+            for (prefix, route_app, _) in &planned {
+                table.check(prefix, route_app)?;
             }
         }
         // A redeployed application replaces the old one, which serves until the new one runs. When
         // the node cannot hold both, the old one drains first and gives its resources back.
         let grace = self.inner.shared.options.graceful_shutdown_timeout();
+        let route_apps: Vec<String> = planned
+            .iter()
+            .map(|(_, route_app, _)| route_app.clone())
+            .collect();
         let handles = match self.inner.controller.deploy_app(app.clone()).await {
             Ok(handles) => handles,
             Err(Error::Infeasible { .. })
-                if planned.iter().any(|(_, name)| apps.contains_key(name)) =>
+                if route_apps.iter().any(|name| apps.contains_key(name)) =>
             {
-                let old: Vec<DeploymentHandle> = planned
+                let old: Vec<DeploymentHandle> = route_apps
                     .iter()
-                    .filter_map(|(_, name)| apps.remove(name))
+                    .filter_map(|name| apps.remove(name))
                     .flatten()
                     .collect();
                 futures::future::join_all(old.iter().map(|d| d.shutdown(grace))).await;
-                self.inner.controller.deploy_app(app).await?
+                self.inner.controller.deploy_app(app.clone()).await?
             }
             Err(e) => return Err(e),
         };
+        let by_name: HashMap<String, DeploymentHandle> = handles
+            .iter()
+            .map(|h| (h.name().to_owned(), h.clone()))
+            .collect();
+        let retry_after = self.inner.shared.options.backpressure_retry_after_s;
         let mut table = RouteTable::clone(&self.inner.shared.routes.load());
         let mut replaced: Vec<DeploymentHandle> = Vec::new();
-        for ((prefix, name), handle) in planned.into_iter().zip(handles) {
-            table.remove_app(&name);
-            table.insert(
-                &prefix,
-                &name,
-                Endpoint::Agent(AgentEndpoint::new(handle.clone())),
-            )?;
-            if let Some(old) = apps.insert(name, vec![handle]) {
+        for (prefix, route_app, deployment) in planned {
+            let handle = by_name[&deployment].clone();
+            let (endpoint, owned) = match handle.kind() {
+                DeploymentKind::Agent => (
+                    Endpoint::Agent(AgentEndpoint::new(handle.clone())),
+                    vec![handle],
+                ),
+                DeploymentKind::Handler => {
+                    let service = app.apply_layers(handler_service(handle, retry_after));
+                    let owned = handles
+                        .iter()
+                        .filter(|h| h.kind() == DeploymentKind::Handler)
+                        .cloned()
+                        .collect();
+                    (Endpoint::App(service), owned)
+                }
+            };
+            table.remove_app(&route_app);
+            table.insert(&prefix, &route_app, endpoint)?;
+            if let Some(old) = apps.insert(route_app, owned) {
                 replaced.extend(old);
             }
         }
@@ -211,6 +325,33 @@ impl Server {
         let mut stopped = self.inner.stopped.clone();
         let _ = stopped.wait_for(|s| *s).await;
     }
+
+    /// The address the dashboard listens on; `None` when it is off or could not bind.
+    pub fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.inner.shared.monitor.dashboard_addr()
+    }
+}
+
+/// The service that sends an app's requests to its ingress deployment; errors (overload, a
+/// panic) become the responses of CONTRACT.md.
+fn handler_service(handle: DeploymentHandle, retry_after_s: Option<u32>) -> HttpService {
+    HttpService::new(tower::service_fn(
+        move |mut req: http::Request<rayai_core::HttpBody>| {
+            let handle = handle.clone();
+            let ctx = req
+                .extensions_mut()
+                .remove::<RequestContext>()
+                .unwrap_or_else(|| RequestContext::new("", "default"));
+            async move {
+                Ok(match handle.serve(ctx, req).await {
+                    Ok(resp) => resp,
+                    Err(e) => {
+                        crate::error::from_error(&e, retry_after_s).map(crate::Body::into_http)
+                    }
+                })
+            }
+        },
+    ))
 }
 
 fn connection_builder(options: &HttpOptions) -> auto::Builder<TokioExecutor> {
@@ -229,13 +370,88 @@ async fn stopping(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
+/// Serves one connection (plain or TLS) until it closes; gracefully once `stop` is set or it
+/// has been idle for the keep-alive timeout.
+async fn serve_connection<I>(
+    io: I,
+    builder: Arc<auto::Builder<TokioExecutor>>,
+    service: Proxy,
+    activity: Arc<crate::idle::Activity>,
+    keep_alive: Option<Duration>,
+    mut stop: watch::Receiver<bool>,
+    open: watch::Receiver<()>,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder.serve_connection(TokioIo::new(io), service);
+    let mut conn = std::pin::pin!(conn);
+    let idle = async {
+        match keep_alive {
+            Some(timeout) => crate::idle::idle_timeout(&activity, timeout).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        () = stopping(&mut stop) => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+        () = idle => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
+    }
+    drop(open);
+}
+
+/// The TLS acceptor for `options`, when it names a certificate and a key (PEM files).
+fn tls_acceptor(options: &HttpOptions) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls;
+
+    let (cert, key) = match (&options.tls_cert_path, &options.tls_key_path) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        _ => {
+            return Err(Error::InvalidConfig {
+                deployment: "http".to_owned(),
+                reason: "TLS needs both tls_cert_path and tls_key_path".to_owned(),
+            });
+        }
+    };
+    let bad =
+        |what: &str, path: &std::path::Path, e: &dyn std::fmt::Display| Error::InvalidConfig {
+            deployment: "http".to_owned(),
+            reason: format!("cannot read the TLS {what} {}: {e}", path.display()),
+        };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| bad("certificate", cert, &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("key", key, &e))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
+        .map_err(|e| bad("certificate and key", cert, &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+}
+
+/// Wraps the whole server's service in the server-wide layers.
+type ServerLayerFn = Arc<dyn Fn(ServerService) -> ServerService + Send + Sync>;
+
 async fn accept_loop(
     listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    layered: Option<ServerService>,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
     let builder = Arc::new(connection_builder(&shared.options));
+    let tls = tls.map(Arc::new);
     // Every connection holds a receiver; when they are all gone, the connections are closed.
     let (open_tx, open_rx) = watch::channel(());
     loop {
@@ -253,21 +469,43 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let builder = builder.clone();
-        let service = Proxy(shared.clone());
-        let mut stop = stop.clone();
+        let activity = crate::idle::Activity::new();
+        let service = Proxy {
+            shared: shared.clone(),
+            activity: activity.clone(),
+            layered: layered.clone(),
+        };
+        let keep_alive = shared.options.keep_alive_timeout();
+        let stop = stop.clone();
         let open = open_rx.clone();
-        tokio::spawn(async move {
-            let conn = builder.serve_connection(TokioIo::new(stream), service);
-            let mut conn = std::pin::pin!(conn);
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                () = stopping(&mut stop) => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
+        match tls.clone() {
+            None => {
+                let io = crate::idle::Tracked::new(stream, activity.clone());
+                tokio::spawn(serve_connection(
+                    io, builder, service, activity, keep_alive, stop, open,
+                ));
             }
-            drop(open);
-        });
+            Some(acceptor) => {
+                let handshake_timeout = shared
+                    .options
+                    .header_read_timeout()
+                    .unwrap_or(Duration::from_secs(30));
+                tokio::spawn(async move {
+                    // A client that never finishes its handshake is dropped like a slow header.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let io = crate::idle::Tracked::new(tls, activity.clone());
+                            serve_connection(
+                                io, builder, service, activity, keep_alive, stop, open,
+                            )
+                            .await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     drop(open_rx);

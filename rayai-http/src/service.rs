@@ -12,10 +12,14 @@ use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
-use rayai_core::RouteTable;
+use std::time::Duration;
+
+use rayai_core::handler::HttpService;
+use rayai_core::{RequestContext, RootPath, RouteTable};
+use tower::ServiceExt;
 
 use crate::HttpOptions;
-use crate::body::Body;
+use crate::body::{Body, DeadlineBody};
 use crate::chat::{self, AgentEndpoint, Exchange};
 use crate::error;
 
@@ -27,6 +31,74 @@ pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 pub(crate) enum Endpoint {
     /// An agent, with the chat contract.
     Agent(Arc<AgentEndpoint>),
+    /// An application's ingress (a handler or a tower service), with the app's layers.
+    App(HttpService),
+}
+
+/// Calls an app's service. The future is built outside any async block: rustc cannot prove an
+/// async block holding a generic tower future `Send` for every lifetime of the boxed error type.
+fn call_service(
+    service: HttpService,
+    req: Request<rayai_core::HttpBody>,
+) -> futures::future::BoxFuture<'static, Response<rayai_core::HttpBody>> {
+    Box::pin(futures::FutureExt::map(
+        service.oneshot(req),
+        |result| match result {
+            Ok(resp) => resp,
+            Err(never) => match never {},
+        },
+    ))
+}
+
+/// The request's `Content-Length`, when it declares one.
+fn declared_length<B>(req: &Request<B>) -> Option<u64> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .parse()
+        .ok()
+}
+
+/// The timeout of this request: `x-request-timeout-seconds` when given, else the server's.
+#[allow(clippy::result_large_err)]
+fn request_timeout<B>(
+    req: &Request<B>,
+    options: &HttpOptions,
+) -> Result<Option<f64>, Response<Body>> {
+    match req.headers().get("x-request-timeout-seconds") {
+        None => Ok(options
+            .request_timeout()
+            .map(|_| options.request_timeout_s.unwrap_or_default())),
+        Some(value) => match value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+        {
+            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => Ok(Some(secs)),
+            _ => Err(error::detail(
+                StatusCode::BAD_REQUEST,
+                "x-request-timeout-seconds must be a positive number of seconds",
+            )),
+        },
+    }
+}
+
+/// Refuses paths that could escape a route prefix once normalised: `.` and `..` segments (also
+/// percent-encoded) and encoded slashes or backslashes.
+fn check_path(path: &str) -> Result<(), &'static str> {
+    let lower = path.to_ascii_lowercase();
+    if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
+        return Err("Invalid path: encoded slashes and backslashes are not allowed");
+    }
+    let dots = lower.split('/').any(|segment| {
+        let decoded = segment.replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    if dots {
+        return Err("Invalid path: '.' and '..' segments are not allowed");
+    }
+    Ok(())
 }
 
 /// State shared by every connection of one server.
@@ -34,11 +106,29 @@ pub(crate) struct Shared {
     pub(crate) options: HttpOptions,
     pub(crate) routes: ArcSwap<RouteTable<Endpoint>>,
     pub(crate) draining: AtomicBool,
+    pub(crate) monitor: crate::dashboard::Monitor,
+}
+
+/// The whole server as a tower service, for server-wide layers.
+pub type ServerService =
+    tower::util::BoxCloneSyncService<Request<Incoming>, Response<Body>, Infallible>;
+
+/// The server's own service, before any server-wide layer.
+pub(crate) fn server_service(shared: Arc<Shared>) -> ServerService {
+    ServerService::new(tower::service_fn(move |req: Request<Incoming>| {
+        let shared = shared.clone();
+        async move { Ok(shared.handle(req).await) }
+    }))
 }
 
 /// The hyper service of one connection.
 #[derive(Clone)]
-pub(crate) struct Proxy(pub(crate) Arc<Shared>);
+pub(crate) struct Proxy {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) activity: Arc<crate::idle::Activity>,
+    /// The server wrapped in its server-wide layers, when it has any.
+    pub(crate) layered: Option<ServerService>,
+}
 
 impl hyper::service::Service<Request<Incoming>> for Proxy {
     type Response = Response<Body>;
@@ -46,8 +136,20 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let shared = self.0.clone();
-        Box::pin(async move { Ok(shared.handle(req).await) })
+        let in_flight = self.activity.begin();
+        if let Some(layered) = &self.layered {
+            let call = layered.clone().oneshot(req);
+            return Box::pin(futures::FutureExt::map(call, move |resp| {
+                drop(in_flight);
+                resp
+            }));
+        }
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let resp = shared.handle(req).await;
+            drop(in_flight);
+            Ok(resp)
+        })
     }
 }
 
@@ -66,8 +168,37 @@ impl Shared {
             .cloned()
             .unwrap_or_else(fresh_request_id);
         let request_id: Arc<str> = String::from_utf8_lossy(id_header.as_bytes()).into();
-        let mut resp = self.route(req, request_id, started).await;
+        let method = crate::metrics::method_label(req.method());
+        let metrics = match req.uri().path() {
+            "/metrics" | "/api/serve/applications" => {
+                let mut resp = if req.uri().path() == "/metrics" {
+                    self.monitor.metrics_response(&self.routes.load())
+                } else {
+                    self.monitor.applications_response(&self.routes.load())
+                };
+                resp.headers_mut().insert(X_REQUEST_ID, id_header);
+                return resp;
+            }
+            path => self.monitor.route_for(&self.routes.load(), path),
+        };
+        let mut resp = self.route(req, request_id.clone(), started).await;
         resp.headers_mut().insert(X_REQUEST_ID, id_header);
+        let elapsed = started.elapsed();
+        let status = resp.status().as_u16();
+        self.monitor
+            .metrics
+            .record(&metrics, method, status, elapsed);
+        tracing::info!(
+            target: "rayai::access",
+            request_id = &*request_id,
+            method,
+            route = metrics.route_name(),
+            deployment = metrics.deployment_name(),
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "{method} {} {status}",
+            metrics.route_name(),
+        );
         resp
     }
 
@@ -82,19 +213,59 @@ impl Shared {
             "/-/routes" => return self.routes_json(),
             _ => {}
         }
-        let endpoint = {
+        if let Err(reason) = check_path(req.uri().path()) {
+            return error::detail(StatusCode::BAD_REQUEST, reason);
+        }
+        let timeout = match request_timeout(&req, &self.options) {
+            Ok(timeout) => timeout,
+            Err(resp) => return resp,
+        };
+        let (endpoint, prefix, rest) = {
             let routes = self.routes.load();
             let Some((route, rest)) = routes.lookup(req.uri().path()) else {
                 return error::no_route(req.uri().path());
             };
-            match route.target() {
-                Endpoint::Agent(agent) => match AgentEndpoint::shape(rest, req.method()) {
-                    Ok(shape) => (agent.clone(), shape),
-                    Err(resp) => return resp,
-                },
+            (
+                route.target().clone(),
+                route.prefix().to_owned(),
+                rest.to_owned(),
+            )
+        };
+        let deadline = timeout.map(|secs| started + Duration::from_secs_f64(secs));
+        let work = async {
+            match endpoint {
+                Endpoint::Agent(agent) => {
+                    self.agent(agent, &rest, req, request_id.clone(), deadline.zip(timeout))
+                        .await
+                }
+                Endpoint::App(service) => {
+                    self.app(service, prefix, &rest, req, request_id.clone(), deadline)
+                        .await
+                }
             }
         };
-        let (agent, shape) = endpoint;
+        match deadline.zip(timeout) {
+            Some((at, secs)) => match tokio::time::timeout_at(at, work).await {
+                Ok(resp) => resp,
+                Err(_) => error::timed_out(&request_id, secs),
+            },
+            None => work.await,
+        }
+    }
+
+    /// An agent's chat contract.
+    async fn agent(
+        &self,
+        agent: Arc<AgentEndpoint>,
+        rest: &str,
+        req: Request<Incoming>,
+        request_id: Arc<str>,
+        deadline: Option<(tokio::time::Instant, f64)>,
+    ) -> Response<Body> {
+        let shape = match AgentEndpoint::shape(rest, req.method()) {
+            Ok(shape) => shape,
+            Err(resp) => return resp,
+        };
         let http11 = req.version() == Version::HTTP_11;
         let session_header: Option<Arc<str>> = req
             .headers()
@@ -102,55 +273,77 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(Arc::from);
-        let timeout = self
-            .options
-            .request_timeout_s
-            .filter(|_| self.options.request_timeout().is_some());
-        let deadline = self.options.request_timeout().map(|t| started + t);
-        let work = async {
-            let body = match self.read_body(req).await {
-                Ok(body) => body,
-                Err(resp) => return resp,
-            };
-            let request = match chat::parse(&body, shape) {
-                Ok(r) => r,
-                Err(detail) => {
-                    return error::json_response(
-                        StatusCode::UNPROCESSABLE_ENTITY,
-                        &serde_json::json!({ "detail": detail }),
-                    );
-                }
-            };
-            let cut_off = deadline
-                .zip(timeout)
-                .map(|(at, secs)| (at, error::timeout_message(&request_id, secs)));
-            let exchange = Exchange {
-                request_id: request_id.clone(),
-                session_header,
-                http11,
-                cut_off,
-                retry_after_s: self.options.backpressure_retry_after_s,
-            };
-            agent.answer(request, shape, exchange).await
+        let body = match self.read_body(req).await {
+            Ok(body) => body,
+            Err(resp) => return resp,
         };
-        match (deadline, timeout) {
-            (Some(at), Some(secs)) => match tokio::time::timeout_at(at, work).await {
-                Ok(resp) => resp,
-                Err(_) => error::timed_out(&request_id, secs),
-            },
-            _ => work.await,
+        let request = match chat::parse(&body, shape) {
+            Ok(r) => r,
+            Err(detail) => {
+                return error::json_response(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &serde_json::json!({ "detail": detail }),
+                );
+            }
+        };
+        let cut_off = deadline.map(|(at, secs)| (at, error::timeout_message(&request_id, secs)));
+        let exchange = Exchange {
+            request_id,
+            session_header,
+            http11,
+            cut_off,
+            retry_after_s: self.options.backpressure_retry_after_s,
+        };
+        agent.answer(request, shape, exchange).await
+    }
+
+    /// An application's ingress: the path below the prefix, the prefix as [`RootPath`], the body
+    /// within the limit, the response body cut off at the deadline.
+    async fn app(
+        &self,
+        service: HttpService,
+        prefix: String,
+        rest: &str,
+        req: Request<Incoming>,
+        request_id: Arc<str>,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Response<Body> {
+        let limit = self.options.max_body_bytes;
+        if declared_length(&req).is_some_and(|n| n > limit) {
+            return error::too_large(limit);
         }
+        let (mut parts, body) = req.into_parts();
+        let path = if rest.is_empty() { "/" } else { rest };
+        let path_and_query = match parts.uri.query() {
+            Some(query) => format!("{path}?{query}"),
+            None => path.to_owned(),
+        };
+        parts.uri = match http::Uri::builder().path_and_query(path_and_query).build() {
+            Ok(uri) => uri,
+            Err(_) => return error::detail(StatusCode::BAD_REQUEST, "Invalid path"),
+        };
+        let session = parts
+            .headers
+            .get("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("default")
+            .to_owned();
+        parts.extensions.insert(RootPath(prefix));
+        parts
+            .extensions
+            .insert(RequestContext::new(request_id, session));
+        let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
+        let resp = call_service(service, Request::from_parts(parts, body)).await;
+        resp.map(|body| match deadline {
+            Some(at) => Body::Http(DeadlineBody::new(body, at).boxed_unsync()),
+            None => Body::Http(body),
+        })
     }
 
     #[allow(clippy::result_large_err)]
     async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
         let limit = self.options.max_body_bytes;
-        let declared = req
-            .headers()
-            .get(header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
+        if declared_length(&req).is_some_and(|n| n > limit) {
             return Err(error::too_large(limit));
         }
         let limited = Limited::new(

@@ -20,19 +20,45 @@ pub(crate) fn agent(
     input: TokenStream,
     source_file: Option<&Path>,
 ) -> TokenStream {
+    expand(Kind::Agent, args, input, source_file)
+}
+
+/// Which attribute is expanding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `#[agent]`: registered for `App::discover`.
+    Agent,
+    /// `#[deployment]`: a handler's configuration, not registered.
+    Deployment,
+}
+
+impl Kind {
+    fn attribute(self) -> &'static str {
+        match self {
+            Kind::Agent => "#[agent]",
+            Kind::Deployment => "#[deployment]",
+        }
+    }
+}
+
+/// Expands `#[agent(args)]` or `#[deployment(args)]` on `input`.
+pub(crate) fn expand(
+    kind: Kind,
+    args: TokenStream,
+    input: TokenStream,
+    source_file: Option<&Path>,
+) -> TokenStream {
     let errors = Errors::new();
     let args = attr::parse(args, &errors);
+    let only_structs = format!("{} can only be applied to a struct", kind.attribute());
     let generated = match syn::parse2::<Item>(input.clone()) {
-        Ok(Item::Struct(item)) => deploy(&item, args, source_file, &errors),
+        Ok(Item::Struct(item)) => deploy(kind, &item, args, source_file, &errors),
         Ok(other) => {
-            errors.error_spanned_by(head(&other), "#[agent] can only be applied to a struct");
+            errors.error_spanned_by(head(&other), &only_structs);
             None
         }
         Err(_) => {
-            errors.error_at(
-                Span::call_site(),
-                "#[agent] can only be applied to a struct",
-            );
+            errors.error_at(Span::call_site(), &only_structs);
             None
         }
     };
@@ -47,13 +73,17 @@ pub(crate) fn agent(
 
 /// The `impl Deploy` and the registration for `item`, or `None` (with errors recorded).
 fn deploy(
+    kind: Kind,
     item: &ItemStruct,
     args: Args,
     source_file: Option<&Path>,
     errors: &Errors,
 ) -> Option<TokenStream> {
     if !item.generics.params.is_empty() {
-        errors.error_spanned_by(&item.generics, "#[agent] does not support generic structs");
+        errors.error_spanned_by(
+            &item.generics,
+            format!("{} does not support generic structs", kind.attribute()),
+        );
         return None;
     }
     let ident = &item.ident;
@@ -136,6 +166,16 @@ fn deploy(
         }),
     ];
     let where_clause = &item.generics.where_clause;
+    let registration = (kind == Kind::Agent).then(|| {
+        quote! {
+            #krate::__private::inventory::submit! {
+                #krate::__private::Registration::new(
+                    #name,
+                    #krate::__private::agent_deployment::<#ident>,
+                )
+            }
+        }
+    });
 
     Some(quote! {
         #[automatically_derived]
@@ -159,12 +199,7 @@ fn deploy(
             }
         }
 
-        #krate::__private::inventory::submit! {
-            #krate::__private::Registration::new(
-                #name,
-                #krate::__private::agent_deployment::<#ident>,
-            )
-        }
+        #registration
     })
 }
 

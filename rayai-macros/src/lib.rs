@@ -113,3 +113,31 @@ pub fn agent(args: TokenStream, item: TokenStream) -> TokenStream {
     let source_file = proc_macro::Span::call_site().local_file();
     expand::agent(args.into(), item.into(), source_file.as_deref()).into()
 }
+
+/// Gives a handler type (one implementing `rayai::Handler`) its deployment configuration: the
+/// same arguments as `#[agent]`, without registering it as an agent.
+///
+/// # Examples
+///
+/// ```ignore
+/// #[rayai::deployment(num_replicas = 2, num_cpus = 0.5)]
+/// #[derive(Default)]
+/// struct Hello;
+///
+/// impl rayai::Handler for Hello {
+///     async fn call(&self, _req: rayai::Request) -> rayai::Response {
+///         rayai::Response::new(rayai::handler::full("hello"))
+///     }
+/// }
+/// ```
+#[proc_macro_attribute]
+pub fn deployment(args: TokenStream, item: TokenStream) -> TokenStream {
+    let source_file = proc_macro::Span::call_site().local_file();
+    expand::expand(
+        expand::Kind::Deployment,
+        args.into(),
+        item.into(),
+        source_file.as_deref(),
+    )
+    .into()
+}

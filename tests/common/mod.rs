@@ -32,6 +32,9 @@ pub async fn serve(app: App, options: HttpOptions) -> Server {
         HttpOptions {
             host: "127.0.0.1".to_owned(),
             port: 0,
+            // Tests never bind a fixed port: a dashboard asked for on port 0 runs, the default
+            // one (8265) does not.
+            dashboard_port: options.dashboard_port.filter(|&port| port == 0),
             ..options
         },
         rayai::Controller::new(node),
@@ -387,6 +390,7 @@ pub async fn start_on(controller: rayai::Controller) -> Server {
     let options = HttpOptions {
         host: "127.0.0.1".to_owned(),
         port: 0,
+        dashboard_port: None,
         ..HttpOptions::default()
     };
     Server::start_with(options, controller)

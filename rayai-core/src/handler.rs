@@ -1,0 +1,133 @@
+//! Handler deployments: anything that answers an HTTP request, replicated like an agent. A type
+//! implementing [`Handler`], or any tower `Service` (an axum `Router`) as an ingress.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use http::{Request, Response, StatusCode};
+use http_body_util::BodyExt;
+
+/// An error inside a body or a service.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The request and response body of handlers: bytes, possibly streamed over time.
+pub type HttpBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+/// A tower service over [`HttpBody`] requests and responses that never fails: what a route
+/// prefix is served by, with its layers.
+pub type HttpService =
+    tower::util::BoxCloneSyncService<Request<HttpBody>, Response<HttpBody>, Infallible>;
+
+/// The route prefix the request came in under (Ray's `root_path`), in the request's extensions.
+/// The handler sees the path below it in `req.uri()`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RootPath(pub String);
+
+/// A whole body.
+pub fn full(bytes: impl Into<Bytes>) -> HttpBody {
+    http_body_util::Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> HttpBody {
+    http_body_util::Empty::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// A body whose chunks are sent as the stream yields them.
+pub fn stream_body<S, E>(stream: S) -> HttpBody
+where
+    S: futures::Stream<Item = Result<Bytes, E>> + Send + 'static,
+    E: Into<BoxError> + 'static,
+{
+    use futures::TryStreamExt;
+    http_body_util::StreamBody::new(stream.map_ok(http_body::Frame::data).map_err(Into::into))
+        .boxed_unsync()
+}
+
+/// Any body as an [`HttpBody`].
+pub fn boxed<B>(body: B) -> HttpBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError> + 'static,
+{
+    body.map_err(Into::into).boxed_unsync()
+}
+
+/// Answers HTTP requests: Ray Serve's default deployment, `__call__(request)`.
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::handler::{Handler, HttpBody, full};
+/// use http::{Request, Response};
+///
+/// #[derive(Default)]
+/// struct Hello;
+///
+/// impl Handler for Hello {
+///     async fn call(&self, _req: Request<HttpBody>) -> Response<HttpBody> {
+///         Response::new(full("hello"))
+///     }
+/// }
+/// ```
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request. The URI's path is the part below the route prefix; the prefix is in
+    /// the [`RootPath`] extension.
+    fn call(&self, req: Request<HttpBody>) -> impl Future<Output = Response<HttpBody>> + Send;
+}
+
+/// [`Handler`] with its future boxed.
+pub(crate) trait DynHandler: Send + Sync + 'static {
+    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Response<HttpBody>>;
+}
+
+impl<T: Handler> DynHandler for T {
+    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Response<HttpBody>> {
+        Box::pin(Handler::call(self, req))
+    }
+}
+
+/// A tower service as a handler: one instance per replica, cloned per request as tower wants.
+pub(crate) struct ServiceHandler<S>(pub(crate) S);
+
+impl<S, B> DynHandler for ServiceHandler<S>
+where
+    S: tower::Service<Request<HttpBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<BoxError> + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError> + 'static,
+{
+    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Response<HttpBody>> {
+        use tower::ServiceExt;
+        // Combinators rather than an async block: rustc cannot prove an async block holding a
+        // generic service future `Send` for every lifetime (a known inference limitation).
+        Box::pin(futures::FutureExt::map(
+            self.0.clone().oneshot(req),
+            |result| match result {
+                Ok(resp) => resp.map(boxed),
+                Err(e) => {
+                    let e: BoxError = e.into();
+                    tracing::error!(error = %e, "ingress service failed");
+                    let mut resp = Response::new(full(r#"{"detail":"Internal Server Error"}"#));
+                    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
+                    resp.headers_mut().insert(
+                        http::header::CONTENT_TYPE,
+                        http::HeaderValue::from_static("application/json"),
+                    );
+                    resp
+                }
+            },
+        ))
+    }
+}
+
+/// Wraps an app's service in a layer; kept type-erased so an app can hold several.
+pub(crate) type LayerFn = Arc<dyn Fn(HttpService) -> HttpService + Send + Sync>;

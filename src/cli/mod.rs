@@ -1,0 +1,122 @@
+//! The `rayai` command's subcommands. Each prints its own errors; `main` turns them into the exit
+//! code.
+
+mod build;
+mod init;
+mod status;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Serve AI agents as HTTP endpoints.
+#[derive(Debug, Parser)]
+#[command(name = "rayai", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a new agent project: a cargo package with `agents/`, `rayai.toml` and `.env.example`.
+    Init(init::InitArgs),
+    /// Add an agent to a project: `agents/NAME.rs`, served at `/agents/NAME/chat`.
+    CreateAgent(init::CreateAgentArgs),
+    /// Build a project (cargo, release) and serve its agents.
+    Serve(ServeArgs),
+    /// Show the CPUs, GPUs and memory a project's agents reserve, against this machine.
+    Plan(PlanArgs),
+    /// Show a running server's deployments and replicas.
+    Status(status::StatusArgs),
+}
+
+/// How to build the project.
+#[derive(Debug, Args)]
+struct BuildArgs {
+    /// The project (a directory with Cargo.toml).
+    #[arg(default_value = ".")]
+    project_path: PathBuf,
+    /// Build with the dev profile instead of release (faster to build, slower to run).
+    #[arg(long)]
+    debug: bool,
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Port to listen on [default: 8000, or rayai.toml's http.port].
+    #[arg(long)]
+    port: Option<u16>,
+    /// Address to listen on [default: 127.0.0.1, or rayai.toml's http.host].
+    #[arg(long)]
+    host: Option<String>,
+    /// Serve only these agents (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    agents: Vec<String>,
+    /// Port of the dashboard and status API [default: 8265]; 0 turns it off.
+    #[arg(long)]
+    dashboard_port: Option<u16>,
+}
+
+#[derive(Debug, Args)]
+struct PlanArgs {
+    #[command(flatten)]
+    build: BuildArgs,
+    /// Plan only these agents (comma-separated names).
+    #[arg(long, value_delimiter = ',')]
+    agents: Vec<String>,
+}
+
+/// Runs the command line.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Init(args) => init::init(&args),
+        Command::CreateAgent(args) => init::create_agent(&args),
+        Command::Serve(args) => serve(args),
+        Command::Plan(args) => plan(args),
+        Command::Status(args) => status::status(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// What a subcommand returns: its exit code, or a message for `error: ...`.
+type CliResult = Result<ExitCode, String>;
+
+fn serve(args: ServeArgs) -> CliResult {
+    let project = build::Project::open(&args.build.project_path)?;
+    let exe = project.build(!args.build.debug)?;
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(host) = args.host {
+        env.push(("RAYAI_HOST".into(), host));
+    }
+    if let Some(port) = args.port {
+        env.push(("RAYAI_PORT".into(), port.to_string()));
+    }
+    if !args.agents.is_empty() {
+        env.push(("RAYAI_AGENTS".into(), args.agents.join(",")));
+    }
+    if let Some(port) = args.dashboard_port {
+        env.push(("RAYAI_DASHBOARD_PORT".into(), port.to_string()));
+    }
+    project.exec(&exe, env)
+}
+
+fn plan(args: PlanArgs) -> CliResult {
+    let project = build::Project::open(&args.build.project_path)?;
+    let exe = project.build(!args.build.debug)?;
+    let mut env = vec![("RAYAI_PLAN".to_owned(), "1".to_owned())];
+    if !args.agents.is_empty() {
+        env.push(("RAYAI_AGENTS".into(), args.agents.join(",")));
+    }
+    project.run(&exe, env)
+}

@@ -1,0 +1,616 @@
+//! `rayai.toml`: per-agent overrides of what `#[agent(...)]` declared, and the HTTP options,
+//! applied when a project starts (Ray Serve's config file, in TOML).
+//!
+//! ```toml
+//! [http]
+//! port = 8000
+//! request_timeout_s = 30
+//!
+//! [agents.echo]
+//! num_replicas = 2
+//! num_cpus = 0.5
+//! memory = "512MB"
+//!
+//! [agents.writer.autoscaling]
+//! min_replicas = 1
+//! max_replicas = 4
+//! ```
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rayai_core::{App, AutoscalingConfig, DeploymentConfig};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, Visitor};
+use toml::Spanned;
+
+use crate::HttpOptions;
+
+/// A parsed `rayai.toml`, with the positions of its keys kept for error messages.
+#[derive(Debug, Clone)]
+pub struct ProjectConfig {
+    file: PathBuf,
+    source: String,
+    raw: RawFile,
+}
+
+/// A mistake in `rayai.toml`: the file, line, column and key, and what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file.
+    pub file: PathBuf,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column.
+    pub column: usize,
+    /// The key (or table) the error is about, when known.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file.display(), self.line, self.column)?;
+        if let Some(key) = &self.key {
+            write!(f, "`{key}`: ")?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    agents: BTreeMap<Spanned<String>, Spanned<AgentSection>>,
+    #[serde(default)]
+    http: Option<HttpSection>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentSection {
+    num_replicas: Option<Spanned<NumReplicas>>,
+    num_cpus: Option<Spanned<f64>>,
+    num_gpus: Option<Spanned<f64>>,
+    memory: Option<Spanned<String>>,
+    max_ongoing_requests: Option<Spanned<u32>>,
+    max_queued_requests: Option<Spanned<u32>>,
+    health_check_period_s: Option<Spanned<f64>>,
+    health_check_timeout_s: Option<Spanned<f64>>,
+    graceful_shutdown_timeout_s: Option<Spanned<f64>>,
+    autoscaling: Option<Spanned<AutoscalingSection>>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AutoscalingSection {
+    min_replicas: Option<u32>,
+    max_replicas: Option<u32>,
+    target_ongoing_requests: Option<f64>,
+    upscale_delay_s: Option<f64>,
+    downscale_delay_s: Option<f64>,
+    downscale_to_zero_delay_s: Option<f64>,
+    initial_replicas: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    host: Option<String>,
+    port: Option<u16>,
+    max_body_bytes: Option<u64>,
+    request_timeout_s: Option<Spanned<f64>>,
+    backpressure_retry_after_s: Option<u32>,
+    header_read_timeout_s: Option<Spanned<f64>>,
+    graceful_shutdown_timeout_s: Option<Spanned<f64>>,
+    dashboard_port: Option<u16>,
+}
+
+/// `num_replicas`: a count, or `"auto"`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum NumReplicas {
+    Count(u32),
+    Auto,
+}
+
+impl<'de> Deserialize<'de> for NumReplicas {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = NumReplicas;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an integer >= 1 or \"auto\"")
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumReplicas, E> {
+                match u32::try_from(v) {
+                    Ok(n) if n >= 1 => Ok(NumReplicas::Count(n)),
+                    _ => Err(E::custom(format!(
+                        "num_replicas must be an integer >= 1 or \"auto\" (got {v})"
+                    ))),
+                }
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<NumReplicas, E> {
+                if v == "auto" {
+                    Ok(NumReplicas::Auto)
+                } else {
+                    Err(E::custom(format!(
+                        "num_replicas must be an integer >= 1 or \"auto\" (got {v:?})"
+                    )))
+                }
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl ProjectConfig {
+    /// Parses `source` as the contents of `file` (which is only used in messages).
+    ///
+    /// # Errors
+    ///
+    /// Bad TOML, an unknown key, or a value of the wrong type, with its line and key.
+    pub fn parse(file: impl Into<PathBuf>, source: &str) -> Result<Self, ConfigError> {
+        let file = file.into();
+        match toml::from_str::<RawFile>(source) {
+            Ok(raw) => Ok(ProjectConfig {
+                file,
+                source: source.to_owned(),
+                raw,
+            }),
+            Err(e) => {
+                let span = e.span().unwrap_or(0..0);
+                let key = key_at(source, &span);
+                Err(error_at(&file, source, span, key, e.message().trim_end()))
+            }
+        }
+    }
+
+    /// Reads and parses `file`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ProjectConfig::parse`], or the file cannot be read.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let source = std::fs::read_to_string(file).map_err(|e| ConfigError {
+            file: file.to_owned(),
+            line: 1,
+            column: 1,
+            key: None,
+            message: format!("cannot read the file: {e}"),
+        })?;
+        Self::parse(file, &source)
+    }
+
+    /// The agents the file configures.
+    pub fn agent_names(&self) -> impl Iterator<Item = &str> {
+        self.raw.agents.keys().map(|k| k.get_ref().as_str())
+    }
+
+    /// Applies the `[agents.*]` overrides to `app`, whose deployments are every agent the
+    /// project has (`known` lists them, for the message about an unknown agent).
+    ///
+    /// # Errors
+    ///
+    /// An agent the project does not have, or a value the deployment refuses.
+    pub fn apply_agents(&self, app: App, known: &[String]) -> Result<App, ConfigError> {
+        for name in self.raw.agents.keys() {
+            if !known.iter().any(|k| k == name.get_ref()) {
+                return Err(self.error(
+                    name.span(),
+                    Some(format!("agents.{}", name.get_ref())),
+                    format!(
+                        "no agent named `{}` in this project; its agents are: {}",
+                        name.get_ref(),
+                        known.join(", ")
+                    ),
+                ));
+            }
+        }
+        let mut out = App::new();
+        for deployment in app.into_deployments() {
+            let name = deployment.config().name().to_owned();
+            let Some((key, section)) = self.raw.agents.get_key_value(name.as_str()) else {
+                out = out.deployment(deployment);
+                continue;
+            };
+            let config = self.override_config(deployment.config().clone(), key, section)?;
+            out = out.deployment(deployment.map_config(|_| config));
+        }
+        Ok(out)
+    }
+
+    fn override_config(
+        &self,
+        mut c: DeploymentConfig,
+        key: &Spanned<String>,
+        section: &Spanned<AgentSection>,
+    ) -> Result<DeploymentConfig, ConfigError> {
+        let table = format!("agents.{}", key.get_ref());
+        let s = section.get_ref();
+        let at = |field: &str| format!("{table}.{field}");
+        if let (Some(n), Some(a)) = (&s.num_replicas, &s.autoscaling) {
+            let span = n.span().start.min(a.span().start)..n.span().end.max(a.span().end);
+            return Err(self.error(
+                span,
+                Some(table.clone()),
+                "set either `num_replicas` or `autoscaling`, not both".to_owned(),
+            ));
+        }
+        if let Some(n) = &s.num_replicas {
+            c = match *n.get_ref() {
+                NumReplicas::Count(n) => copy_without_autoscaling(&c).with_num_replicas(n),
+                NumReplicas::Auto => c.with_autoscaling(AutoscalingConfig::auto()),
+            };
+        }
+        if let Some(v) = &s.num_cpus {
+            c = c.with_num_cpus(*v.get_ref());
+        }
+        if let Some(v) = &s.num_gpus {
+            c = c.with_num_gpus(*v.get_ref());
+        }
+        if let Some(v) = &s.memory {
+            let bytes = rayai_core::memory::parse_memory(v.get_ref()).map_err(|e| {
+                self.error(
+                    v.span(),
+                    Some(at("memory")),
+                    format!(
+                        "{:?} is not a memory size: {} (e.g. \"512MB\", \"2GB\", \"1.5 GiB\")",
+                        v.get_ref(),
+                        e.message()
+                    ),
+                )
+            })?;
+            c = c.with_memory_bytes(bytes);
+        }
+        if let Some(v) = &s.max_ongoing_requests {
+            c = c.with_max_ongoing_requests(*v.get_ref());
+        }
+        if let Some(v) = &s.max_queued_requests {
+            c = c.with_max_queued_requests(*v.get_ref());
+        }
+        let secs = |v: &Spanned<f64>, field: &str, zero_ok: bool| {
+            let x = *v.get_ref();
+            if x.is_finite() && (x > 0.0 || (zero_ok && x == 0.0)) {
+                Ok(Duration::from_secs_f64(x))
+            } else {
+                let bound = if zero_ok { "0 or more" } else { "more than 0" };
+                Err(self.error(
+                    v.span(),
+                    Some(at(field)),
+                    format!("must be {bound} seconds (got {x})"),
+                ))
+            }
+        };
+        if let Some(v) = &s.health_check_period_s {
+            c = c.with_health_check_period(secs(v, "health_check_period_s", false)?);
+        }
+        if let Some(v) = &s.health_check_timeout_s {
+            c = c.with_health_check_timeout(secs(v, "health_check_timeout_s", false)?);
+        }
+        if let Some(v) = &s.graceful_shutdown_timeout_s {
+            c = c.with_graceful_shutdown_timeout(secs(v, "graceful_shutdown_timeout_s", true)?);
+        }
+        if let Some(a) = &s.autoscaling {
+            let raw = a.get_ref();
+            let base = match (c.autoscaling(), raw.min_replicas, raw.max_replicas) {
+                (Some(base), _, _) => base.clone(),
+                (None, Some(min), Some(max)) => AutoscalingConfig::new(
+                    min,
+                    max,
+                    AutoscalingConfig::DEFAULT_TARGET_ONGOING_REQUESTS,
+                ),
+                (None, _, _) => {
+                    return Err(self.error(
+                        a.span(),
+                        Some(at("autoscaling")),
+                        "needs `min_replicas` and `max_replicas`".to_owned(),
+                    ));
+                }
+            };
+            let mut cfg = base;
+            if let Some(v) = raw.min_replicas {
+                cfg.min_replicas = v;
+            }
+            if let Some(v) = raw.max_replicas {
+                cfg.max_replicas = v;
+            }
+            if let Some(v) = raw.target_ongoing_requests {
+                cfg.target_ongoing_requests = v;
+            }
+            let delay = |v: f64, field: &str| {
+                if v.is_finite() && v >= 0.0 {
+                    Ok(Duration::from_secs_f64(v))
+                } else {
+                    Err(self.error(
+                        a.span(),
+                        Some(at(&format!("autoscaling.{field}"))),
+                        format!("must be 0 or more seconds (got {v})"),
+                    ))
+                }
+            };
+            if let Some(v) = raw.upscale_delay_s {
+                cfg.upscale_delay = delay(v, "upscale_delay_s")?;
+            }
+            if let Some(v) = raw.downscale_delay_s {
+                cfg.downscale_delay = delay(v, "downscale_delay_s")?;
+                if raw.downscale_to_zero_delay_s.is_none() {
+                    cfg.downscale_to_zero_delay = cfg.downscale_delay;
+                }
+            }
+            if let Some(v) = raw.downscale_to_zero_delay_s {
+                cfg.downscale_to_zero_delay = delay(v, "downscale_to_zero_delay_s")?;
+            }
+            if raw.initial_replicas.is_some() {
+                cfg.initial_replicas = raw.initial_replicas;
+            }
+            if let Err(reason) = cfg.validate() {
+                return Err(self.error(a.span(), Some(at("autoscaling")), reason));
+            }
+            c = c.with_autoscaling(cfg);
+        }
+        if let Err(e) = c.validate() {
+            // Point at the key the message names, else at the agent's table.
+            let reason = match &e {
+                rayai_core::Error::InvalidConfig { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            let fields: [(&str, Option<Range<usize>>); 4] = [
+                ("num_replicas", s.num_replicas.as_ref().map(Spanned::span)),
+                ("num_cpus", s.num_cpus.as_ref().map(Spanned::span)),
+                ("num_gpus", s.num_gpus.as_ref().map(Spanned::span)),
+                (
+                    "max_ongoing_requests",
+                    s.max_ongoing_requests.as_ref().map(Spanned::span),
+                ),
+            ];
+            let (key, span) = fields
+                .into_iter()
+                .find_map(|(f, span)| Some((at(f), span?)).filter(|_| reason.contains(f)))
+                .unwrap_or((table, key.span()));
+            return Err(self.error(span, Some(key), reason));
+        }
+        Ok(c)
+    }
+
+    /// `options` with the `[http]` table's values.
+    ///
+    /// # Errors
+    ///
+    /// A negative or non-finite number of seconds.
+    pub fn apply_http(&self, mut options: HttpOptions) -> Result<HttpOptions, ConfigError> {
+        let Some(h) = &self.raw.http else {
+            return Ok(options);
+        };
+        let secs = |v: &Spanned<f64>, field: &str| {
+            let x = *v.get_ref();
+            if x.is_finite() && x >= 0.0 {
+                Ok(x)
+            } else {
+                Err(self.error(
+                    v.span(),
+                    Some(format!("http.{field}")),
+                    format!("must be 0 or more seconds (got {x})"),
+                ))
+            }
+        };
+        if let Some(v) = &h.host {
+            options.host = v.clone();
+        }
+        if let Some(v) = h.port {
+            options.port = v;
+        }
+        if let Some(v) = h.max_body_bytes {
+            options.max_body_bytes = v;
+        }
+        if let Some(v) = &h.request_timeout_s {
+            options.request_timeout_s = Some(secs(v, "request_timeout_s")?);
+        }
+        if let Some(v) = h.backpressure_retry_after_s {
+            options.backpressure_retry_after_s = Some(v);
+        }
+        if let Some(v) = &h.header_read_timeout_s {
+            options.header_read_timeout_s = secs(v, "header_read_timeout_s")?;
+        }
+        if let Some(v) = &h.graceful_shutdown_timeout_s {
+            options.graceful_shutdown_timeout_s = secs(v, "graceful_shutdown_timeout_s")?;
+        }
+        if let Some(v) = h.dashboard_port {
+            options.dashboard_port = (v != 0).then_some(v);
+        }
+        Ok(options)
+    }
+
+    fn error(&self, span: Range<usize>, key: Option<String>, message: String) -> ConfigError {
+        error_at(&self.file, &self.source, span, key, &message)
+    }
+}
+
+/// A copy of `c` that does not autoscale (a fixed `num_replicas` in the file wins over the
+/// attribute's autoscaling).
+fn copy_without_autoscaling(c: &DeploymentConfig) -> DeploymentConfig {
+    let r = c.resources();
+    let mut out = DeploymentConfig::new(c.name())
+        .with_num_replicas(c.num_replicas())
+        .with_num_cpus(r.num_cpus)
+        .with_num_gpus(r.num_gpus)
+        .with_memory_bytes(r.memory_bytes)
+        .with_max_ongoing_requests(c.max_ongoing_requests())
+        .with_isolation(c.isolation())
+        .with_health_check_period(c.health_check_period())
+        .with_health_check_timeout(c.health_check_timeout())
+        .with_graceful_shutdown_timeout(c.graceful_shutdown_timeout());
+    if let Some(q) = c.max_queued_requests() {
+        out = out.with_max_queued_requests(q);
+    }
+    out
+}
+
+fn error_at(
+    file: &Path,
+    source: &str,
+    span: Range<usize>,
+    key: Option<String>,
+    message: &str,
+) -> ConfigError {
+    let start = span.start.min(source.len());
+    let before = &source[..start];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rfind('\n').map_or(start, |i| start - i - 1) + 1;
+    ConfigError {
+        file: file.to_owned(),
+        line,
+        column,
+        key,
+        message: message.to_owned(),
+    }
+}
+
+/// The key written on the line of `span` (`key = value` or `[table]`), for serde's messages
+/// that name only the type.
+fn key_at(source: &str, span: &Range<usize>) -> Option<String> {
+    let start = span.start.min(source.len());
+    let line_start = source[..start].rfind('\n').map_or(0, |i| i + 1);
+    let line_end = source[start..]
+        .find('\n')
+        .map_or(source.len(), |i| start + i);
+    let line = source[line_start..line_end].trim();
+    let key = match line.split_once('=') {
+        Some((k, _)) => k.trim(),
+        None => line.trim_start_matches('[').trim_end_matches(']').trim(),
+    };
+    (!key.is_empty()).then(|| key.trim_matches('"').to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayai_core::{Agent, AgentError, Deployment};
+    use serde_json::Value;
+
+    struct Nop;
+    impl Agent for Nop {
+        async fn run(&self, data: Value) -> Result<Value, AgentError> {
+            Ok(data)
+        }
+    }
+
+    fn app() -> (App, Vec<String>) {
+        let d =
+            |name: &str| Deployment::from_fn(DeploymentConfig::new(name), |_| async { Ok(Nop) });
+        let app = App::new().deployment(d("echo")).deployment(d("writer"));
+        (app, vec!["echo".to_owned(), "writer".to_owned()])
+    }
+
+    fn apply(src: &str) -> Result<App, ConfigError> {
+        let (app, known) = app();
+        ProjectConfig::parse("rayai.toml", src)?.apply_agents(app, &known)
+    }
+
+    #[test]
+    fn overrides_replicas_resources_and_bounds() {
+        let app = apply(
+            "[agents.echo]\nnum_replicas = 3\nnum_cpus = 0.5\nnum_gpus = 1\nmemory = \"512MB\"\n\
+             max_ongoing_requests = 7\nmax_queued_requests = 10\n",
+        )
+        .unwrap();
+        let c = app.deployments()[0].config();
+        assert_eq!(c.num_replicas(), 3);
+        assert_eq!(c.resources().num_cpus, 0.5);
+        assert_eq!(c.resources().num_gpus, 1.0);
+        assert_eq!(c.resources().memory_bytes, 512 << 20);
+        assert_eq!(c.max_ongoing_requests(), 7);
+        assert_eq!(c.max_queued_requests(), Some(10));
+        assert_eq!(app.deployments()[1].config().num_replicas(), 1);
+    }
+
+    #[test]
+    fn autoscaling_table_and_auto() {
+        let app = apply(
+            "[agents.echo.autoscaling]\nmin_replicas = 0\nmax_replicas = 4\n\
+             target_ongoing_requests = 3\ndownscale_delay_s = 60\n\n[agents.writer]\nnum_replicas = \"auto\"\n",
+        )
+        .unwrap();
+        let a = app.deployments()[0].config().autoscaling().unwrap().clone();
+        assert_eq!((a.min_replicas, a.max_replicas), (0, 4));
+        assert_eq!(a.target_ongoing_requests, 3.0);
+        assert_eq!(a.downscale_delay, Duration::from_secs(60));
+        assert_eq!(a.downscale_to_zero_delay, Duration::from_secs(60));
+        let w = app.deployments()[1].config().autoscaling().unwrap();
+        assert_eq!(w, &AutoscalingConfig::auto());
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_and_key() {
+        let err = apply("[agents.echo]\nnum_replicas = 2\nnum_cpu = 1\n").unwrap_err();
+        assert_eq!((err.line, err.column), (3, 1), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("rayai.toml:3:1: "), "{text}");
+        assert!(text.contains("num_cpu"), "{text}");
+        assert!(text.contains("num_cpus"), "lists the valid keys: {text}");
+    }
+
+    #[test]
+    fn unknown_agent_lists_the_agents() {
+        let err = apply("\n[agents.nope]\nnum_replicas = 2\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert_eq!(err.key.as_deref(), Some("agents.nope"));
+        assert!(err.to_string().contains("echo, writer"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = apply("[agents.echo]\nnum_replicas = \"many\"\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.to_string().contains("num_replicas"), "{err}");
+
+        let err = apply("[agents.echo]\nnum_replicas = 0\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+
+        let err = apply("[agents.echo]\n\nmemory = \"2 potatoes\"\n").unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert_eq!(err.key.as_deref(), Some("agents.echo.memory"));
+
+        let err = apply("[agents.echo]\nnum_cpus = 0\n").unwrap_err();
+        assert_eq!(
+            (err.line, err.key.as_deref()),
+            (2, Some("agents.echo.num_cpus"))
+        );
+
+        let err = apply("[agents.echo]\nmax_ongoing_requests = -1\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert_eq!(err.key.as_deref(), Some("max_ongoing_requests"), "{err}");
+
+        let err =
+            apply("[agents.echo.autoscaling]\nmin_replicas = 5\nmax_replicas = 2\n").unwrap_err();
+        assert!(err.to_string().contains("min_replicas (5)"), "{err}");
+
+        let err = apply("[agents.echo]\nnum_replicas = 2\nautoscaling = { min_replicas = 1, max_replicas = 2 }\n")
+            .unwrap_err();
+        assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn http_table_sets_options() {
+        let cfg = ProjectConfig::parse(
+            "rayai.toml",
+            "[http]\nhost = \"0.0.0.0\"\nport = 9000\nrequest_timeout_s = 30\nmax_body_bytes = 1024\n",
+        )
+        .unwrap();
+        let o = cfg.apply_http(HttpOptions::default()).unwrap();
+        assert_eq!((o.host.as_str(), o.port), ("0.0.0.0", 9000));
+        assert_eq!(o.request_timeout_s, Some(30.0));
+        assert_eq!(o.max_body_bytes, 1024);
+
+        let err = ProjectConfig::parse("rayai.toml", "[http]\nport = 70000\n").unwrap_err();
+        assert_eq!((err.line, err.key.as_deref()), (2, Some("port")), "{err}");
+        let err = ProjectConfig::parse("rayai.toml", "[server]\n").unwrap_err();
+        assert!(err.to_string().contains("server"), "{err}");
+    }
+}

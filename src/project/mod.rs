@@ -1,0 +1,242 @@
+//! Projects laid out for `rayai serve`: agents in `agents/<name>.rs`, discovered at compile time,
+//! configured at start by `rayai.toml` and `RAYAI_*` variables.
+//!
+//! A project's `main` is one line, and needs no editing when agents are added:
+//!
+//! ```no_run
+//! fn main() -> std::process::ExitCode {
+//!     rayai::project::main()
+//! }
+//! ```
+//!
+//! What it reads at start:
+//!
+//! | variable | meaning |
+//! |---|---|
+//! | `RAYAI_HOST`, `RAYAI_PORT` | where to listen (over `rayai.toml`'s `[http]`; default 127.0.0.1:8000) |
+//! | `RAYAI_DASHBOARD_PORT` | the dashboard and status API's port (default 8265; 0 turns it off) |
+//! | `RAYAI_AGENTS` | comma-separated agents to serve (default: all) |
+//! | `RAYAI_CONFIG` | the config file (default `rayai.toml` in the working directory, if there) |
+//! | `RAYAI_PLAN` | `1`: print the resource plan and exit instead of serving |
+
+mod config;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+pub use config::{ConfigError, ProjectConfig};
+
+use crate::{App, HttpOptions};
+
+/// Why a project could not start.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ProjectError {
+    /// The binary has no `#[agent]`.
+    NoAgents,
+    /// `RAYAI_AGENTS` names agents the project does not have.
+    UnknownAgents {
+        /// The names asked for that do not exist.
+        unknown: Vec<String>,
+        /// The names that exist.
+        known: Vec<String>,
+    },
+    /// `rayai.toml` is wrong.
+    Config(ConfigError),
+    /// The runtime refused the application or could not bind.
+    Serve(crate::Error),
+}
+
+impl fmt::Display for ProjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProjectError::NoAgents => f.write_str(
+                "no agents found: add one to agents/ (`rayai create-agent NAME`) and rebuild",
+            ),
+            ProjectError::UnknownAgents { unknown, known } => write!(
+                f,
+                "unknown agent{} {}; this project has: {}",
+                if unknown.len() == 1 { "" } else { "s" },
+                unknown.join(", "),
+                known.join(", ")
+            ),
+            ProjectError::Config(e) => write!(f, "{e}"),
+            ProjectError::Serve(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for ProjectError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ProjectError::Config(e) => Some(e),
+            ProjectError::Serve(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<ConfigError> for ProjectError {
+    fn from(e: ConfigError) -> Self {
+        ProjectError::Config(e)
+    }
+}
+
+impl From<crate::Error> for ProjectError {
+    fn from(e: crate::Error) -> Self {
+        ProjectError::Serve(e)
+    }
+}
+
+/// A project's `main`: runs [`serve_discovered`] on a new runtime, prints an error and fails.
+pub fn main() -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve_discovered()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The application of every `#[agent]` in the binary, filtered by `RAYAI_AGENTS` and configured
+/// by the config file ([`config_path`]).
+///
+/// # Errors
+///
+/// No agents, an unknown agent asked for, or a mistake in the config file.
+pub fn discovered_app() -> Result<App, ProjectError> {
+    let app = App::discover();
+    let known: Vec<String> = app
+        .deployments()
+        .iter()
+        .map(|d| d.config().name().to_owned())
+        .collect();
+    if known.is_empty() {
+        return Err(ProjectError::NoAgents);
+    }
+    let app = match load_config()? {
+        Some(config) => config.apply_agents(app, &known)?,
+        None => app,
+    };
+    let wanted = std::env::var("RAYAI_AGENTS").unwrap_or_default();
+    let wanted: Vec<&str> = wanted
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(app);
+    }
+    let unknown: Vec<String> = wanted
+        .iter()
+        .filter(|w| !known.iter().any(|k| k == *w))
+        .map(|w| (*w).to_owned())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ProjectError::UnknownAgents { unknown, known });
+    }
+    Ok(app.filter(|name| wanted.contains(&name)))
+}
+
+/// The config file: `RAYAI_CONFIG` when set, else `rayai.toml` in the working directory.
+pub fn config_path() -> PathBuf {
+    std::env::var_os("RAYAI_CONFIG").map_or_else(|| PathBuf::from("rayai.toml"), PathBuf::from)
+}
+
+fn load_config() -> Result<Option<ProjectConfig>, ConfigError> {
+    let path = config_path();
+    if std::env::var_os("RAYAI_CONFIG").is_none() && !path.exists() {
+        return Ok(None);
+    }
+    ProjectConfig::load(&path).map(Some)
+}
+
+/// The HTTP options: the defaults, then `[http]` from the config file, then the `RAYAI_*`
+/// variables [`HttpOptions::from_env`] reads.
+///
+/// # Errors
+///
+/// A mistake in the config file.
+pub fn http_options() -> Result<HttpOptions, ProjectError> {
+    let mut options = HttpOptions::default();
+    if let Some(config) = load_config()? {
+        options = config.apply_http(options)?;
+    }
+    let from_env = HttpOptions::from_env();
+    if std::env::var_os("RAYAI_HOST").is_some() {
+        options.host = from_env.host;
+    }
+    if std::env::var_os("RAYAI_PORT").is_some() {
+        options.port = from_env.port;
+    }
+    if std::env::var_os("RAYAI_DASHBOARD_PORT").is_some() {
+        options.dashboard_port = from_env.dashboard_port;
+    }
+    if std::env::var_os("RAYAI_DASHBOARD_HOST").is_some() {
+        options.dashboard_host = from_env.dashboard_host;
+    }
+    if std::env::var_os("RAYAI_DASHBOARD_TOKEN").is_some() {
+        options.dashboard_token = from_env.dashboard_token;
+    }
+    Ok(options)
+}
+
+/// Serves the project's agents ([`discovered_app`]) at `/` until Ctrl-C or SIGTERM, printing the
+/// endpoints once they answer; with `RAYAI_PLAN=1`, prints the resource plan and returns.
+///
+/// # Errors
+///
+/// As [`discovered_app`] and [`http_options`], or the runtime refuses the application.
+pub async fn serve_discovered() -> Result<(), ProjectError> {
+    let app = discovered_app()?;
+    let options = http_options()?;
+    if std::env::var("RAYAI_PLAN").is_ok_and(|v| v == "1") {
+        println!("{}", crate::plan(&app));
+        return Ok(());
+    }
+    let names: Vec<String> = app
+        .deployments()
+        .iter()
+        .map(|d| d.config().name().to_owned())
+        .collect();
+    let server = crate::serve::start(options).await?;
+    let on_signal = server.clone();
+    tokio::spawn(async move {
+        crate::serve::shutdown_signal().await;
+        eprintln!("shutting down: draining in-flight requests");
+        on_signal.shutdown().await;
+    });
+    server.deploy(app, "/").await?;
+    print_endpoints(&server.local_addr().to_string(), &names);
+    server.stopped().await;
+    Ok(())
+}
+
+fn print_endpoints(addr: &str, names: &[String]) {
+    let mut out = format!(
+        "\nrayai is serving {} agent(s) at http://{addr}\n",
+        names.len()
+    );
+    for name in names {
+        out += &format!("\n  {name}: POST http://{addr}/agents/{name}/chat\n");
+        out += &format!(
+            "    curl -X POST http://{addr}/agents/{name}/chat -H 'content-type: application/json' \
+             -d '{{\"data\": {{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}}}'\n"
+        );
+    }
+    out += &format!("\n  routes: http://{addr}/-/routes   health: http://{addr}/-/healthz\n");
+    out += "\nPress Ctrl-C to stop.\n";
+    println!("{out}");
+}
