@@ -35,7 +35,7 @@ fn isolation(c: &mut Criterion) {
     group.bench_function("through the deployment (router + replica executor)", |b| {
         b.to_async(&rt).iter(|| async {
             let ctx = RequestContext::new("bench", "default");
-            handle.call(ctx, data.clone()).await.unwrap()
+            handle.call_with(ctx, data.clone()).await.unwrap()
         });
     });
     group.finish();

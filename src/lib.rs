@@ -30,6 +30,7 @@
 //! |---|---|---|
 //! | (none) | | rayai has no optional features yet |
 
+pub use rayai_core::callable::{Callable, TypedHandle};
 pub use rayai_core::handler::{self, Handler, HttpBody, RootPath};
 pub use rayai_core::{
     Agent, AgentError, App, AutoscalingConfig, Construct, Controller, Deploy, Deployment,
@@ -77,8 +78,8 @@ pub mod stream {
 pub mod prelude {
     pub use crate::stream::{Stream, StreamExt, try_stream};
     pub use crate::{
-        Agent, AgentError, App, Construct, EventStream, Handler, HandlerApp, ReplicaContext,
-        RequestContext, TextStream, Value, agent, deployment, json,
+        Agent, AgentError, App, Callable, Construct, EventStream, Handler, HandlerApp,
+        ReplicaContext, RequestContext, TextStream, Value, agent, deployment, json,
     };
     pub use std::sync::atomic::{AtomicU64, Ordering};
 }

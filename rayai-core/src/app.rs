@@ -80,6 +80,11 @@ impl App {
         self.deployment(Deployment::handler::<T>())
     }
 
+    /// Adds the typed deployment `T` (reached through handles).
+    pub fn callable<T: Deploy + crate::callable::Callable>(self) -> Self {
+        self.deployment(Deployment::callable::<T>())
+    }
+
     /// Wraps the application's HTTP face (its ingress) in a tower layer: CORS, auth, limits.
     /// Layers added later wrap the earlier ones.
     ///

@@ -19,11 +19,21 @@ pub struct ReplicaContext {
     inner: Arc<ReplicaInfo>,
 }
 
-#[derive(Debug)]
 struct ReplicaInfo {
     deployment: String,
     replica_id: String,
     gpu_ids: Vec<u32>,
+    controller: Option<crate::Controller>,
+}
+
+impl std::fmt::Debug for ReplicaInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReplicaInfo")
+            .field("deployment", &self.deployment)
+            .field("replica_id", &self.replica_id)
+            .field("gpu_ids", &self.gpu_ids)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ReplicaContext {
@@ -38,8 +48,50 @@ impl ReplicaContext {
                 deployment: deployment.into(),
                 replica_id: replica_id.into(),
                 gpu_ids,
+                controller: None,
             }),
         }
+    }
+
+    /// The same context, able to find the controller's other deployments.
+    pub(crate) fn with_controller(self, controller: crate::Controller) -> Self {
+        let info = &self.inner;
+        ReplicaContext {
+            inner: Arc::new(ReplicaInfo {
+                deployment: info.deployment.clone(),
+                replica_id: info.replica_id.clone(),
+                gpu_ids: info.gpu_ids.clone(),
+                controller: Some(controller),
+            }),
+        }
+    }
+
+    /// A handle to the running deployment `name`, for composition: calls go through its router
+    /// (power of two choices, backpressure, sticky sessions) with no HTTP in between. Take it
+    /// when you need it (or in the constructor once the deployment exists: an application's
+    /// ingress starts after its other deployments).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::Error::UnknownDeployment`] when no deployment of that name runs.
+    pub fn handle(&self, name: &str) -> Result<crate::DeploymentHandle, crate::Error> {
+        self.inner
+            .controller
+            .as_ref()
+            .and_then(|c| c.handle(name))
+            .ok_or_else(|| crate::Error::UnknownDeployment(name.to_owned()))
+    }
+
+    /// A typed handle to the running deployment of the [`crate::callable::Callable`] type `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ReplicaContext::handle`].
+    pub fn typed_handle<T: crate::callable::Callable + crate::Deploy>(
+        &self,
+    ) -> Result<crate::callable::TypedHandle<T>, crate::Error> {
+        self.handle(T::config().name())
+            .map(crate::callable::TypedHandle::new)
     }
 
     /// The deployment's name.

@@ -128,15 +128,24 @@ impl Controller {
                 plan: plan.to_string(),
             });
         }
-        let started =
-            futures::future::join_all(app.into_deployments().into_iter().map(|d| self.deploy(d)))
-                .await;
+        // The ingress (handlers) starts after the rest, so that its constructor can take handles
+        // to the deployments it composes.
+        let (ingress, rest): (Vec<Deployment>, Vec<Deployment>) = app
+            .into_deployments()
+            .into_iter()
+            .partition(|d| d.kind() == DeploymentKind::Handler);
         let mut handles = Vec::new();
         let mut failure = None;
-        for result in started {
-            match result {
-                Ok(h) => handles.push(h),
-                Err(e) => failure = failure.or(Some(e)),
+        for wave in [rest, ingress] {
+            if failure.is_some() {
+                break;
+            }
+            for result in futures::future::join_all(wave.into_iter().map(|d| self.deploy(d))).await
+            {
+                match result {
+                    Ok(h) => handles.push(h),
+                    Err(e) => failure = failure.or(Some(e)),
+                }
             }
         }
         if let Some(e) = failure {
@@ -201,6 +210,15 @@ impl Controller {
         lock(&self.node.deployments).push(Arc::downgrade(&running));
         tokio::spawn(control_loop(Arc::downgrade(&running), running.kick.clone()));
         Ok(DeploymentHandle::new(running))
+    }
+
+    /// A handle to the running deployment `name` (the newest, while one replaces another).
+    pub fn handle(&self, name: &str) -> Option<DeploymentHandle> {
+        self.live()
+            .into_iter()
+            .rev()
+            .find(|r| r.config.name() == name)
+            .map(DeploymentHandle::new)
     }
 
     /// A snapshot of every deployment.
@@ -287,7 +305,10 @@ impl Running {
             self.config.name(),
             format!("{}#{n}", self.config.name()),
             held.reservation.gpu_ids.clone(),
-        );
+        )
+        .with_controller(Controller {
+            node: self.node.clone(),
+        });
         let mut pause = START_BACKOFF;
         for attempt in 1..=START_ATTEMPTS {
             let started =

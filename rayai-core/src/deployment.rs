@@ -5,6 +5,8 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use crate::agent::{Agent, Deploy, DynAgent};
+use crate::callable::AnyBox;
+use crate::callable::{Callable, DynCallable};
 use crate::controller::{Controller, Running};
 use crate::handler::{BoxError, DynHandler, Handler, HttpBody, ServiceHandler};
 use crate::replica::{Events, Factory, ReplicaStream, Target, Text};
@@ -44,6 +46,8 @@ pub enum DeploymentKind {
     Agent,
     /// A handler or ingress: any HTTP, at the application's route prefix.
     Handler,
+    /// A typed deployment, reached only through handles.
+    Callable,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -159,6 +163,23 @@ impl Deployment {
         self.kind
     }
 
+    /// The deployment of a [`Callable`] type: reached through [`TypedHandle`]s, with Rust
+    /// values in and out.
+    pub fn callable<T: Deploy + Callable>() -> Self {
+        let construct = T::construct;
+        Deployment {
+            config: T::config(),
+            kind: DeploymentKind::Callable,
+            factory: Arc::new(move |ctx| {
+                let fut = construct(ctx);
+                Box::pin(async move {
+                    let callable: Arc<dyn DynCallable> = Arc::new(fut.await?);
+                    Ok(Target::Callable(callable))
+                })
+            }),
+        }
+    }
+
     /// The configuration.
     pub fn config(&self) -> &DeploymentConfig {
         &self.config
@@ -232,6 +253,33 @@ impl DeploymentHandle {
         self.inner.status().replicas
     }
 
+    /// Runs the agent's `run` on a replica, within the current request's context when called
+    /// from one (its request id and session travel along: sticky sessions hold across
+    /// deployments), else a fresh one. This is composition: no HTTP in between.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeploymentHandle::call_with`].
+    pub async fn call(&self, data: Value) -> Result<Value, Error> {
+        self.call_with(current_context(), data).await
+    }
+
+    /// Opens the agent's text stream on a replica, within the current request's context.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeploymentHandle::stream_text`].
+    pub async fn stream(&self, data: Value) -> Result<ReplicaStream<String>, Error> {
+        self.stream_text(current_context(), data).await
+    }
+
+    /// A typed call: what [`crate::callable::TypedHandle::call`] sends.
+    pub(crate) async fn call_any(&self, request: AnyBox) -> Result<AnyBox, Error> {
+        let ctx = current_context();
+        let slot = self.inner.router.acquire(ctx.routing_key()).await?;
+        slot.call_any(ctx, request).await
+    }
+
     /// Runs the agent's `run` on a replica with the request context `ctx`.
     ///
     /// Dropping the future cancels the work on the replica and frees its slot.
@@ -240,7 +288,7 @@ impl DeploymentHandle {
     ///
     /// The agent's error or panic, [`Error::NotAnObject`] when `run` returns something other than
     /// a JSON object, [`Error::Backpressure`] when the queue is full.
-    pub async fn call(&self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
+    pub async fn call_with(&self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
         let slot = self.inner.router.acquire(ctx.routing_key()).await?;
         let value = slot.call(ctx, data).await?;
         if value.is_object() {
@@ -305,6 +353,17 @@ impl DeploymentHandle {
     pub async fn shutdown(&self, timeout: std::time::Duration) {
         self.inner.shutdown(timeout).await;
     }
+}
+
+/// The current request's context, or a fresh one outside a request.
+fn current_context() -> RequestContext {
+    RequestContext::current().unwrap_or_else(|| {
+        let mut buf = uuid::Uuid::encode_buffer();
+        RequestContext::new(
+            uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf),
+            "default",
+        )
+    })
 }
 
 /// Python's name for a JSON value's type, for messages a RayAI user recognises.

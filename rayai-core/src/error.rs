@@ -109,6 +109,9 @@ pub enum Error {
         /// What the request needed.
         expected: &'static str,
     },
+    /// No running deployment has this name.
+    #[error("no deployment named `{0}` is running")]
+    UnknownDeployment(String),
     /// The replica serving the request went away before it answered.
     #[error("the replica serving this request stopped before it finished")]
     ReplicaStopped,

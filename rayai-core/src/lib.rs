@@ -12,6 +12,8 @@
 mod agent;
 mod app;
 pub mod autoscale;
+pub mod batch;
+pub mod callable;
 mod config;
 mod context;
 mod controller;
@@ -34,6 +36,7 @@ pub mod __private;
 pub use agent::{Agent, Construct, Deploy, EventStream, TextStream};
 pub use app::App;
 pub use autoscale::{Autoscaler, AutoscalingConfig, Decision};
+pub use callable::{Callable, TypedHandle};
 pub use config::{DeploymentConfig, Isolation, Resources, is_url_safe_name};
 pub use context::{ReplicaContext, RequestContext};
 pub use controller::Controller;

@@ -70,6 +70,25 @@ impl Executor {
         })
     }
 
+    /// Runs `future` on this executor and waits for it: spawned on the replica's own runtime,
+    /// or polled in place on the caller's (no task, no hop). Either way, dropping the returned
+    /// future cancels `future`, and a panic in it is an [`Error::Panicked`].
+    pub(crate) async fn run<F>(&self, future: F) -> Result<F::Output, Error>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match self {
+            Executor::Own { handle, .. } => {
+                AbortOnDrop(handle.spawn(future)).await.map_err(join_error)
+            }
+            Executor::Shared => AssertUnwindSafe(future)
+                .catch_unwind()
+                .await
+                .map_err(|panic| Error::Panicked(panic_message(&*panic))),
+        }
+    }
+
     pub(crate) fn spawn<F>(&self, future: F) -> AbortOnDrop<F::Output>
     where
         F: Future + Send + 'static,
@@ -166,6 +185,7 @@ impl AsRef<Load> for Arc<Replica> {
 pub(crate) enum Target {
     Agent(Arc<dyn DynAgent>),
     Handler(Arc<dyn DynHandler>),
+    Callable(Arc<dyn crate::callable::DynCallable>),
 }
 
 /// Builds one replica's agent or handler, on the replica's executor.
@@ -269,7 +289,7 @@ impl Replica {
     fn agent(&self) -> Result<Arc<dyn DynAgent>, Error> {
         match &self.target {
             Target::Agent(agent) => Ok(agent.clone()),
-            Target::Handler(_) => Err(Error::WrongKind {
+            _ => Err(Error::WrongKind {
                 deployment: self.ctx.deployment().to_owned(),
                 expected: "an agent",
             }),
@@ -322,10 +342,9 @@ impl Slot {
             let _slot = self;
             agent.run(data).await
         });
-        match replica.executor.spawn(task).await {
+        match replica.executor.run(task).await {
             Ok(result) => result.map_err(Error::Agent),
-            Err(join) => {
-                let error = join_error(join);
+            Err(error) => {
                 if let Error::Panicked(message) = &error {
                     replica.mark_dead(format!("panicked: {message}"));
                 }
@@ -397,6 +416,36 @@ impl Slot {
 }
 
 impl Slot {
+    /// Runs a typed call on the replica. Dropping the future cancels it.
+    pub(crate) async fn call_any(
+        self,
+        ctx: RequestContext,
+        request: crate::callable::AnyBox,
+    ) -> Result<crate::callable::AnyBox, Error> {
+        let replica = self.replica.clone();
+        let Target::Callable(callable) = &replica.target else {
+            return Err(Error::WrongKind {
+                deployment: replica.ctx.deployment().to_owned(),
+                expected: "a typed (Callable) deployment",
+            });
+        };
+        replica.served.fetch_add(1, Ordering::Relaxed);
+        let callable = callable.clone();
+        let task = ctx.scope(async move {
+            let _slot = self;
+            callable.call(request).await
+        });
+        match replica.executor.run(task).await {
+            Ok(result) => result,
+            Err(error) => {
+                if let Error::Panicked(message) = &error {
+                    replica.mark_dead(format!("panicked: {message}"));
+                }
+                Err(error)
+            }
+        }
+    }
+
     /// Runs the handler on the replica. The slot stays taken until the response body ends or is
     /// dropped; dropping the future before the response cancels the handler.
     pub(crate) async fn serve(
@@ -414,10 +463,9 @@ impl Slot {
         replica.served.fetch_add(1, Ordering::Relaxed);
         let handler = handler.clone();
         let task = ctx.scope(async move { handler.call(req).await });
-        match replica.executor.spawn(task).await {
+        match replica.executor.run(task).await {
             Ok(resp) => Ok(resp.map(|body| HeldBody { body, _slot: self }.boxed_unsync())),
-            Err(join) => {
-                let error = join_error(join);
+            Err(error) => {
                 if let Error::Panicked(message) = &error {
                     replica.mark_dead(format!("panicked: {message}"));
                 }

@@ -208,7 +208,7 @@ impl AgentEndpoint {
             ctx = ctx.with_session_key(key);
         }
         let result = match request.stream {
-            StreamMode::Off => match self.handle.call(ctx, request.data).await {
+            StreamMode::Off => match self.handle.call_with(ctx, request.data).await {
                 Ok(result) => return success(shape, result, &session),
                 Err(e) => Err(e),
             },

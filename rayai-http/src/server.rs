@@ -215,10 +215,11 @@ impl Server {
         // A redeployed application replaces the old one, which serves until the new one runs. When
         // the node cannot hold both, the old one drains first and gives its resources back.
         let grace = self.inner.shared.options.graceful_shutdown_timeout();
-        let route_apps: Vec<String> = planned
+        let mut route_apps: Vec<String> = planned
             .iter()
             .map(|(_, route_app, _)| route_app.clone())
             .collect();
+        route_apps.push(app.name().to_owned());
         let handles = match self.inner.controller.deploy_app(app.clone()).await {
             Ok(handles) => handles,
             Err(Error::Infeasible { .. })
@@ -243,26 +244,27 @@ impl Server {
         let mut replaced: Vec<DeploymentHandle> = Vec::new();
         for (prefix, route_app, deployment) in planned {
             let handle = by_name[&deployment].clone();
-            let (endpoint, owned) = match handle.kind() {
-                DeploymentKind::Agent => (
-                    Endpoint::Agent(AgentEndpoint::new(handle.clone())),
-                    vec![handle],
-                ),
-                DeploymentKind::Handler => {
-                    let service = app.apply_layers(handler_service(handle, retry_after));
-                    let owned = handles
-                        .iter()
-                        .filter(|h| h.kind() == DeploymentKind::Handler)
-                        .cloned()
-                        .collect();
-                    (Endpoint::App(service), owned)
-                }
+            let endpoint = match handle.kind() {
+                DeploymentKind::Agent => Endpoint::Agent(AgentEndpoint::new(handle)),
+                _ => Endpoint::App(app.apply_layers(handler_service(handle, retry_after))),
             };
             table.remove_app(&route_app);
             table.insert(&prefix, &route_app, endpoint)?;
-            if let Some(old) = apps.insert(route_app, owned) {
+        }
+        // What keeps each deployment running: an agent under its own name, the app's other
+        // deployments (its ingress, and what it composes) under the app's name.
+        let (agents, others): (Vec<DeploymentHandle>, Vec<DeploymentHandle>) = handles
+            .into_iter()
+            .partition(|h| h.kind() == DeploymentKind::Agent);
+        for agent in agents {
+            if let Some(old) = apps.insert(agent.name().to_owned(), vec![agent]) {
                 replaced.extend(old);
             }
+        }
+        if !others.is_empty()
+            && let Some(old) = apps.insert(app.name().to_owned(), others)
+        {
+            replaced.extend(old);
         }
         self.inner.shared.routes.store(Arc::new(table));
         for old in replaced {
@@ -297,8 +299,10 @@ impl Server {
             .apps
             .lock()
             .await
-            .get(name)
-            .and_then(|d| d.first().cloned())
+            .values()
+            .flatten()
+            .find(|d| d.name() == name)
+            .cloned()
     }
 
     /// Shuts down gracefully: `/-/healthz` turns 503 at once, new connections are refused,

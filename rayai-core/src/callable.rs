@@ -1,0 +1,117 @@
+//! Typed deployments: Rust values in and out, no JSON, for pipeline stages whose both ends are
+//! Rust types. Call them through a [`TypedHandle`].
+
+use std::any::Any;
+use std::future::Future;
+use std::marker::PhantomData;
+
+use futures::future::BoxFuture;
+
+use crate::{AgentError, DeploymentHandle, Error};
+
+/// A deployment called with a typed request (a struct, or an enum of "methods") and answering a
+/// typed response.
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::callable::Callable;
+/// use rayai_core::AgentError;
+///
+/// struct WordCount;
+///
+/// impl Callable for WordCount {
+///     type Request = String;
+///     type Response = usize;
+///     async fn call(&self, text: String) -> Result<usize, AgentError> {
+///         Ok(text.split_whitespace().count())
+///     }
+/// }
+/// ```
+pub trait Callable: Send + Sync + 'static {
+    /// What callers send.
+    type Request: Send + 'static;
+    /// What the deployment answers.
+    type Response: Send + 'static;
+    /// Answers one request.
+    fn call(
+        &self,
+        request: Self::Request,
+    ) -> impl Future<Output = Result<Self::Response, AgentError>> + Send;
+}
+
+/// A boxed value crossing from a typed handle to a replica.
+pub(crate) type AnyBox = Box<dyn Any + Send>;
+
+/// [`Callable`] with its types erased, so replicas of any typed deployment share one path.
+pub(crate) trait DynCallable: Send + Sync + 'static {
+    fn call(&self, request: AnyBox) -> BoxFuture<'_, Result<AnyBox, Error>>;
+}
+
+impl<T: Callable> DynCallable for T {
+    fn call(&self, request: AnyBox) -> BoxFuture<'_, Result<AnyBox, Error>> {
+        Box::pin(async move {
+            let request = request
+                .downcast::<T::Request>()
+                .map_err(|_| Error::WrongKind {
+                    deployment: std::any::type_name::<T>().to_owned(),
+                    expected: "a deployment of this request type",
+                })?;
+            let response = Callable::call(self, *request).await.map_err(Error::Agent)?;
+            Ok(Box::new(response) as AnyBox)
+        })
+    }
+}
+
+/// A handle to a [`Callable`] deployment: `call` sends a `T::Request` and returns its
+/// `T::Response`, load-balanced like any request, with no JSON in between.
+pub struct TypedHandle<T: Callable> {
+    handle: DeploymentHandle,
+    _types: PhantomData<fn(T::Request) -> T::Response>,
+}
+
+impl<T: Callable> Clone for TypedHandle<T> {
+    fn clone(&self) -> Self {
+        TypedHandle {
+            handle: self.handle.clone(),
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<T: Callable> std::fmt::Debug for TypedHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("TypedHandle").field(&self.handle).finish()
+    }
+}
+
+impl<T: Callable> TypedHandle<T> {
+    /// A typed view of `handle`; calls fail with [`Error::WrongKind`] if it is not a `T`.
+    pub fn new(handle: DeploymentHandle) -> Self {
+        TypedHandle {
+            handle,
+            _types: PhantomData,
+        }
+    }
+
+    /// Sends `request` to a replica and returns its response. Dropping the future cancels it.
+    ///
+    /// # Errors
+    ///
+    /// The deployment's error, [`Error::Backpressure`], or [`Error::WrongKind`].
+    pub async fn call(&self, request: T::Request) -> Result<T::Response, Error> {
+        let response = self.handle.call_any(Box::new(request)).await?;
+        response
+            .downcast::<T::Response>()
+            .map(|r| *r)
+            .map_err(|_| Error::WrongKind {
+                deployment: self.handle.name().to_owned(),
+                expected: "a deployment of this response type",
+            })
+    }
+
+    /// The untyped handle.
+    pub fn handle(&self) -> &DeploymentHandle {
+        &self.handle
+    }
+}
