@@ -188,6 +188,7 @@ async fn start_bare() -> SocketAddr {
 async fn start_rayai() -> Server {
     let server = Server::start(HttpOptions {
         port: 0,
+        dashboard_port: None,
         ..HttpOptions::default()
     })
     .await
@@ -308,6 +309,26 @@ async fn stream_rate(addr: SocketAddr, path: &'static str, n: usize, runs: usize
     rates[rates.len() / 2]
 }
 
+/// A second server with the dashboard on (its own port) serving the shared echo agent.
+async fn start_with_dashboard() -> Server {
+    let options = HttpOptions {
+        port: 0,
+        dashboard_port: Some(0),
+        ..HttpOptions::default()
+    };
+    let server = Server::start_with(
+        options,
+        rayai::Controller::new(rayai::NodeResources::new(8.0, 8 << 30)),
+    )
+    .await
+    .unwrap();
+    server
+        .deploy(App::new().agent::<EchoShared>(), "/")
+        .await
+        .unwrap();
+    server
+}
+
 /// A group of cases: its label, the rayai variants (name, path) and the concurrencies.
 type Case = (
     &'static str,
@@ -354,7 +375,21 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let (bare_addr, rayai) = servers.block_on(async { (start_bare().await, start_rayai().await) });
+    // The access log and agents' logs are captured as the dashboard's log view does, for every
+    // server of the run; the dashboard itself is on only for the second rayai server.
+    {
+        use tracing_subscriber::prelude::*;
+        let _ = tracing_subscriber::registry()
+            .with(rayai::LogLayer::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+            .try_init();
+    }
+    let (bare_addr, rayai, monitored) = servers.block_on(async {
+        (
+            start_bare().await,
+            start_rayai().await,
+            start_with_dashboard().await,
+        )
+    });
     let rayai_addr = rayai.local_addr();
     let _guard = servers.enter();
 
@@ -414,6 +449,27 @@ fn main() {
                 );
             }
         }
+    }
+    println!("-- monitoring: shared echo agent, dashboard off vs on (logs captured for both)");
+    let targets = [
+        ("dashboard off", rayai_addr, "/agents/echo_shared/chat"),
+        (
+            "dashboard on",
+            monitored.local_addr(),
+            "/agents/echo_shared/chat",
+        ),
+    ];
+    let stats = compare(&clients, &targets, 64, rounds, warmup, duration);
+    for ((name, _, _), s) in targets.iter().zip(&stats) {
+        println!(
+            "{name:<28} {:>5} {:>10.0} {:>10.1?} {:>10.1?} {:>7.2} {:>7.2}",
+            64,
+            s.rps,
+            s.p50,
+            s.p99,
+            s.rps / stats[0].rps,
+            s.p99.as_secs_f64() / stats[0].p99.as_secs_f64()
+        );
     }
     let runs = if quick { 3 } else { 7 };
     let b = clients.block_on(stream_rate(bare_addr, "/agents/echo/chat", 10_000, runs));

@@ -30,6 +30,7 @@
 //! |---|---|---|
 //! | (none) | | rayai has no optional features yet |
 
+pub use rayai_core::batch;
 pub use rayai_core::callable::{Callable, TypedHandle};
 pub use rayai_core::handler::{self, Handler, HttpBody, RootPath};
 pub use rayai_core::{
@@ -39,7 +40,7 @@ pub use rayai_core::{
     RequestContext, Resources, Result, TextStream, memory, plan, route,
 };
 pub use rayai_http::auth::BearerAuthLayer;
-pub use rayai_http::{HttpOptions, Server};
+pub use rayai_http::{HttpOptions, LogLayer, Server};
 pub use rayai_macros::{agent, deployment};
 
 /// A request as handlers see it: the path below the route prefix, the prefix in [`RootPath`].

@@ -8,6 +8,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response as AxumResponse};
 use axum::routing::post;
+use rayai::batch::Batcher;
 use rayai::prelude::*;
 use rayai::stream::BoxStream;
 use rayai::{Deployment, DeploymentConfig, DeploymentHandle, TypedHandle};
@@ -25,21 +26,39 @@ impl Callable for Preprocess {
     }
 }
 
-/// Pipeline stage 2, the "model": counts words.
+/// Pipeline stage 2, the "model": counts words, in batches as a GPU model would (up to 8
+/// concurrent calls, or whatever arrived within 5 ms, in one batch call).
 #[deployment(
     num_cpus = 0.1,
     memory = "32MB",
     num_replicas = 2,
     isolation = "shared"
 )]
-#[derive(Default)]
-pub struct WordCount;
+pub struct WordCount {
+    batcher: Batcher<String, usize>,
+}
+
+impl Construct for WordCount {
+    async fn construct(_ctx: ReplicaContext) -> Result<Self, AgentError> {
+        let batcher = Batcher::new(
+            8,
+            Duration::from_millis(5),
+            |texts: Vec<String>| async move {
+                texts
+                    .iter()
+                    .map(|text| Ok(text.split_whitespace().count()))
+                    .collect()
+            },
+        );
+        Ok(WordCount { batcher })
+    }
+}
 
 impl Callable for WordCount {
     type Request = String;
     type Response = usize;
     async fn call(&self, text: String) -> Result<usize, AgentError> {
-        Ok(text.split_whitespace().count())
+        Ok(self.batcher.call(text).await?)
     }
 }
 

@@ -115,12 +115,16 @@ impl Deployment {
         config: DeploymentConfig,
         make: impl Fn(ReplicaContext) -> Arc<dyn DynHandler> + Send + Sync + 'static,
     ) -> Self {
+        let make = Arc::new(make);
         Deployment {
             config,
             kind: DeploymentKind::Handler,
+            // `make` runs inside the future, on the replica's executor, like every constructor:
+            // a panic there fails (and retries) the replica's start instead of unwinding into
+            // whoever deploys it.
             factory: Arc::new(move |ctx| {
-                let handler = make(ctx);
-                Box::pin(async move { Ok(Target::Handler(handler)) })
+                let make = make.clone();
+                Box::pin(async move { Ok(Target::Handler(make(ctx))) })
             }),
         }
     }

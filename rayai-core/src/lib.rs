@@ -36,6 +36,7 @@ pub mod __private;
 pub use agent::{Agent, Construct, Deploy, EventStream, TextStream};
 pub use app::App;
 pub use autoscale::{Autoscaler, AutoscalingConfig, Decision};
+pub use batch::{BatchError, Batcher};
 pub use callable::{Callable, TypedHandle};
 pub use config::{DeploymentConfig, Isolation, Resources, is_url_safe_name};
 pub use context::{ReplicaContext, RequestContext};
