@@ -375,14 +375,6 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    // The access log and agents' logs are captured as the dashboard's log view does, for every
-    // server of the run; the dashboard itself is on only for the second rayai server.
-    {
-        use tracing_subscriber::prelude::*;
-        let _ = tracing_subscriber::registry()
-            .with(rayai::LogLayer::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO))
-            .try_init();
-    }
     let (bare_addr, rayai, monitored) = servers.block_on(async {
         (
             start_bare().await,
@@ -450,25 +442,43 @@ fn main() {
             }
         }
     }
-    println!("-- monitoring: shared echo agent, dashboard off vs on (logs captured for both)");
+    // Monitoring: the same agent before any log capture, then with the dashboard's log capture
+    // installed (a global subscriber, so it stays on for what follows), dashboard off and on.
+    println!(
+        "-- monitoring: shared echo agent at c=64; ratio against no log capture, no dashboard"
+    );
+    let path = "/agents/echo_shared/chat";
+    let baseline = compare(
+        &clients,
+        &[("", rayai_addr, path)],
+        64,
+        rounds,
+        warmup,
+        duration,
+    )
+    .remove(0);
+    {
+        use tracing_subscriber::prelude::*;
+        let _ = tracing_subscriber::registry()
+            .with(rayai::LogLayer::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO))
+            .try_init();
+    }
     let targets = [
-        ("dashboard off", rayai_addr, "/agents/echo_shared/chat"),
-        (
-            "dashboard on",
-            monitored.local_addr(),
-            "/agents/echo_shared/chat",
-        ),
+        ("logs captured, dashboard off", rayai_addr, path),
+        ("logs captured, dashboard on", monitored.local_addr(), path),
     ];
     let stats = compare(&clients, &targets, 64, rounds, warmup, duration);
-    for ((name, _, _), s) in targets.iter().zip(&stats) {
+    let rows = std::iter::once(("no log capture, no dashboard", &baseline))
+        .chain(targets.iter().map(|(name, _, _)| *name).zip(&stats));
+    for (name, s) in rows {
         println!(
             "{name:<28} {:>5} {:>10.0} {:>10.1?} {:>10.1?} {:>7.2} {:>7.2}",
             64,
             s.rps,
             s.p50,
             s.p99,
-            s.rps / stats[0].rps,
-            s.p99.as_secs_f64() / stats[0].p99.as_secs_f64()
+            s.rps / baseline.rps,
+            s.p99.as_secs_f64() / baseline.p99.as_secs_f64()
         );
     }
     let runs = if quick { 3 } else { 7 };
