@@ -830,3 +830,41 @@ async fn a_client_request_id_is_echoed_on_handler_auth_and_proxy_responses() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_path_mounts_the_whole_server_below_it() {
+    let server = start(HttpOptions {
+        root_path: "/serve".to_owned(),
+        ..options()
+    })
+    .await;
+    server
+        .deploy(App::named("paths").handler::<PathEcho>(), "/echo-path")
+        .await
+        .unwrap();
+    let addr = server.local_addr();
+    let hello = common::get(addr, "/serve").await;
+    assert_eq!((hello.status.as_u16(), hello.body.as_str()), (200, "hello"));
+    let item = common::get(addr, "/serve/api/v1/items/7").await;
+    assert_eq!(item.body, r#"{"item_id":7}"#);
+    let routes = common::get(addr, "/serve/-/routes").await;
+    assert_eq!(routes.status, 200);
+    // The handler sees the path below its prefix, and the mount plus the prefix as its root.
+    let seen: Value =
+        serde_json::from_str(&common::get(addr, "/serve/echo-path/x").await.body).unwrap();
+    assert_eq!(
+        seen,
+        json!({ "root_path": "/serve/echo-path", "path": "/x" })
+    );
+    // Outside the mount: the proxy's 404, naming the path as sent.
+    for outside in ["/", "/api/v1/items/7", "/served"] {
+        let reply = common::get(addr, outside).await;
+        assert_eq!(reply.status, 404, "{outside}");
+        assert_eq!(
+            reply.body,
+            format!("Path '{outside}' not found. Ping http://.../-/routes for available routes."),
+        );
+        assert!(reply.headers.contains_key("x-request-id"));
+    }
+    server.shutdown().await;
+}

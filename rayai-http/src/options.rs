@@ -19,6 +19,10 @@ pub struct HttpOptions {
     pub host: String,
     /// Port to bind (default 8000; 0 picks a free one).
     pub port: u16,
+    /// Where the server is mounted behind a reverse proxy (Ray's `root_path`, e.g. `/serve`):
+    /// taken off every request's path before routing; a path outside it is a 404. Handlers see it
+    /// in their [`rayai_core::RootPath`]. Empty (the default) mounts at `/`.
+    pub root_path: String,
     /// Largest request body accepted; a larger one is a 413 (default 16 MiB).
     pub max_body_bytes: u64,
     /// Time a request may take before its response starts, queueing included; then a 408, and a
@@ -51,6 +55,7 @@ impl Default for HttpOptions {
         HttpOptions {
             host: "127.0.0.1".to_owned(),
             port: 8000,
+            root_path: String::new(),
             max_body_bytes: 16 * 1024 * 1024,
             request_timeout_s: None,
             backpressure_retry_after_s: None,

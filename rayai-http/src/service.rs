@@ -50,6 +50,31 @@ fn call_service(
     ))
 }
 
+/// The request with `root_path` (where the server is mounted behind a proxy) taken off its path;
+/// a path outside it is the path, for the 404.
+fn strip_root_path(req: Request<Incoming>, root_path: &str) -> Result<Request<Incoming>, String> {
+    let root = root_path.trim_end_matches('/');
+    if root.is_empty() {
+        return Ok(req);
+    }
+    let path = req.uri().path();
+    let rest = match path.strip_prefix(root) {
+        Some("") => "/",
+        Some(rest) if rest.starts_with('/') => rest,
+        _ => return Err(path.to_owned()),
+    };
+    let path_and_query = match req.uri().query() {
+        Some(query) => format!("{rest}?{query}"),
+        None => rest.to_owned(),
+    };
+    let (mut parts, body) = req.into_parts();
+    parts.uri = http::Uri::builder()
+        .path_and_query(path_and_query)
+        .build()
+        .map_err(|_| parts.uri.path().to_owned())?;
+    Ok(Request::from_parts(parts, body))
+}
+
 /// The request's `Content-Length`, when it declares one.
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
     req.headers()
@@ -168,6 +193,14 @@ impl Shared {
             .cloned()
             .unwrap_or_else(fresh_request_id);
         let request_id: Arc<str> = String::from_utf8_lossy(id_header.as_bytes()).into();
+        let req = match strip_root_path(req, &self.options.root_path) {
+            Ok(req) => req,
+            Err(path) => {
+                let mut resp = error::no_route(&path);
+                resp.headers_mut().insert(X_REQUEST_ID, id_header);
+                return resp;
+            }
+        };
         let method = crate::metrics::method_label(req.method());
         let metrics = match req.uri().path() {
             "/metrics" | "/api/serve/applications" => {
@@ -328,7 +361,14 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("default")
             .to_owned();
-        parts.extensions.insert(RootPath(prefix));
+        let root = self.options.root_path.trim_end_matches('/');
+        parts.extensions.insert(RootPath(if root.is_empty() {
+            prefix
+        } else {
+            rayai_core::route::join_prefix(root, &prefix)
+                .trim_end_matches('/')
+                .to_owned()
+        }));
         parts
             .extensions
             .insert(RequestContext::new(request_id, session));

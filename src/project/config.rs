@@ -110,6 +110,8 @@ struct HttpSection {
     backpressure_retry_after_s: Option<u32>,
     header_read_timeout_s: Option<Spanned<f64>>,
     graceful_shutdown_timeout_s: Option<Spanned<f64>>,
+    keep_alive_timeout_s: Option<Spanned<f64>>,
+    root_path: Option<String>,
     dashboard_port: Option<u16>,
 }
 
@@ -420,6 +422,12 @@ impl ProjectConfig {
         }
         if let Some(v) = &h.graceful_shutdown_timeout_s {
             options.graceful_shutdown_timeout_s = secs(v, "graceful_shutdown_timeout_s")?;
+        }
+        if let Some(v) = &h.keep_alive_timeout_s {
+            options.keep_alive_timeout_s = secs(v, "keep_alive_timeout_s")?;
+        }
+        if let Some(v) = &h.root_path {
+            options.root_path = v.clone();
         }
         if let Some(v) = h.dashboard_port {
             options.dashboard_port = (v != 0).then_some(v);
