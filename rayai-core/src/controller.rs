@@ -12,10 +12,11 @@ use tokio::time::Instant;
 
 use crate::autoscale::Autoscaler;
 use crate::deployment::DeploymentKind;
+use crate::plan::{Plan, PlanRow};
 use crate::replica::{Factory, Replica};
 use crate::resources::NodeResources;
 use crate::router::Router;
-use crate::scheduler::{Plan, PlanRow, Reservation, Scheduler};
+use crate::scheduler::{Reservation, Scheduler};
 use crate::status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 use crate::{App, Deployment, DeploymentConfig, DeploymentHandle, Error, ReplicaContext};
 

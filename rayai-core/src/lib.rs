@@ -22,6 +22,7 @@ mod error;
 pub mod handler;
 pub mod hashring;
 pub mod memory;
+mod plan;
 mod replica;
 pub mod resources;
 pub mod route;
@@ -44,10 +45,11 @@ pub use controller::Controller;
 pub use deployment::{Deployment, DeploymentHandle, DeploymentKind};
 pub use error::{AgentError, Error, Result};
 pub use handler::{Handler, HttpBody, RootPath};
+pub use plan::{Plan, PlanRow};
 pub use replica::ReplicaStream;
 pub use resources::{Gpu, NodeResources};
 pub use route::{Route, RouteTable};
-pub use scheduler::{Plan, PlanRow, Reservation, Scheduler, Shortfall};
+pub use scheduler::{Reservation, Scheduler, Shortfall};
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 
 /// The resource plan of `app` on this node (beside what already runs in this process), without
