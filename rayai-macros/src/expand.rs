@@ -12,9 +12,10 @@ use crate::naming;
 
 /// Expands `#[agent(args)]` on `input`; `source_file` is the file the attribute is in, if known.
 ///
-/// The item is always emitted as it was written. The `impl` follows only when there is no error;
-/// otherwise every error follows as a `compile_error!`, and nothing else, so that the user reads
-/// our errors and not what a half-generated `impl` would cause.
+/// The item is always emitted as it was written. The `impl` and the registration follow only when
+/// there is no error; otherwise every error follows as a `compile_error!`, with a placeholder
+/// `impl` for a plain struct, so that the user reads our errors and not what a half-generated
+/// `impl`, or a missing one, would cause.
 pub(crate) fn agent(
     args: TokenStream,
     input: TokenStream,
@@ -51,8 +52,13 @@ pub(crate) fn expand(
     let errors = Errors::new();
     let args = attr::parse(args, &errors);
     let only_structs = format!("{} can only be applied to a struct", kind.attribute());
-    let generated = match syn::parse2::<Item>(input.clone()) {
-        Ok(Item::Struct(item)) => deploy(kind, &item, args, source_file, &errors),
+    let krate: syn::Path = match &args.krate.value {
+        Some(Spanned { value, .. }) => value.clone(),
+        None => syn::parse_quote!(::rayai),
+    };
+    let parsed = syn::parse2::<Item>(input.clone());
+    let generated = match &parsed {
+        Ok(Item::Struct(item)) => deploy(kind, item, args, source_file, &errors),
         Ok(other) => {
             errors.error_spanned_by(head(&other), &only_structs);
             None
@@ -66,9 +72,40 @@ pub(crate) fn expand(
         Ok(()) => quote!(#input #generated),
         Err(error) => {
             let error = error.into_compile_error();
-            quote!(#input #error)
+            let placeholder = match &parsed {
+                Ok(Item::Struct(item)) => placeholder(&krate, item),
+                _ => None,
+            };
+            quote!(#input #error #placeholder)
         }
     }
+}
+
+/// On an error, an `impl Deploy` that compiles but is never used (the program does not build),
+/// so that code naming the struct (`App::agent::<Echo>()`) does not add errors of its own to
+/// ours. None for a generic struct, which cannot have one.
+fn placeholder(krate: &syn::Path, item: &ItemStruct) -> Option<TokenStream> {
+    if !item.generics.params.is_empty() {
+        return None;
+    }
+    let ident = &item.ident;
+    Some(quote! {
+        #[automatically_derived]
+        impl #krate::Deploy for #ident {
+            fn config() -> #krate::DeploymentConfig {
+                #krate::DeploymentConfig::new(::core::stringify!(#ident))
+            }
+
+            fn construct(
+                _: #krate::ReplicaContext,
+            ) -> #krate::__private::BoxFuture<
+                'static,
+                ::core::result::Result<Self, #krate::AgentError>,
+            > {
+                ::core::unreachable!("the #[agent] arguments of this struct have errors")
+            }
+        }
+    })
 }
 
 /// The `impl Deploy` and the registration for `item`, or `None` (with errors recorded).
@@ -409,7 +446,8 @@ mod tests {
         assert!(out.contains("new (\"match\")"), "{out}");
     }
 
-    /// The expansion of a mistake: the item as written, then `compile_error!`s and nothing else.
+    /// The expansion of a mistake: the item as written, then `compile_error!`s, then at most a
+    /// placeholder `impl` whose constructor is unreachable, and no registration.
     fn errors(args: TokenStream, input: TokenStream, file: Option<&str>) -> Vec<String> {
         let out = agent(args, input.clone(), file.map(Path::new));
         let out = out.to_string();
@@ -417,7 +455,16 @@ mod tests {
             .strip_prefix(&input.to_string())
             .unwrap_or_else(|| panic!("the item is not emitted first: {out}"))
             .trim();
+        let (rest, placeholder) = match rest.find("# [automatically_derived]") {
+            Some(at) => (&rest[..at], &rest[at..]),
+            None => (rest, ""),
+        };
         assert!(!rest.contains("impl"), "{rest}");
+        assert!(
+            placeholder.is_empty() || placeholder.contains("unreachable !"),
+            "{placeholder}"
+        );
+        assert!(!out.contains("inventory"), "{out}");
         let messages: Vec<String> = rest
             .split(":: core :: compile_error !")
             .filter(|part| !part.trim().is_empty())
@@ -428,7 +475,7 @@ mod tests {
     }
 
     #[test]
-    fn argument_errors_emit_no_impl() {
+    fn argument_errors_emit_only_a_placeholder_impl() {
         let messages = errors(
             quote!(num_replicas = 0),
             quote!(
@@ -544,7 +591,7 @@ mod tests {
     }
 
     #[test]
-    fn autoscaling_errors_emit_no_impl() {
+    fn autoscaling_errors_emit_only_a_placeholder_impl() {
         for args in [
             quote!(
                 num_replicas = 2,
