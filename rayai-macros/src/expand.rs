@@ -60,7 +60,7 @@ pub(crate) fn expand(
     let generated = match &parsed {
         Ok(Item::Struct(item)) => deploy(kind, item, args, source_file, &errors),
         Ok(other) => {
-            errors.error_spanned_by(head(&other), &only_structs);
+            errors.error_spanned_by(head(other), &only_structs);
             None
         }
         Err(_) => {
