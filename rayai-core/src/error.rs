@@ -174,16 +174,6 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
-impl Error {
-    /// Whether the error was caused by the request (a 4xx), as opposed to the server or the agent.
-    pub fn is_client_error(&self) -> bool {
-        matches!(
-            self,
-            Error::TextStreamUnsupported | Error::EventStreamUnsupported
-        )
-    }
-}
-
 impl From<AgentError> for Error {
     fn from(error: AgentError) -> Self {
         Error::Agent(error)

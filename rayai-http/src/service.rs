@@ -92,9 +92,7 @@ fn request_timeout<B>(
     options: &HttpOptions,
 ) -> Result<Option<f64>, Response<Body>> {
     match req.headers().get("x-request-timeout-seconds") {
-        None => Ok(options
-            .request_timeout()
-            .map(|_| options.request_timeout_s.unwrap_or_default())),
+        None => Ok(options.request_timeout().map(|t| t.as_secs_f64())),
         Some(value) => match value
             .to_str()
             .ok()
