@@ -47,8 +47,7 @@ fn handles(c: &mut Criterion) {
         .unwrap();
     let controller = Controller::new(NodeResources::new(8.0, 8 << 30));
     let app = App::new().callable::<Shared>().callable::<Threaded>();
-    // The returned handles own the deployments: keep them for the whole run.
-    let _running = rt.block_on(controller.deploy_app(app)).unwrap();
+    rt.block_on(controller.deploy_app(app, "/")).unwrap();
     let shared: TypedHandle<Shared> = TypedHandle::new(controller.handle("shared").unwrap());
     let threaded: TypedHandle<Threaded> = TypedHandle::new(controller.handle("threaded").unwrap());
 

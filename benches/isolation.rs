@@ -8,7 +8,7 @@
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rayai::prelude::*;
-use rayai::{Deployment, RequestContext};
+use rayai::{Controller, Deployment, RequestContext};
 
 #[agent(num_cpus = 0.1, memory = "16MB", max_ongoing_requests = 1000)]
 #[derive(Default)]
@@ -25,7 +25,12 @@ fn isolation(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let handle = rt.block_on(Deployment::agent::<Echo>().start()).unwrap();
+    let handle = rt
+        .block_on(async {
+            let controller = Controller::global().await;
+            controller.deploy(Deployment::agent::<Echo>()).await
+        })
+        .unwrap();
     let data = json!({"messages": [{"role": "user", "content": "hello"}]});
     let mut group = c.benchmark_group("isolation");
     group.bench_function("direct call of run", |b| {

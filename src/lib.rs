@@ -30,17 +30,27 @@
 //! |---|---|---|
 //! | (none) | | rayai has no optional features yet |
 
+//!
+//! # Errors
+//!
+//! [`Error`] is what starting and serving can fail with (binding, TLS, and the runtime beneath);
+//! it is what `main` returns, and its `Debug` prints a readable message with its causes (the
+//! resource plan as a table). [`DeploymentError`] is what a deployment reports: a handle call's
+//! error, a deploy that does not fit, an agent's own error.
+
+/// What a deployment reports: a handle call, a deploy, an agent's own error.
+pub use rayai_core::Error as DeploymentError;
 pub use rayai_core::batch;
-pub use rayai_core::callable::{Callable, TypedHandle};
-pub use rayai_core::handler::{self, Handler, HttpBody, RootPath};
+pub use rayai_core::handler;
 pub use rayai_core::{
-    Agent, AgentError, App, AutoscalingConfig, Construct, Controller, Deploy, Deployment,
-    DeploymentConfig, DeploymentHandle, DeploymentState, DeploymentStatus, Error, EventStream, Gpu,
-    Isolation, NodeResources, Plan, ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream,
-    RequestContext, Resources, Result, TextStream, memory, plan, route,
+    Agent, AgentError, App, Application, AutoscalingConfig, Callable, Construct, Controller,
+    Deploy, Deployment, DeploymentConfig, DeploymentHandle, DeploymentKind, DeploymentState,
+    DeploymentStatus, EventStream, Gpu, Handler, HttpBody, Isolation, NodeResources, Plan, PlanRow,
+    ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream, RequestContext, Resources,
+    RootPath, Shortfall, Snapshot, TextStream, TypedHandle, memory, plan, route,
 };
 pub use rayai_http::auth::BearerAuthLayer;
-pub use rayai_http::{HttpOptions, LogLayer, Server};
+pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
 pub use rayai_macros::{agent, deployment};
 
 /// A request as handlers see it: the path below the route prefix, the prefix in [`RootPath`].
@@ -63,7 +73,6 @@ pub use serde_json::{Map, Value, json};
 /// Serving applications: [`serve::run`] (blocks until shutdown) and [`serve::start`].
 pub mod serve {
     pub use rayai_http::serve::{run, shutdown_signal, start};
-    pub use rayai_http::{HttpOptions, Server};
 }
 
 pub mod project;

@@ -5,8 +5,6 @@
 //! Without chromium the test fails when `CI` is set (`.ci/run` installs it) and is skipped,
 //! saying why, otherwise.
 
-#[path = "../examples/conformance/agents.rs"]
-mod agents;
 mod common;
 
 use std::io::{BufRead, BufReader};
@@ -17,6 +15,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::*;
+use conformance::agents;
 use rayai::{HttpOptions, Value, json};
 use tracing_subscriber::prelude::*;
 use tungstenite::stream::MaybeTlsStream;

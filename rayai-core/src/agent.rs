@@ -7,7 +7,9 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use serde_json::Value;
 
-use crate::{AgentError, DeploymentConfig, ReplicaContext};
+use crate::config::DeploymentConfig;
+use crate::context::ReplicaContext;
+use crate::error::AgentError;
 
 /// The text chunks of `run_stream`, sent as SSE `data:` frames as they are yielded.
 pub type TextStream<'a> = BoxStream<'a, Result<String, AgentError>>;

@@ -2,9 +2,14 @@
 
 use std::convert::Infallible;
 
+use crate::agent::Agent;
 use crate::agent::Deploy;
+use crate::callable::Callable;
+use crate::config::DeploymentKind;
+use crate::deployment::Deployment;
+use crate::error::Error;
+use crate::handler::Handler;
 use crate::handler::{HttpBody, HttpService, LayerFn};
-use crate::{Deployment, DeploymentKind, Error};
 
 /// The deployments served together at one route prefix.
 ///
@@ -76,12 +81,14 @@ impl App {
 
     /// Adds the handler type `T` (`#[deployment(...)]`); the first handler or ingress of an app
     /// answers at its route prefix.
-    pub fn handler<T: Deploy + crate::Handler>(self) -> Self {
+    #[must_use]
+    pub fn handler<T: Deploy + Handler>(self) -> Self {
         self.deployment(Deployment::handler::<T>())
     }
 
     /// Adds the typed deployment `T` (reached through handles).
-    pub fn callable<T: Deploy + crate::callable::Callable>(self) -> Self {
+    #[must_use]
+    pub fn callable<T: Deploy + Callable>(self) -> Self {
         self.deployment(Deployment::callable::<T>())
     }
 
@@ -96,6 +103,7 @@ impl App {
     /// let app = App::named("api").layer(tower::layer::util::Identity::new());
     /// assert_eq!(app.name(), "api");
     /// ```
+    #[must_use]
     pub fn layer<L>(mut self, layer: L) -> Self
     where
         L: tower::Layer<HttpService> + Send + Sync + 'static,
@@ -140,17 +148,20 @@ impl App {
     }
 
     /// Adds the `#[agent]` type `T`.
-    pub fn agent<T: Deploy + crate::Agent>(self) -> Self {
+    #[must_use]
+    pub fn agent<T: Deploy + Agent>(self) -> Self {
         self.deployment(Deployment::agent::<T>())
     }
 
     /// Adds a deployment.
+    #[must_use]
     pub fn deployment(mut self, deployment: Deployment) -> Self {
         self.deployments.push(deployment);
         self
     }
 
     /// Keeps only the deployments whose names `keep` accepts.
+    #[must_use]
     pub fn filter(mut self, mut keep: impl FnMut(&str) -> bool) -> Self {
         self.deployments.retain(|d| keep(d.config().name()));
         self

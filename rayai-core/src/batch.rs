@@ -77,8 +77,7 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-use crate::AgentError;
-use crate::error::panic_message;
+use crate::error::{AgentError, panic_message};
 
 /// Collects concurrent calls into one batch call and hands each caller its own result.
 ///

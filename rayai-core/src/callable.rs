@@ -1,13 +1,15 @@
 //! Typed deployments: Rust values in and out, no JSON, for pipeline stages whose both ends are
 //! Rust types. Call them through a [`TypedHandle`].
 
-use std::any::Any;
 use std::future::Future;
 use std::marker::PhantomData;
 
 use futures::future::BoxFuture;
 
-use crate::{AgentError, DeploymentHandle, Error};
+use crate::agent::Deploy;
+use crate::context::ReplicaContext;
+use crate::error::{AgentError, Error};
+use crate::handle::{AnyBox, DeploymentHandle};
 
 /// A deployment called with a typed request (a struct, or an enum of "methods") and answering a
 /// typed response.
@@ -15,7 +17,7 @@ use crate::{AgentError, DeploymentHandle, Error};
 /// # Examples
 ///
 /// ```
-/// use rayai_core::callable::Callable;
+/// use rayai_core::Callable;
 /// use rayai_core::AgentError;
 ///
 /// struct WordCount;
@@ -40,9 +42,6 @@ pub trait Callable: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Self::Response, AgentError>> + Send;
 }
 
-/// A boxed value crossing from a typed handle to a replica.
-pub(crate) type AnyBox = Box<dyn Any + Send>;
-
 /// [`Callable`] with its types erased, so replicas of any typed deployment share one path.
 pub(crate) trait DynCallable: Send + Sync + 'static {
     fn call(&self, request: AnyBox) -> BoxFuture<'_, Result<AnyBox, Error>>;
@@ -65,6 +64,42 @@ impl<T: Callable> DynCallable for T {
 
 /// A handle to a [`Callable`] deployment: `call` sends a `T::Request` and returns its
 /// `T::Response`, load-balanced like any request, with no JSON in between.
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), rayai_core::Error> {
+/// use futures::future::BoxFuture;
+/// use rayai_core::{AgentError, Callable, Controller, Deploy, Deployment, DeploymentConfig};
+/// use rayai_core::{NodeResources, ReplicaContext, TypedHandle};
+///
+/// struct WordCount;
+///
+/// impl Callable for WordCount {
+///     type Request = String;
+///     type Response = usize;
+///     async fn call(&self, text: String) -> Result<usize, AgentError> {
+///         Ok(text.split_whitespace().count())
+///     }
+/// }
+///
+/// // What `#[deployment(num_cpus = 0.5)]` writes.
+/// impl Deploy for WordCount {
+///     fn config() -> DeploymentConfig {
+///         DeploymentConfig::new("words").with_num_cpus(0.5)
+///     }
+///     fn construct(_ctx: ReplicaContext) -> BoxFuture<'static, Result<Self, AgentError>> {
+///         Box::pin(async { Ok(WordCount) })
+///     }
+/// }
+///
+/// let controller = Controller::new(NodeResources::new(1.0, 4 << 30));
+/// let handle = controller.deploy(Deployment::callable::<WordCount>()).await?;
+/// let words = TypedHandle::<WordCount>::new(handle.clone());
+/// assert_eq!(words.call("three little words".to_owned()).await?, 3);
+/// handle.shutdown(std::time::Duration::ZERO).await;
+/// # Ok(()) }
+/// ```
 pub struct TypedHandle<T: Callable> {
     handle: DeploymentHandle,
     _types: PhantomData<fn(T::Request) -> T::Response>,
@@ -113,5 +148,16 @@ impl<T: Callable> TypedHandle<T> {
     /// The untyped handle.
     pub fn handle(&self) -> &DeploymentHandle {
         &self.handle
+    }
+}
+
+impl ReplicaContext {
+    /// A typed handle to the running deployment of the [`Callable`] type `T`.
+    ///
+    /// # Errors
+    ///
+    /// As [`ReplicaContext::handle`].
+    pub fn typed_handle<T: Callable + Deploy>(&self) -> Result<TypedHandle<T>, Error> {
+        self.handle(T::config().name()).map(TypedHandle::new)
     }
 }

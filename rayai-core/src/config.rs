@@ -2,32 +2,27 @@
 
 use std::time::Duration;
 
-use crate::autoscale::AutoscalingConfig;
+use rayai_rules::{Problem, check_name, deployment};
 
-/// Resources one replica reserves on the node.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Resources {
-    /// CPUs (fractions allowed).
-    pub num_cpus: f64,
-    /// GPUs (fractions allowed: two replicas of 0.5 share a device).
-    pub num_gpus: f64,
-    /// Memory in bytes.
-    pub memory_bytes: u64,
-}
+use crate::error::Error;
+use crate::node::{PlanRow, Resources};
+use crate::serving::autoscale::AutoscalingConfig;
 
-impl Default for Resources {
-    /// RayAI's defaults: 1 CPU, no GPU, 2 GiB.
-    fn default() -> Self {
-        Resources {
-            num_cpus: 1.0,
-            num_gpus: 0.0,
-            memory_bytes: 2 << 30,
-        }
-    }
+/// What a deployment serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum DeploymentKind {
+    /// An agent: the chat contract at `{prefix}/agents/{name}/chat`.
+    Agent,
+    /// A handler or ingress: any HTTP, at the application's route prefix.
+    Handler,
+    /// A typed deployment, reached only through handles.
+    Callable,
 }
 
 /// Where a deployment's replicas run their code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
 pub enum Isolation {
     /// Each replica on threads of its own (as many as its `num_cpus`, rounded up): code that
     /// blocks its thread stalls only that replica. Costs a hop between threads per request.
@@ -87,12 +82,14 @@ impl DeploymentConfig {
 
     /// Scales between bounds on ongoing requests instead of a fixed number of replicas
     /// (`num_replicas = "auto"` is [`AutoscalingConfig::auto`]).
+    #[must_use]
     pub fn with_autoscaling(mut self, autoscaling: AutoscalingConfig) -> Self {
         self.autoscaling = Some(autoscaling);
         self
     }
 
     /// Sets where the replicas run their code.
+    #[must_use]
     pub fn with_isolation(mut self, isolation: Isolation) -> Self {
         self.isolation = isolation;
         self
@@ -104,18 +101,21 @@ impl DeploymentConfig {
     }
 
     /// Sets how often each replica's `check_health` runs.
+    #[must_use]
     pub fn with_health_check_period(mut self, period: Duration) -> Self {
         self.health_check_period = period;
         self
     }
 
     /// Sets how long a health check may take before it counts as failed.
+    #[must_use]
     pub fn with_health_check_timeout(mut self, timeout: Duration) -> Self {
         self.health_check_timeout = timeout;
         self
     }
 
     /// Sets how long a stopping replica's ongoing requests get to finish.
+    #[must_use]
     pub fn with_graceful_shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.graceful_shutdown_timeout = timeout;
         self
@@ -150,42 +150,49 @@ impl DeploymentConfig {
     }
 
     /// Sets the name.
+    #[must_use]
     pub fn with_name(mut self, name: impl Into<String>) -> Self {
         self.name = name.into();
         self
     }
 
     /// Sets the number of replicas.
+    #[must_use]
     pub fn with_num_replicas(mut self, n: u32) -> Self {
         self.num_replicas = n;
         self
     }
 
     /// Sets the CPUs each replica reserves.
+    #[must_use]
     pub fn with_num_cpus(mut self, cpus: f64) -> Self {
         self.resources.num_cpus = cpus;
         self
     }
 
     /// Sets the GPUs each replica reserves.
+    #[must_use]
     pub fn with_num_gpus(mut self, gpus: f64) -> Self {
         self.resources.num_gpus = gpus;
         self
     }
 
     /// Sets the memory each replica reserves, in bytes.
+    #[must_use]
     pub fn with_memory_bytes(mut self, bytes: u64) -> Self {
         self.resources.memory_bytes = bytes;
         self
     }
 
     /// Sets how many requests one replica serves at once.
+    #[must_use]
     pub fn with_max_ongoing_requests(mut self, n: u32) -> Self {
         self.max_ongoing_requests = n;
         self
     }
 
     /// Sets how many requests may wait for a replica before new ones are refused.
+    #[must_use]
     pub fn with_max_queued_requests(mut self, n: u32) -> Self {
         self.max_queued_requests = Some(n);
         self
@@ -230,67 +237,89 @@ impl DeploymentConfig {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::InvalidConfig`] naming the first bad value.
-    pub fn validate(&self) -> crate::Result<()> {
-        let bad = |reason: &str| {
-            Err(crate::Error::InvalidConfig {
-                deployment: self.name.clone(),
-                reason: reason.to_owned(),
-            })
-        };
-        if !is_url_safe_name(&self.name) {
-            return bad(
-                "the name must be non-empty and use only ASCII letters, digits, '_', '-' and '.'",
-            );
+    /// [`Error::InvalidConfig`] naming the first bad value.
+    pub fn validate(&self) -> Result<(), Error> {
+        self.check().map_err(|problem| Error::InvalidConfig {
+            deployment: self.name.clone(),
+            field: problem.key(),
+            reason: problem.to_string(),
+        })
+    }
+
+    /// The rules of [`DeploymentConfig::validate`], in the order it reports them.
+    fn check(&self) -> Result<(), Problem> {
+        check_name(&self.name)?;
+        deployment::NUM_REPLICAS.check_count(self.num_replicas)?;
+        deployment::NUM_CPUS.check(self.resources.num_cpus)?;
+        deployment::NUM_GPUS.check(self.resources.num_gpus)?;
+        deployment::MAX_ONGOING_REQUESTS.check_count(self.max_ongoing_requests)?;
+        if let Some(a) = &self.autoscaling {
+            a.validate()?;
         }
-        if self.num_replicas == 0 {
-            return bad("num_replicas must be at least 1");
-        }
-        if !(self.resources.num_cpus.is_finite() && self.resources.num_cpus > 0.0) {
-            return bad("num_cpus must be greater than 0");
-        }
-        if !(self.resources.num_gpus.is_finite() && self.resources.num_gpus >= 0.0) {
-            return bad("num_gpus must be 0 or more");
-        }
-        if self.max_ongoing_requests == 0 {
-            return bad("max_ongoing_requests must be at least 1");
-        }
-        if let Some(autoscaling) = &self.autoscaling
-            && let Err(reason) = autoscaling.validate()
-        {
-            return bad(&reason);
-        }
-        if self.health_check_period.is_zero() {
-            return bad("health_check_period must be more than 0");
-        }
+        deployment::HEALTH_CHECK_PERIOD_S.check(self.health_check_period.as_secs_f64())?;
+        deployment::HEALTH_CHECK_TIMEOUT_S.check(self.health_check_timeout.as_secs_f64())?;
         Ok(())
     }
 }
 
-/// Whether a name can stand in a URL path segment as it is.
-pub fn is_url_safe_name(name: &str) -> bool {
-    !name.is_empty()
-        && name != "."
-        && name != ".."
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+impl PlanRow {
+    /// The row of a deployment's configuration: its replicas and what each reserves.
+    pub fn from_config(config: &DeploymentConfig) -> Self {
+        PlanRow::new(config.name(), config.num_replicas(), config.resources())
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// The field and message of `config`'s validation error.
+    fn invalid(config: DeploymentConfig) -> (&'static str, String) {
+        match config.validate() {
+            Err(Error::InvalidConfig { field, reason, .. }) => (field, reason),
+            other => panic!("expected InvalidConfig, got {other:?}"),
+        }
+    }
+
     #[test]
-    fn validate_names_the_bad_value() {
-        let err = DeploymentConfig::new("a")
-            .with_num_replicas(0)
+    fn validate_names_the_bad_field_with_the_rule_message() {
+        let (field, reason) = invalid(DeploymentConfig::new("a").with_num_replicas(0));
+        assert_eq!(
+            (field, reason.as_str()),
+            ("num_replicas", "num_replicas must be at least 1")
+        );
+        let (field, reason) = invalid(DeploymentConfig::new("a b"));
+        assert_eq!(field, "name");
+        assert!(reason.contains("it contains ' '"), "{reason}");
+        let (field, _) = invalid(DeploymentConfig::new("a").with_num_cpus(f64::NAN));
+        assert_eq!(field, "num_cpus");
+        let (field, _) =
+            invalid(DeploymentConfig::new("a").with_health_check_period(Duration::ZERO));
+        assert_eq!(field, "health_check_period_s");
+        assert!(DeploymentConfig::new("ok-name_1.v2").validate().is_ok());
+    }
+
+    #[test]
+    fn validate_checks_the_autoscaling_settings() {
+        let scaling = AutoscalingConfig::new(5, 2, 2.0);
+        let (field, reason) = invalid(DeploymentConfig::new("a").with_autoscaling(scaling));
+        assert_eq!(field, "autoscaling.max_replicas");
+        assert_eq!(reason, "max_replicas must be at least min_replicas (5)");
+        let scaling = AutoscalingConfig::new(1, 2, 0.0);
+        let (field, _) = invalid(DeploymentConfig::new("a").with_autoscaling(scaling));
+        assert_eq!(field, "autoscaling.target_ongoing_requests");
+    }
+
+    #[test]
+    fn the_error_says_which_deployment_and_what_is_wrong() {
+        let err = DeploymentConfig::new("echo")
+            .with_num_cpus(0.0)
             .validate()
             .unwrap_err();
-        assert!(err.to_string().contains("num_replicas"), "{err}");
-        let err = DeploymentConfig::new("a b").validate().unwrap_err();
-        assert!(err.to_string().contains("name"), "{err}");
-        assert!(DeploymentConfig::new("ok-name_1.v2").validate().is_ok());
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration for deployment `echo`: num_cpus must be greater than 0"
+        );
     }
 
     #[test]
@@ -307,5 +336,18 @@ mod tests {
                 .threads_per_replica(),
             3
         );
+    }
+
+    const GIB: u64 = 1 << 30;
+
+    #[test]
+    fn plan_row_from_config_copies_replicas_and_resources() {
+        let config = DeploymentConfig::new("echo")
+            .with_num_replicas(3)
+            .with_num_gpus(0.5);
+        let row = PlanRow::from_config(&config);
+        assert_eq!(row, PlanRow::new("echo", 3, config.resources()));
+        assert_eq!(row.total().num_gpus, 1.5);
+        assert_eq!(row.total().memory_bytes, 6 * GIB);
     }
 }

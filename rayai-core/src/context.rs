@@ -1,6 +1,16 @@
-//! What a replica and a request know about themselves.
+//! What a replica knows about itself: its deployment, id and GPUs, and the other deployments
+//! it may call.
 
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
+
+use crate::error::Error;
+use crate::handle::DeploymentHandle;
+
+/// Finds running deployments by name: what a replica needs of its controller, and no more.
+pub(crate) trait Registry: Send + Sync + 'static {
+    /// A handle to the running deployment `name` (the newest, while one replaces another).
+    fn handle(&self, name: &str) -> Option<DeploymentHandle>;
+}
 
 /// Handed to an agent's constructor: which deployment and replica it is, and its GPUs.
 ///
@@ -23,7 +33,7 @@ struct ReplicaInfo {
     deployment: String,
     replica_id: String,
     gpu_ids: Vec<u32>,
-    controller: Option<crate::Controller>,
+    registry: Option<Weak<dyn Registry>>,
 }
 
 impl std::fmt::Debug for ReplicaInfo {
@@ -48,20 +58,24 @@ impl ReplicaContext {
                 deployment: deployment.into(),
                 replica_id: replica_id.into(),
                 gpu_ids,
-                controller: None,
+                registry: None,
             }),
         }
     }
 
-    /// The same context, able to find the controller's other deployments.
-    pub(crate) fn with_controller(self, controller: crate::Controller) -> Self {
-        let info = &self.inner;
+    /// A context that finds the other deployments in `registry`.
+    pub(crate) fn with_registry(
+        deployment: impl Into<String>,
+        replica_id: impl Into<String>,
+        gpu_ids: Vec<u32>,
+        registry: Weak<dyn Registry>,
+    ) -> Self {
         ReplicaContext {
             inner: Arc::new(ReplicaInfo {
-                deployment: info.deployment.clone(),
-                replica_id: info.replica_id.clone(),
-                gpu_ids: info.gpu_ids.clone(),
-                controller: Some(controller),
+                deployment: deployment.into(),
+                replica_id: replica_id.into(),
+                gpu_ids,
+                registry: Some(registry),
             }),
         }
     }
@@ -73,25 +87,14 @@ impl ReplicaContext {
     ///
     /// # Errors
     ///
-    /// [`crate::Error::UnknownDeployment`] when no deployment of that name runs.
-    pub fn handle(&self, name: &str) -> Result<crate::DeploymentHandle, crate::Error> {
+    /// [`Error::UnknownDeployment`] when no deployment of that name runs.
+    pub fn handle(&self, name: &str) -> Result<DeploymentHandle, Error> {
         self.inner
-            .controller
+            .registry
             .as_ref()
-            .and_then(|c| c.handle(name))
-            .ok_or_else(|| crate::Error::UnknownDeployment(name.to_owned()))
-    }
-
-    /// A typed handle to the running deployment of the [`crate::callable::Callable`] type `T`.
-    ///
-    /// # Errors
-    ///
-    /// As [`ReplicaContext::handle`].
-    pub fn typed_handle<T: crate::callable::Callable + crate::Deploy>(
-        &self,
-    ) -> Result<crate::callable::TypedHandle<T>, crate::Error> {
-        self.handle(T::config().name())
-            .map(crate::callable::TypedHandle::new)
+            .and_then(Weak::upgrade)
+            .and_then(|r| r.handle(name))
+            .ok_or_else(|| Error::UnknownDeployment(name.to_owned()))
     }
 
     /// The deployment's name.
@@ -107,77 +110,5 @@ impl ReplicaContext {
     /// The GPU ids assigned to this replica (empty without GPUs).
     pub fn gpu_ids(&self) -> &[u32] {
         &self.inner.gpu_ids
-    }
-}
-
-/// The request being served: readable from inside `run` and the stream methods with
-/// [`RequestContext::current`].
-///
-/// # Examples
-///
-/// ```
-/// use rayai_core::RequestContext;
-///
-/// // Outside a request there is none.
-/// assert!(RequestContext::current().is_none());
-/// ```
-#[derive(Debug, Clone)]
-pub struct RequestContext {
-    request_id: Arc<str>,
-    session_id: Arc<str>,
-    sticky: Option<Arc<str>>,
-}
-
-tokio::task_local! {
-    static CURRENT: RequestContext;
-}
-
-impl RequestContext {
-    /// A context with these ids.
-    pub fn new(request_id: impl Into<Arc<str>>, session_id: impl Into<Arc<str>>) -> Self {
-        let session_id: Arc<str> = session_id.into();
-        let sticky = (&*session_id != "default").then(|| session_id.clone());
-        RequestContext {
-            request_id: request_id.into(),
-            session_id,
-            sticky,
-        }
-    }
-
-    /// Keeps the request's session on one replica under `key` (an `x-session-id` header) when the
-    /// session id is the default one.
-    pub fn with_session_key(mut self, key: impl Into<Arc<str>>) -> Self {
-        if self.sticky.is_none() {
-            self.sticky = Some(key.into());
-        }
-        self
-    }
-
-    /// The key that keeps this request's session on one replica, if it has a session.
-    pub(crate) fn routing_key(&self) -> Option<&str> {
-        self.sticky.as_deref()
-    }
-
-    /// The request id (the client's `X-Request-ID`, or a fresh UUID).
-    pub fn request_id(&self) -> &str {
-        &self.request_id
-    }
-
-    /// The session id from the request body (`"default"` when absent).
-    pub fn session_id(&self) -> &str {
-        &self.session_id
-    }
-
-    /// The context of the request the calling code serves, if it serves one.
-    pub fn current() -> Option<RequestContext> {
-        CURRENT.try_with(Clone::clone).ok()
-    }
-
-    /// Runs `fut` with `self` as the current request context.
-    pub(crate) fn scope<F: std::future::Future>(
-        self,
-        fut: F,
-    ) -> tokio::task::futures::TaskLocalFuture<RequestContext, F> {
-        CURRENT.scope(self, fut)
     }
 }

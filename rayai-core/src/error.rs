@@ -3,6 +3,9 @@
 
 use std::fmt;
 
+use crate::handler::BoxError;
+use crate::node::{Plan, Shortfall};
+
 /// An error returned by a user's agent.
 ///
 /// Its message becomes the `detail` of the 500 response, or the `content` of a stream's error
@@ -129,18 +132,29 @@ pub enum Error {
         #[source]
         cause: Box<Error>,
     },
-    /// The deployments do not fit on the node; the plan says what is short.
+    /// The deployments do not fit on the node; the plan (a table) says what is short.
     #[error("the deployments do not fit on this node:\n{plan}")]
     Infeasible {
-        /// The resource plan, or what one replica could not get.
-        plan: String,
+        /// The resource plan: every deployment's replicas against what the node has.
+        plan: Box<Plan>,
+    },
+    /// One more replica of a deployment does not fit on the node now.
+    #[error("no room for another replica of deployment `{deployment}`: {shortfall}")]
+    NoRoom {
+        /// The deployment's name.
+        deployment: String,
+        /// What the node is short of.
+        shortfall: Shortfall,
     },
     /// A deployment's configuration is not valid.
     #[error("invalid configuration for deployment `{deployment}`: {reason}")]
     InvalidConfig {
         /// The deployment's name.
         deployment: String,
-        /// What is wrong.
+        /// The key of the value at fault, as `rayai.toml` spells it under the deployment's table:
+        /// `num_cpus`, `autoscaling.max_replicas`, `name` (see `rayai_rules::Problem::key`).
+        field: &'static str,
+        /// What is wrong: the rule's message, such as "num_cpus must be greater than 0".
         reason: String,
     },
     /// Two deployments of one application share a name.
@@ -169,9 +183,19 @@ pub enum Error {
         /// The application that asked for it.
         new: String,
     },
-    /// A socket or thread could not be set up.
-    #[error("I/O error: {0}")]
-    Io(#[from] std::io::Error),
+    /// A replica's threads could not be started.
+    #[error("could not start a replica's threads")]
+    Executor(#[source] std::io::Error),
+    /// An ingress service (a tower service such as an axum `Router`) failed.
+    #[error("the ingress service failed")]
+    Service(#[source] BoxError),
+}
+
+impl Error {
+    /// Whether the error says the node lacks the resources (the plan or one replica).
+    pub(crate) fn is_infeasible(&self) -> bool {
+        matches!(self, Error::Infeasible { .. } | Error::NoRoom { .. })
+    }
 }
 
 impl From<AgentError> for Error {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::BodyExt;
 
 /// An error inside a body or a service.
@@ -83,14 +83,14 @@ pub trait Handler: Send + Sync + 'static {
     fn call(&self, req: Request<HttpBody>) -> impl Future<Output = Response<HttpBody>> + Send;
 }
 
-/// [`Handler`] with its future boxed.
+/// [`Handler`] with its future boxed; a tower service's error comes back as the error.
 pub(crate) trait DynHandler: Send + Sync + 'static {
-    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Response<HttpBody>>;
+    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Result<Response<HttpBody>, BoxError>>;
 }
 
 impl<T: Handler> DynHandler for T {
-    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Response<HttpBody>> {
-        Box::pin(Handler::call(self, req))
+    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Result<Response<HttpBody>, BoxError>> {
+        Box::pin(futures::FutureExt::map(Handler::call(self, req), Ok))
     }
 }
 
@@ -105,25 +105,15 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError> + 'static,
 {
-    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Response<HttpBody>> {
+    fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Result<Response<HttpBody>, BoxError>> {
         use tower::ServiceExt;
         // Combinators rather than an async block: rustc cannot prove an async block holding a
         // generic service future `Send` for every lifetime (a known inference limitation).
         Box::pin(futures::FutureExt::map(
             self.0.clone().oneshot(req),
             |result| match result {
-                Ok(resp) => resp.map(boxed),
-                Err(e) => {
-                    let e: BoxError = e.into();
-                    tracing::error!(error = %e, "ingress service failed");
-                    let mut resp = Response::new(full(r#"{"detail":"Internal Server Error"}"#));
-                    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    resp.headers_mut().insert(
-                        http::header::CONTENT_TYPE,
-                        http::HeaderValue::from_static("application/json"),
-                    );
-                    resp
-                }
+                Ok(resp) => Ok(resp.map(boxed)),
+                Err(e) => Err(e.into()),
             },
         ))
     }

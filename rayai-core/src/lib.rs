@@ -1,7 +1,26 @@
-//! rayai-core: what an agent and a deployment are, replicas and the per-deployment router, the
-//! route-prefix table. It knows no HTTP beyond the `http` crate's types; `rayai-http` serves it.
+//! rayai-core: what an agent and a deployment are, the node and its scheduler, replicas and the
+//! per-deployment router, the controller that owns applications and route prefixes, handles
+//! for composition, and the status everyone reads. It knows no HTTP beyond the `http` crate's
+//! types; `rayai-http` serves it.
 //!
 //! Most users depend on the `rayai` facade instead, which re-exports this crate.
+//!
+//! # Module map
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | `agent`, `handler`, `callable` | what users implement: [`Agent`], [`Handler`], [`Callable`] |
+//! | `deployment`, `app`, `config` | declarations: [`Deployment`], [`App`], [`DeploymentConfig`] |
+//! | `context`, `request` | [`ReplicaContext`] for constructors, [`RequestContext`] inside requests |
+//! | `handle`, `stream` | [`DeploymentHandle`] and the [`ReplicaStream`]s it opens |
+//! | `node` | [`NodeResources`] (detected or declared), the scheduler, the resource [`Plan`] |
+//! | `serving` | the [`Controller`], its published [`Snapshot`], running deployments, router, replicas |
+//! | `route` | the route-prefix table |
+//! | `status`, `error` | [`DeploymentStatus`]; [`Error`] and [`AgentError`] |
+//! | `batch` | dynamic batching for a deployment's calls |
+//!
+//! Dependencies run one way: the types users write against sit at the bottom, `serving` on
+//! top; nothing below `serving` reaches the controller.
 //!
 //! # Feature flags
 //!
@@ -11,24 +30,22 @@
 
 mod agent;
 mod app;
-pub mod autoscale;
 pub mod batch;
-pub mod callable;
+mod callable;
 mod config;
 mod context;
-mod controller;
 mod deployment;
 mod error;
+mod handle;
 pub mod handler;
-pub mod hashring;
 pub mod memory;
-mod plan;
-mod replica;
-pub mod resources;
+mod node;
+mod request;
 pub mod route;
-mod router;
-pub mod scheduler;
+mod serving;
 mod status;
+mod stream;
+mod target;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -36,27 +53,26 @@ pub mod __private;
 
 pub use agent::{Agent, Construct, Deploy, EventStream, TextStream};
 pub use app::App;
-pub use autoscale::{Autoscaler, AutoscalingConfig, Decision};
-pub use batch::{BatchError, Batcher};
 pub use callable::{Callable, TypedHandle};
-pub use config::{DeploymentConfig, Isolation, Resources, is_url_safe_name};
-pub use context::{ReplicaContext, RequestContext};
-pub use controller::Controller;
-pub use deployment::{Deployment, DeploymentHandle, DeploymentKind};
+pub use config::{DeploymentConfig, DeploymentKind, Isolation};
+pub use context::ReplicaContext;
+pub use deployment::Deployment;
 pub use error::{AgentError, Error, Result};
+pub use handle::DeploymentHandle;
 pub use handler::{Handler, HttpBody, RootPath};
-pub use plan::{Plan, PlanRow};
-pub use replica::ReplicaStream;
-pub use resources::{Gpu, NodeResources};
-pub use route::{Route, RouteTable};
-pub use scheduler::{Reservation, Scheduler, Shortfall};
+pub use node::{Gpu, NodeResources, Plan, PlanRow, Resources, Shortfall};
+pub use request::RequestContext;
+pub use serving::{
+    Application, AutoscalingConfig, Controller, Decision, Endpoint, Failed, Snapshot, SnapshotRef,
+};
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
+pub use stream::ReplicaStream;
 
 /// The resource plan of `app` on this node (beside what already runs in this process), without
 /// starting anything: every deployment's replicas times their resources against what the node
 /// has, and what is short.
-pub fn plan(app: &App) -> Plan {
-    Controller::global().plan(app)
+pub async fn plan(app: &App) -> Plan {
+    Controller::global().await.plan(app)
 }
 
 /// The `#[agent(...)]` attribute (see the `rayai-macros` crate).

@@ -5,11 +5,14 @@ use std::marker::PhantomData;
 pub use futures::future::BoxFuture;
 pub use inventory;
 
+use crate::agent::{Agent, Construct, Deploy};
 pub use crate::app::Registration;
-use crate::{AgentError, Construct, Deploy, Deployment, ReplicaContext};
+use crate::context::ReplicaContext;
+use crate::deployment::Deployment;
+use crate::error::AgentError;
 
 /// The deployment of `T`, as a function pointer for [`Registration`].
-pub fn agent_deployment<T: Deploy + crate::Agent>() -> Deployment {
+pub fn agent_deployment<T: Deploy + Agent>() -> Deployment {
     Deployment::agent::<T>()
 }
 

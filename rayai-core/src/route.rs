@@ -4,7 +4,7 @@
 //! goes to the longest prefix that matches it by whole segments: `/api` serves `/api` and
 //! `/api/x`, never `/apix`.
 
-use crate::Error;
+use crate::error::Error;
 
 /// One entry: a prefix, the application's name, and what serves it.
 #[derive(Debug, Clone)]
@@ -36,7 +36,7 @@ impl<T> Route<T> {
 /// # Examples
 ///
 /// ```
-/// use rayai_core::RouteTable;
+/// use rayai_core::route::RouteTable;
 ///
 /// let mut table = RouteTable::new();
 /// table.insert("/", "root", 1).unwrap();

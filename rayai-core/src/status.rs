@@ -6,6 +6,7 @@ use serde::Serialize;
 /// A deployment's state, with Ray Serve's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum DeploymentState {
     /// Replicas are starting or being replaced.
     Updating,
@@ -20,6 +21,7 @@ pub enum DeploymentState {
 /// A replica's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
 pub enum ReplicaState {
     /// Serving requests.
     Running,

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode, header};
-use rayai_core::handler::{BoxError, HttpBody, boxed, full};
+use http::{Request, Response, header};
+use rayai_core::handler::{BoxError, HttpBody, boxed};
 
 /// Requires `Authorization: Bearer <token>`; anything else is a 401 with `www-authenticate:
 /// Bearer`. The token is compared in constant time and never printed (`Debug` redacts it).
@@ -70,7 +70,7 @@ impl<S> std::fmt::Debug for BearerAuth<S> {
 }
 
 /// Equal without an early exit, so the time taken does not tell how much of a guess was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for (i, &x) in a.iter().enumerate() {
         diff |= usize::from(x ^ b.get(i).copied().unwrap_or(!x));
@@ -78,8 +78,8 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Whether the request carries `Authorization: Bearer <token>`.
-fn authorized<B>(req: &Request<B>, token: &[u8]) -> bool {
+/// Whether the request carries `Authorization: Bearer <token>` (compared in constant time).
+pub(crate) fn authorized<B>(req: &Request<B>, token: &[u8]) -> bool {
     let Some(value) = req.headers().get(header::AUTHORIZATION) else {
         return false;
     };
@@ -90,17 +90,7 @@ fn authorized<B>(req: &Request<B>, token: &[u8]) -> bool {
 }
 
 fn unauthorized() -> Response<HttpBody> {
-    let mut resp = Response::new(full(Bytes::from_static(
-        br#"{"detail":"Not authenticated"}"#,
-    )));
-    *resp.status_mut() = StatusCode::UNAUTHORIZED;
-    resp.headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    resp
+    crate::error::unauthorized("Not authenticated").map(crate::Body::into_http)
 }
 
 impl<S, ReqBody, ResBody> tower::Service<Request<ReqBody>> for BearerAuth<S>

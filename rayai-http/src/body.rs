@@ -9,36 +9,70 @@ use futures::stream::BoxStream;
 use http_body::{Frame, SizeHint};
 use rayai_core::handler::{BoxError, HttpBody};
 
-/// The body of every response rayai writes.
-pub enum Body {
+/// The body of every response rayai writes: a whole buffer, chunks produced over time (SSE),
+/// or a handler's body. Opaque: build one with [`Body::full`], [`Body::stream`] or `From` an
+/// [`HttpBody`].
+///
+/// # Examples
+///
+/// ```
+/// use http_body::Body as _;
+/// use rayai_http::Body;
+///
+/// let body = Body::full("hello");
+/// assert_eq!(body.size_hint().exact(), Some(5));
+/// ```
+#[derive(Default)]
+pub struct Body(Kind);
+
+#[derive(Default)]
+enum Kind {
     /// A complete body (taken when sent).
     Full(Option<Bytes>),
     /// Chunks sent as they are produced.
     Stream(BoxStream<'static, Bytes>),
     /// A handler's body.
     Http(HttpBody),
+    /// Nothing at all.
+    #[default]
+    Empty,
 }
 
-impl Default for Body {
-    fn default() -> Self {
-        Body::Full(None)
+impl std::fmt::Debug for Body {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match &self.0 {
+            Kind::Full(_) => "full",
+            Kind::Stream(_) => "stream",
+            Kind::Http(_) => "http",
+            Kind::Empty => "empty",
+        };
+        f.debug_tuple("Body").field(&kind).finish()
     }
 }
 
 impl Body {
     /// A complete body.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Body::Full(Some(bytes.into()))
+        Body(Kind::Full(Some(bytes.into())))
     }
 
     /// This body as a handler body (for tower layers and handles).
     pub fn into_http(self) -> HttpBody {
-        rayai_core::handler::boxed(self)
+        match self.0 {
+            Kind::Http(body) => body,
+            _ => rayai_core::handler::boxed(self),
+        }
     }
 
     /// A body of chunks produced over time.
     pub fn stream(stream: impl Stream<Item = Bytes> + Send + 'static) -> Self {
-        Body::Stream(Box::pin(stream))
+        Body(Kind::Stream(Box::pin(stream)))
+    }
+}
+
+impl From<HttpBody> for Body {
+    fn from(body: HttpBody) -> Self {
+        Body(Kind::Http(body))
     }
 }
 
@@ -50,30 +84,32 @@ impl http_body::Body for Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut *self {
-            Body::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Body::Stream(stream) => stream
+        match &mut self.0 {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(stream) => stream
                 .as_mut()
                 .poll_next(cx)
                 .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
-            Body::Http(body) => Pin::new(body).poll_frame(cx),
+            Kind::Http(body) => Pin::new(body).poll_frame(cx),
+            Kind::Empty => Poll::Ready(None),
         }
     }
 
     fn is_end_stream(&self) -> bool {
-        match self {
-            Body::Full(bytes) => bytes.is_none(),
-            Body::Stream(_) => false,
-            Body::Http(body) => body.is_end_stream(),
+        match &self.0 {
+            Kind::Full(bytes) => bytes.is_none(),
+            Kind::Stream(_) => false,
+            Kind::Http(body) => body.is_end_stream(),
+            Kind::Empty => true,
         }
     }
 
     fn size_hint(&self) -> SizeHint {
-        match self {
-            Body::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
-            Body::Full(None) => SizeHint::with_exact(0),
-            Body::Stream(_) => SizeHint::default(),
-            Body::Http(body) => body.size_hint(),
+        match &self.0 {
+            Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Kind::Full(None) | Kind::Empty => SizeHint::with_exact(0),
+            Kind::Stream(_) => SizeHint::default(),
+            Kind::Http(body) => body.size_hint(),
         }
     }
 }

@@ -164,13 +164,13 @@ pub(crate) struct Exchange {
 }
 
 /// A deployment served with the agent contract.
-pub struct AgentEndpoint {
-    handle: DeploymentHandle,
+pub(crate) struct AgentEndpoint<'a> {
+    handle: &'a DeploymentHandle,
 }
 
-impl AgentEndpoint {
-    pub(crate) fn new(handle: DeploymentHandle) -> Arc<Self> {
-        Arc::new(AgentEndpoint { handle })
+impl<'a> AgentEndpoint<'a> {
+    pub(crate) fn new(handle: &'a DeploymentHandle) -> Self {
+        AgentEndpoint { handle }
     }
 
     /// Which shape `rest` (the path below `/agents/{name}`) and `method` ask for, or the 404/405.

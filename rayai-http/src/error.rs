@@ -1,11 +1,118 @@
-//! The one place where errors become HTTP responses (the status codes of CONTRACT.md).
+//! The errors of rayai-http, and the one place where errors become HTTP responses (the status
+//! codes of the contract, `docs/contract.md`).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use bytes::{BufMut, BytesMut};
 use http::{HeaderValue, Response, StatusCode, header};
-use rayai_core::Error;
 use serde_json::{Value, json};
 
 use crate::body::Body;
+
+/// What can go wrong starting or running a server: binding, TLS, or the runtime beneath.
+///
+/// Its `Debug` prints the message and its causes, one per line (as `anyhow` does), so that a
+/// `main` returning `Result<(), Error>` prints something readable, with the resource plan as a
+/// table.
+#[derive(thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The server (or the dashboard) could not listen on its address.
+    #[error("could not listen on {address} ({what}); {hint}")]
+    Bind {
+        /// What was to listen: `the server` or `the dashboard`.
+        what: &'static str,
+        /// The address asked for.
+        address: String,
+        /// The option or variable that changes it.
+        hint: &'static str,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The TLS settings are incomplete or unreadable.
+    #[error("{0}")]
+    Tls(TlsProblem),
+    /// The runtime failed: a deployment that does not fit, a replica that does not start.
+    #[error(transparent)]
+    Runtime(#[from] rayai_core::Error),
+}
+
+/// What is wrong with the TLS settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// Only one of `tls_cert_path` and `tls_key_path` was given.
+    Incomplete,
+    /// A file could not be read or parsed, or the certificate and key do not go together.
+    Unreadable {
+        /// `certificate`, `key`, or `certificate and key`.
+        what: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why, as the TLS library says it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for TlsProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TlsProblem::Incomplete => f.write_str("TLS needs both tls_cert_path and tls_key_path"),
+            TlsProblem::Unreadable { what, path, reason } => {
+                write!(f, "cannot read the TLS {what} {}: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        if source.is_some() {
+            f.write_str("\n\nCaused by:")?;
+        }
+        while let Some(cause) = source {
+            write!(f, "\n    {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+impl Error {
+    /// The error for a listener that could not bind `address`.
+    pub(crate) fn bind(
+        what: &'static str,
+        address: SocketAddrOrName,
+        hint: &'static str,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Bind {
+            what,
+            address: address.0,
+            hint,
+            source,
+        }
+    }
+}
+
+/// An address as the user wrote it (`host:port`), for messages.
+pub(crate) struct SocketAddrOrName(pub(crate) String);
+
+impl From<SocketAddr> for SocketAddrOrName {
+    fn from(addr: SocketAddr) -> Self {
+        SocketAddrOrName(addr.to_string())
+    }
+}
+
+/// A `Result` whose error is rayai-http's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+use rayai_core::Error as CoreError;
 
 const JSON: HeaderValue = HeaderValue::from_static("application/json");
 const TEXT: HeaderValue = HeaderValue::from_static("text/plain; charset=utf-8");
@@ -80,12 +187,16 @@ pub(crate) fn timeout_message(request_id: &str, timeout_s: f64) -> String {
 }
 
 /// The response for an error raised while serving a request.
-pub(crate) fn from_error(error: &Error, retry_after_s: Option<u32>) -> Response<Body> {
+pub(crate) fn from_error(error: &CoreError, retry_after_s: Option<u32>) -> Response<Body> {
     match error {
-        Error::TextStreamUnsupported | Error::EventStreamUnsupported => {
+        CoreError::TextStreamUnsupported | CoreError::EventStreamUnsupported => {
             detail(StatusCode::BAD_REQUEST, &error.to_string())
         }
-        Error::Backpressure { .. } => match retry_after_s {
+        CoreError::Service(cause) => {
+            tracing::error!(error = %cause, "ingress service failed");
+            detail(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
+        }
+        CoreError::Backpressure { .. } => match retry_after_s {
             Some(secs) => {
                 let mut resp = text(StatusCode::TOO_MANY_REQUESTS, error.to_string());
                 resp.headers_mut()
@@ -94,9 +205,36 @@ pub(crate) fn from_error(error: &Error, retry_after_s: Option<u32>) -> Response<
             }
             None => text(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
         },
-        Error::ShuttingDown(_) => text(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+        CoreError::ShuttingDown(_) => text(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
         _ => detail(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
     }
+}
+
+/// An ingress's response: when it stands for an error ([`rayai_core::Failed`]), the error's
+/// response, keeping the headers the application's layers added.
+pub(crate) fn render_failed(
+    resp: Response<rayai_core::HttpBody>,
+    retry_after_s: Option<u32>,
+) -> Response<Body> {
+    let Some(failed) = resp.extensions().get::<rayai_core::Failed>().cloned() else {
+        return resp.map(Body::from);
+    };
+    let mut rendered = from_error(&failed.0, retry_after_s);
+    let (parts, _) = resp.into_parts();
+    for (name, value) in &parts.headers {
+        if !rendered.headers().contains_key(name) {
+            rendered.headers_mut().append(name, value.clone());
+        }
+    }
+    rendered
+}
+
+/// The 401 of a protected endpoint.
+pub(crate) fn unauthorized(message: &str) -> Response<Body> {
+    let mut resp = detail(StatusCode::UNAUTHORIZED, message);
+    resp.headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    resp
 }
 
 #[cfg(test)]
@@ -111,7 +249,7 @@ mod tests {
 
     #[test]
     fn overload_is_503_text_or_429_with_retry_after() {
-        let e = Error::Backpressure { queued: 1, max: 1 };
+        let e = CoreError::Backpressure { queued: 1, max: 1 };
         let r = from_error(&e, None);
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
@@ -121,5 +259,61 @@ mod tests {
         let r = from_error(&e, Some(3));
         assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(r.headers()[header::RETRY_AFTER], "3");
+    }
+
+    #[test]
+    fn debug_prints_the_message_and_its_causes() {
+        let e = Error::bind(
+            "the server",
+            SocketAddrOrName("127.0.0.1:8000".to_owned()),
+            "choose another port with --port or RAYAI_PORT",
+            std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
+        );
+        assert_eq!(
+            format!("{e:?}"),
+            "could not listen on 127.0.0.1:8000 (the server); choose another port with --port \
+             or RAYAI_PORT\n\nCaused by:\n    address in use"
+        );
+    }
+
+    #[test]
+    fn a_failed_ingress_response_keeps_layer_headers() {
+        let mut resp = Response::new(rayai_core::handler::empty());
+        resp.headers_mut()
+            .insert("access-control-allow-origin", HeaderValue::from_static("*"));
+        resp.extensions_mut()
+            .insert(rayai_core::Failed(std::sync::Arc::new(
+                CoreError::Backpressure { queued: 2, max: 2 },
+            )));
+        let rendered = render_failed(resp, None);
+        assert_eq!(rendered.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(rendered.headers()["access-control-allow-origin"], "*");
+    }
+
+    #[test]
+    fn an_infeasible_plan_prints_as_a_table_not_a_debug_dump() {
+        use rayai_core::{NodeResources, Plan, PlanRow, Resources};
+        let per_replica = Resources {
+            num_cpus: 1.0,
+            num_gpus: 0.0,
+            memory_bytes: 2 << 30,
+        };
+        let plan = Plan::new(
+            NodeResources::new(2.0, 8 << 30),
+            vec![PlanRow::new("echo", 4, per_replica)],
+        );
+        let e = Error::from(CoreError::Infeasible {
+            plan: Box::new(plan),
+        });
+        let printed = format!("{e:?}");
+        assert!(
+            printed.starts_with("the deployments do not fit on this node:\n"),
+            "{printed}"
+        );
+        assert!(printed.lines().count() > 3, "{printed}");
+        assert!(
+            !printed.contains("\\n") && !printed.contains("Infeasible"),
+            "{printed}"
+        );
     }
 }

@@ -1,6 +1,21 @@
-//! rayai-http: a thin hyper server in front of rayai-core. It looks up the route prefix, serves
-//! the agent chat contract (JSON and Server-Sent Events), and answers `/-/healthz` and
-//! `/-/routes`. Every response carries `x-request-id`.
+//! rayai-http: a thin hyper front in front of rayai-core. It reads the route table the
+//! controller publishes, serves the agent chat contract (JSON and Server-Sent Events) and
+//! applications' ingress services, answers `/-/healthz` and `/-/routes`, and runs the
+//! dashboard. Every response carries `x-request-id`.
+//!
+//! # Module map
+//!
+//! | module | job |
+//! |---|---|
+//! | `server` | [`Server`]: bind, serve, shut down; deploys go to the controller |
+//! | `conn` | the accept loop and one connection, with the timeouts, shared by every listener |
+//! | `service` | one request: request id, route lookup, timeouts, dispatch, metrics, access log |
+//! | `chat`, `sse` | the agent chat contract: body validation, JSON answers, SSE frames |
+//! | `error` | [`Error`], and the one place errors become HTTP responses |
+//! | `monitor` | metrics, the status API, time series and process figures |
+//! | `dashboard` | the dashboard's listener and page, and [`LogLayer`] |
+//! | `auth` | [`auth::BearerAuthLayer`] |
+//! | `body`, `idle`, `options` | [`Body`], keep-alive tracking, [`HttpOptions`] |
 //!
 //! # Feature flags
 //!
@@ -11,10 +26,11 @@
 pub mod auth;
 mod body;
 mod chat;
+mod conn;
 mod dashboard;
 mod error;
 mod idle;
-mod metrics;
+mod monitor;
 mod options;
 pub mod serve;
 mod server;
@@ -23,6 +39,7 @@ mod sse;
 
 pub use body::Body;
 pub use dashboard::LogLayer;
+pub use error::{Error, Result, TlsProblem};
 pub use options::HttpOptions;
 pub use server::Server;
 pub use service::ServerService;

@@ -2,10 +2,10 @@
 
 use std::sync::OnceLock;
 
-use rayai_core::{App, Error};
+use rayai_core::App;
 use tokio::sync::Mutex;
 
-use crate::{HttpOptions, Server};
+use crate::{Error, HttpOptions, Server};
 
 fn default_server() -> &'static Mutex<Option<Server>> {
     static SERVER: OnceLock<Mutex<Option<Server>>> = OnceLock::new();
@@ -17,7 +17,7 @@ fn default_server() -> &'static Mutex<Option<Server>> {
 ///
 /// # Errors
 ///
-/// [`Error::Io`] when the address cannot be bound.
+/// [`Error::Bind`] when the address cannot be bound.
 pub async fn start(options: HttpOptions) -> Result<Server, Error> {
     let server = Server::start(options).await?;
     let mut current = default_server().lock().await;

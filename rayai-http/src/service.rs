@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Limited};
@@ -15,25 +14,17 @@ use hyper::body::Incoming;
 use std::time::Duration;
 
 use rayai_core::handler::HttpService;
-use rayai_core::{RequestContext, RootPath, RouteTable};
+use rayai_core::{Controller, Endpoint, RequestContext, RootPath};
 use tower::ServiceExt;
 
 use crate::HttpOptions;
 use crate::body::{Body, DeadlineBody};
 use crate::chat::{self, AgentEndpoint, Exchange};
 use crate::error;
+use crate::monitor::{Monitor, method_label};
 
 /// `x-request-id`.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// What serves a route.
-#[derive(Clone)]
-pub(crate) enum Endpoint {
-    /// An agent, with the chat contract.
-    Agent(Arc<AgentEndpoint>),
-    /// An application's ingress (a handler or a tower service), with the app's layers.
-    App(HttpService),
-}
 
 /// Calls an app's service. The future is built outside any async block: rustc cannot prove an
 /// async block holding a generic tower future `Send` for every lifetime of the boxed error type.
@@ -124,12 +115,13 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// State shared by every connection of one server.
+/// State shared by every connection of one server. The routes are the controller's: this holds
+/// no registry of its own.
 pub(crate) struct Shared {
     pub(crate) options: HttpOptions,
-    pub(crate) routes: ArcSwap<RouteTable<Endpoint>>,
+    pub(crate) controller: Controller,
     pub(crate) draining: AtomicBool,
-    pub(crate) monitor: crate::dashboard::Monitor,
+    pub(crate) monitor: Arc<Monitor>,
 }
 
 /// The whole server as a tower service, for server-wide layers.
@@ -144,11 +136,10 @@ pub(crate) fn server_service(shared: Arc<Shared>) -> ServerService {
     }))
 }
 
-/// The hyper service of one connection.
+/// The hyper service of the serving port.
 #[derive(Clone)]
 pub(crate) struct Proxy {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) activity: Arc<crate::idle::Activity>,
     /// The server wrapped in its server-wide layers, when it has any.
     pub(crate) layered: Option<ServerService>,
 }
@@ -159,20 +150,11 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        let in_flight = self.activity.begin();
         if let Some(layered) = &self.layered {
-            let call = layered.clone().oneshot(req);
-            return Box::pin(futures::FutureExt::map(call, move |resp| {
-                drop(in_flight);
-                resp
-            }));
+            return Box::pin(layered.clone().oneshot(req));
         }
         let shared = self.shared.clone();
-        Box::pin(async move {
-            let resp = shared.handle(req).await;
-            drop(in_flight);
-            Ok(resp)
-        })
+        Box::pin(async move { Ok(shared.handle(req).await) })
     }
 }
 
@@ -180,6 +162,13 @@ fn fresh_request_id() -> HeaderValue {
     let mut buf = uuid::Uuid::encode_buffer();
     let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
     HeaderValue::from_str(id).expect("a UUID is a valid header value")
+}
+
+/// What serves a request's route: looked up once, then dispatched.
+struct Target {
+    prefix: String,
+    rest: String,
+    endpoint: Endpoint,
 }
 
 impl Shared {
@@ -199,20 +188,33 @@ impl Shared {
                 return resp;
             }
         };
-        let method = crate::metrics::method_label(req.method());
-        let metrics = match req.uri().path() {
+        let method = method_label(req.method());
+        match req.uri().path() {
             "/metrics" | "/api/serve/applications" => {
                 let mut resp = if req.uri().path() == "/metrics" {
-                    self.monitor.metrics_response(&self.routes.load())
+                    self.monitor.metrics_response()
                 } else {
-                    self.monitor.applications_response(&self.routes.load())
+                    self.monitor.applications_response()
                 };
                 resp.headers_mut().insert(X_REQUEST_ID, id_header);
                 return resp;
             }
-            path => self.monitor.route_for(&self.routes.load(), path),
+            _ => {}
+        }
+        // One read of the published routes, one lookup, for the metrics and the dispatch.
+        let (metrics, target) = {
+            let snapshot = self.controller.snapshot();
+            let path = req.uri().path();
+            let found = snapshot.lookup(path);
+            let metrics = self.monitor.route_for(path, found.map(|(route, _)| route));
+            let target = found.map(|(route, rest)| Target {
+                prefix: route.prefix().to_owned(),
+                rest: rest.to_owned(),
+                endpoint: route.target().clone(),
+            });
+            (metrics, target)
         };
-        let mut resp = self.route(req, request_id.clone(), started).await;
+        let mut resp = self.route(req, target, request_id.clone(), started).await;
         resp.headers_mut().insert(X_REQUEST_ID, id_header);
         let elapsed = started.elapsed();
         let status = resp.status().as_u16();
@@ -236,6 +238,7 @@ impl Shared {
     async fn route(
         &self,
         req: Request<Incoming>,
+        target: Option<Target>,
         request_id: Arc<str>,
         started: tokio::time::Instant,
     ) -> Response<Body> {
@@ -251,27 +254,33 @@ impl Shared {
             Ok(timeout) => timeout,
             Err(resp) => return resp,
         };
-        let (endpoint, prefix, rest) = {
-            let routes = self.routes.load();
-            let Some((route, rest)) = routes.lookup(req.uri().path()) else {
-                return error::no_route(req.uri().path());
-            };
-            (
-                route.target().clone(),
-                route.prefix().to_owned(),
-                rest.to_owned(),
-            )
+        let Some(target) = target else {
+            return error::no_route(req.uri().path());
         };
         let deadline = timeout.map(|secs| started + Duration::from_secs_f64(secs));
         let work = async {
-            match endpoint {
-                Endpoint::Agent(agent) => {
-                    self.agent(agent, &rest, req, request_id.clone(), deadline.zip(timeout))
-                        .await
+            match target.endpoint.ingress() {
+                None => {
+                    let agent = AgentEndpoint::new(target.endpoint.deployment());
+                    self.agent(
+                        agent,
+                        &target.rest,
+                        req,
+                        request_id.clone(),
+                        deadline.zip(timeout),
+                    )
+                    .await
                 }
-                Endpoint::App(service) => {
-                    self.app(service, prefix, &rest, req, request_id.clone(), deadline)
-                        .await
+                Some(service) => {
+                    self.app(
+                        service.clone(),
+                        &target.prefix,
+                        &target.rest,
+                        req,
+                        request_id.clone(),
+                        deadline,
+                    )
+                    .await
                 }
             }
         };
@@ -287,7 +296,7 @@ impl Shared {
     /// An agent's chat contract.
     async fn agent(
         &self,
-        agent: Arc<AgentEndpoint>,
+        agent: AgentEndpoint<'_>,
         rest: &str,
         req: Request<Incoming>,
         request_id: Arc<str>,
@@ -333,7 +342,7 @@ impl Shared {
     async fn app(
         &self,
         service: HttpService,
-        prefix: String,
+        prefix: &str,
         rest: &str,
         req: Request<Incoming>,
         request_id: Arc<str>,
@@ -361,9 +370,9 @@ impl Shared {
             .to_owned();
         let root = self.options.root_path.trim_end_matches('/');
         parts.extensions.insert(RootPath(if root.is_empty() {
-            prefix
+            prefix.to_owned()
         } else {
-            rayai_core::route::join_prefix(root, &prefix)
+            rayai_core::route::join_prefix(root, prefix)
                 .trim_end_matches('/')
                 .to_owned()
         }));
@@ -372,10 +381,11 @@ impl Shared {
             .insert(RequestContext::new(request_id, session));
         let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
         let resp = call_service(service, Request::from_parts(parts, body)).await;
-        resp.map(|body| match deadline {
-            Some(at) => Body::Http(DeadlineBody::new(body, at).boxed_unsync()),
-            None => Body::Http(body),
-        })
+        let resp = match deadline {
+            Some(at) => resp.map(|body| DeadlineBody::new(body, at).boxed_unsync()),
+            None => resp,
+        };
+        error::render_failed(resp, self.options.backpressure_retry_after_s)
     }
 
     #[allow(clippy::result_large_err)]
@@ -407,8 +417,12 @@ impl Shared {
     }
 
     fn routes_json(&self) -> Response<Body> {
-        let routes = self.routes.load();
-        let map: BTreeMap<&str, &str> = routes.iter().map(|r| (r.prefix(), r.app())).collect();
+        let snapshot = self.controller.snapshot();
+        let map: BTreeMap<&str, &str> = snapshot
+            .routes()
+            .iter()
+            .map(|r| (r.prefix(), r.app()))
+            .collect();
         error::json_response(
             StatusCode::OK,
             &serde_json::to_value(map).unwrap_or_default(),

@@ -1,5 +1,5 @@
-//! Server-Sent Events: the frames of CONTRACT.md and the body that writes them as the agent
-//! yields.
+//! Server-Sent Events: the frames of the contract (`docs/contract.md`) and the body that writes
+//! them as the agent yields.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};

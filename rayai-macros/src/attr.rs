@@ -9,7 +9,6 @@
 use std::cell::RefCell;
 use std::fmt::Display;
 use std::thread;
-use std::time::Duration;
 
 use proc_macro2::{Span, TokenStream};
 use quote::ToTokens;
@@ -18,8 +17,7 @@ use syn::parse::{Parse, ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, Lit, LitStr, Token, UnOp, parenthesized, token};
 
-use crate::memory::parse_memory;
-use crate::naming::check_name;
+use rayai_rules::{Field, Problem, autoscaling as scaling, check_name, deployment, parse_memory};
 
 /// The keys `#[agent]` knows, in the order error messages list them.
 const KEYS: &[&str] = &[
@@ -249,15 +247,10 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
                 Ok(name)
             }),
             "num_cpus" => set_expr_once(&mut args.num_cpus, arg, |value| {
-                let cpus = float(key, value)?;
-                ensure(cpus > 0.0, value, "num_cpus must be greater than 0")?;
-                Ok(cpus)
+                number(deployment::NUM_CPUS, value)
             }),
             "num_gpus" => set_expr_once(&mut args.num_gpus, arg, |value| {
-                let gpus = float(key, value)?;
-                ensure(gpus >= 0.0, value, "num_gpus must be 0 or greater")?;
-                // `-0.0` is zero GPUs; emit it as `0.0`.
-                Ok(gpus.abs())
+                number(deployment::NUM_GPUS, value)
             }),
             "memory" => set_expr_once(&mut args.memory_bytes, arg, |value| {
                 let lit = string(key, value, "2GB")?;
@@ -269,33 +262,25 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
             }
             "autoscaling" => set_once(&mut args.autoscaling, arg, |value| autoscaling(key, value)),
             "max_ongoing_requests" => set_expr_once(&mut args.max_ongoing_requests, arg, |value| {
-                at_least(1, key, value)
+                count(deployment::MAX_ONGOING_REQUESTS, value)
             }),
             "max_queued_requests" => set_expr_once(&mut args.max_queued_requests, arg, |value| {
-                let n = integer(key, value)?;
-                if n == -1 {
-                    return Ok(None);
-                }
-                ensure(
-                    n >= 0,
-                    value,
-                    "max_queued_requests must be 0 or more, or -1 for no limit",
-                )?;
-                fits_u32(n, key, value).map(Some)
+                let field = deployment::MAX_QUEUED_REQUESTS;
+                field.check_limit(integer(field, value)?).map_err(at(value))
             }),
             "health_check_period_s" => {
                 set_expr_once(&mut args.health_check_period_s, arg, |value| {
-                    seconds(key, value, Zero::Refused)
+                    seconds(deployment::HEALTH_CHECK_PERIOD_S, value)
                 });
             }
             "health_check_timeout_s" => {
                 set_expr_once(&mut args.health_check_timeout_s, arg, |value| {
-                    seconds(key, value, Zero::Refused)
+                    seconds(deployment::HEALTH_CHECK_TIMEOUT_S, value)
                 });
             }
             "graceful_shutdown_timeout_s" => {
                 set_expr_once(&mut args.graceful_shutdown_timeout_s, arg, |value| {
-                    seconds(key, value, Zero::Allowed)
+                    seconds(deployment::GRACEFUL_SHUTDOWN_TIMEOUT_S, value)
                 });
             }
             "isolation" => set_expr_once(&mut args.shared_isolation, arg, |value| {
@@ -401,7 +386,7 @@ fn replicas(key: &Ident, value: &Expr) -> syn::Result<Replicas> {
         };
     }
     match numeric_literal(value) {
-        Some((_, Lit::Int(_))) => at_least(1, key, value).map(Replicas::Fixed),
+        Some((_, Lit::Int(_))) => count(deployment::NUM_REPLICAS, value).map(Replicas::Fixed),
         _ => Err(syn::Error::new_spanned(value, expected())),
     }
 }
@@ -420,30 +405,24 @@ fn autoscaling(key: &Ident, value: &RawValue) -> syn::Result<Autoscaling> {
         let arg = (inner, value, &errors);
         match inner.unraw().to_string().as_str() {
             "min_replicas" => set_expr_once(&mut slots.min_replicas, arg, |value| {
-                at_least(0, inner, value)
+                count(scaling::MIN_REPLICAS, value)
             }),
             "max_replicas" => set_expr_once(&mut slots.max_replicas, arg, |value| {
-                at_least(1, inner, value)
+                count(scaling::MAX_REPLICAS, value)
             }),
             "target_ongoing_requests" => {
                 set_expr_once(&mut slots.target_ongoing_requests, arg, |value| {
-                    let target = float(inner, value)?;
-                    ensure(
-                        target > 0.0,
-                        value,
-                        "target_ongoing_requests must be greater than 0",
-                    )?;
-                    Ok(target)
+                    number(scaling::TARGET_ONGOING_REQUESTS, value)
                 });
             }
             "upscale_delay_s" => set_expr_once(&mut slots.upscale_delay_s, arg, |value| {
-                seconds(inner, value, Zero::Allowed)
+                seconds(scaling::UPSCALE_DELAY_S, value)
             }),
             "downscale_delay_s" => set_expr_once(&mut slots.downscale_delay_s, arg, |value| {
-                seconds(inner, value, Zero::Allowed)
+                seconds(scaling::DOWNSCALE_DELAY_S, value)
             }),
             "initial_replicas" => set_expr_once(&mut slots.initial_replicas, arg, |value| {
-                at_least(0, inner, value)
+                count(scaling::INITIAL_REPLICAS, value)
             }),
             unknown => errors.error_at(
                 inner.span(),
@@ -474,21 +453,15 @@ fn autoscaling(key: &Ident, value: &RawValue) -> syn::Result<Autoscaling> {
         }
     }
     if let (Some(min), Some(max)) = (&min_replicas.value, &max_replicas.value) {
-        if max.value < min.value {
-            errors.error_at(
-                max.span,
-                format!("max_replicas must be at least min_replicas ({})", min.value),
-            );
-        } else if let Some(initial) = &initial_replicas.value
-            && !(min.value..=max.value).contains(&initial.value)
+        let initial = initial_replicas.value.as_ref();
+        if let Err(problem) =
+            scaling::check_replica_range(min.value, max.value, initial.map(|i| i.value))
         {
-            errors.error_at(
-                initial.span,
-                format!(
-                    "initial_replicas must be between min_replicas ({}) and max_replicas ({})",
-                    min.value, max.value
-                ),
-            );
+            let span = match (problem, initial) {
+                (Problem::InitialOutOfRange { .. }, Some(initial)) => initial.span,
+                _ => max.span,
+            };
+            errors.error_at(span, problem);
         }
     }
     match (min_replicas.value, max_replicas.value, errors.check()) {
@@ -511,38 +484,26 @@ fn autoscaling(key: &Ident, value: &RawValue) -> syn::Result<Autoscaling> {
     }
 }
 
-/// Whether a number of seconds may be 0.
-#[derive(Clone, Copy)]
-enum Zero {
-    Allowed,
-    Refused,
+/// A number within `field`'s bound; `-0.0` comes back as `0.0`.
+fn number(field: Field, value: &Expr) -> syn::Result<f64> {
+    field.check(float(field, value)?).map_err(at(value))
 }
 
-/// A number of seconds that a `Duration` can hold: 0 or more, or greater than 0.
-fn seconds(key: &Ident, value: &Expr, zero: Zero) -> syn::Result<f64> {
-    let secs = float(key, value)?;
-    let name = key.unraw();
-    match zero {
-        Zero::Allowed => ensure(secs >= 0.0, value, &format!("{name} must be 0 or greater"))?,
-        Zero::Refused => ensure(secs > 0.0, value, &format!("{name} must be greater than 0"))?,
-    }
-    // `-0.0` is no time; emit it as `0.0`.
-    let secs = secs.abs();
-    ensure(
-        Duration::try_from_secs_f64(secs).is_ok(),
-        value,
-        &format!("`{name}` is too large"),
-    )?;
+/// A number of seconds within `field`'s bound that a `Duration` holds.
+fn seconds(field: Field, value: &Expr) -> syn::Result<f64> {
+    let secs = number(field, value)?;
+    field.check_seconds(secs).map_err(at(value))?;
     Ok(secs)
 }
 
-/// `Ok` when `condition` holds, else an error at `value`.
-fn ensure(condition: bool, value: &Expr, message: &str) -> syn::Result<()> {
-    if condition {
-        Ok(())
-    } else {
-        Err(syn::Error::new_spanned(value, message))
-    }
+/// An integer within `field`'s bound that a `u32` holds.
+fn count(field: Field, value: &Expr) -> syn::Result<u32> {
+    field.check_count(integer(field, value)?).map_err(at(value))
+}
+
+/// Turns a broken rule into an error at `value`, with the rule's message.
+fn at(value: &Expr) -> impl Fn(Problem) -> syn::Error + '_ {
+    move |problem| syn::Error::new_spanned(value, problem)
 }
 
 /// One `key = value` or `key(...)` as written, before any check.
@@ -626,12 +587,12 @@ fn numeric_literal(value: &Expr) -> Option<(bool, &Lit)> {
 }
 
 /// A number written as an integer or a float literal, maybe negated.
-fn float(key: &Ident, value: &Expr) -> syn::Result<f64> {
+fn float(field: Field, value: &Expr) -> syn::Result<f64> {
     let parsed = match numeric_literal(value) {
         Some((negative, Lit::Int(lit))) => lit.base10_parse::<f64>().map(|n| (negative, n)),
         Some((negative, Lit::Float(lit))) => lit.base10_parse::<f64>().map(|n| (negative, n)),
         _ => {
-            let key = key.unraw();
+            let key = field.name();
             return Err(syn::Error::new_spanned(
                 value,
                 format!("`{key}` expects a number, such as `{key} = 1` or `{key} = 0.5`"),
@@ -640,17 +601,14 @@ fn float(key: &Ident, value: &Expr) -> syn::Result<f64> {
     };
     match parsed {
         Ok((negative, number)) if number.is_finite() => Ok(if negative { -number } else { number }),
-        _ => Err(syn::Error::new_spanned(
-            value,
-            format!("`{}` is too large", key.unraw()),
-        )),
+        _ => Err(at(value)(Problem::TooLarge(field))),
     }
 }
 
 /// An integer literal, maybe negated.
-fn integer(key: &Ident, value: &Expr) -> syn::Result<i128> {
+fn integer(field: Field, value: &Expr) -> syn::Result<i128> {
     let Some((negative, Lit::Int(lit))) = numeric_literal(value) else {
-        let key = key.unraw();
+        let key = field.name();
         return Err(syn::Error::new_spanned(
             value,
             format!("`{key}` expects an integer, such as `{key} = 4`"),
@@ -658,32 +616,11 @@ fn integer(key: &Ident, value: &Expr) -> syn::Result<i128> {
     };
     let n = lit
         .base10_parse::<u64>()
-        .map_err(|_| syn::Error::new_spanned(value, format!("`{}` is too large", key.unraw())))?;
+        .map_err(|_| at(value)(Problem::TooLarge(field)))?;
     Ok(if negative {
         -i128::from(n)
     } else {
         i128::from(n)
-    })
-}
-
-/// An integer from `min` up to `u32::MAX`.
-fn at_least(min: i128, key: &Ident, value: &Expr) -> syn::Result<u32> {
-    let n = integer(key, value)?;
-    ensure(
-        n >= min,
-        value,
-        &format!("{} must be at least {min}", key.unraw()),
-    )?;
-    fits_u32(n, key, value)
-}
-
-/// `n` as a `u32`, or an error that says the largest allowed.
-fn fits_u32(n: i128, key: &Ident, value: &Expr) -> syn::Result<u32> {
-    u32::try_from(n).map_err(|_| {
-        syn::Error::new_spanned(
-            value,
-            format!("{} must be at most {}", key.unraw(), u32::MAX),
-        )
     })
 }
 

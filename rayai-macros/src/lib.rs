@@ -85,9 +85,6 @@ extern crate proc_macro;
 
 mod attr;
 mod expand;
-#[path = "../../rayai-core/src/memory.rs"]
-#[allow(dead_code)]
-mod memory;
 mod naming;
 
 use proc_macro::TokenStream;

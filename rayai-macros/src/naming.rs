@@ -1,53 +1,10 @@
-//! An agent's name: the URL-safety check, and the default when the attribute gives none.
-//!
-//! The name is a path segment of `/agents/{name}/chat`, so it keeps to the characters a URL path
-//! segment needs no escaping for.
+//! An agent's name when the attribute gives none; the rule every name keeps is
+//! [`rayai_rules::name::check_name`].
 
 use std::fmt;
 use std::path::Path;
 
-/// The characters a name may use, as error messages spell them.
-const ALLOWED: &str = "use only ASCII letters, digits, `_`, `-` and `.`";
-
-/// Why a string cannot be an agent's name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum NameError {
-    /// The empty string.
-    Empty,
-    /// `.` or `..`, which a URL path would resolve away.
-    DotSegment,
-    /// A character outside ASCII letters, digits, `_`, `-` and `.`.
-    BadChar(char),
-}
-
-impl fmt::Display for NameError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            NameError::Empty => write!(f, "it is empty; {ALLOWED}"),
-            NameError::DotSegment => {
-                write!(f, "`.` and `..` are not names in a URL path; {ALLOWED}")
-            }
-            NameError::BadChar(c) => write!(f, "it contains {c:?}; {ALLOWED}"),
-        }
-    }
-}
-
-/// Checks that `name` can stand as one URL path segment without escaping.
-pub(crate) fn check_name(name: &str) -> Result<(), NameError> {
-    if name.is_empty() {
-        return Err(NameError::Empty);
-    }
-    if name == "." || name == ".." {
-        return Err(NameError::DotSegment);
-    }
-    match name
-        .chars()
-        .find(|&c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.')))
-    {
-        Some(c) => Err(NameError::BadChar(c)),
-        None => Ok(()),
-    }
-}
+use rayai_rules::name::{NameError, check_name};
 
 /// Where a default name comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,34 +192,5 @@ mod tests {
         assert_eq!(err.reason, NameError::BadChar('é'));
         assert_eq!(err.source, NameSource::Struct);
         assert!(!err.to_string().contains("rename"), "{err}");
-    }
-
-    #[test]
-    fn url_safe_names_pass() {
-        for name in ["echo", "Echo-2", "a.b_c", "...", "x"] {
-            assert_eq!(check_name(name), Ok(()), "{name}");
-        }
-    }
-
-    #[test]
-    fn url_unsafe_names_fail_with_the_reason() {
-        assert_eq!(check_name(""), Err(NameError::Empty));
-        assert_eq!(check_name("."), Err(NameError::DotSegment));
-        assert_eq!(check_name(".."), Err(NameError::DotSegment));
-        assert_eq!(check_name("has space"), Err(NameError::BadChar(' ')));
-        assert_eq!(check_name("a/b"), Err(NameError::BadChar('/')));
-        assert_eq!(check_name("a?b"), Err(NameError::BadChar('?')));
-        assert_eq!(check_name("naïve"), Err(NameError::BadChar('ï')));
-    }
-
-    #[test]
-    fn every_refusal_says_what_is_allowed() {
-        for err in [
-            NameError::Empty,
-            NameError::DotSegment,
-            NameError::BadChar(' '),
-        ] {
-            assert!(err.to_string().contains(ALLOWED), "{err}");
-        }
     }
 }

@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rayai_core::{App, AutoscalingConfig, DeploymentConfig};
+use rayai_rules::{Bound, Field, autoscaling, deployment, parse_memory};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
@@ -258,7 +258,7 @@ impl ProjectConfig {
             c = c.with_num_gpus(*v.get_ref());
         }
         if let Some(v) = &s.memory {
-            let bytes = rayai_core::memory::parse_memory(v.get_ref()).map_err(|e| {
+            let bytes = parse_memory(v.get_ref()).map_err(|e| {
                 self.error(
                     v.span(),
                     Some(at("memory")),
@@ -277,27 +277,20 @@ impl ProjectConfig {
         if let Some(v) = &s.max_queued_requests {
             c = c.with_max_queued_requests(*v.get_ref());
         }
-        let secs = |v: &Spanned<f64>, field: &str, zero_ok: bool| {
-            let x = *v.get_ref();
-            if x.is_finite() && (x > 0.0 || (zero_ok && x == 0.0)) {
-                Ok(Duration::from_secs_f64(x))
-            } else {
-                let bound = if zero_ok { "0 or more" } else { "more than 0" };
-                Err(self.error(
-                    v.span(),
-                    Some(at(field)),
-                    format!("must be {bound} seconds (got {x})"),
-                ))
-            }
+        let secs = |v: &Spanned<f64>, field: Field| {
+            field
+                .check_seconds(*v.get_ref())
+                .map_err(|problem| self.error(v.span(), Some(at(field.key())), problem.to_string()))
         };
         if let Some(v) = &s.health_check_period_s {
-            c = c.with_health_check_period(secs(v, "health_check_period_s", false)?);
+            c = c.with_health_check_period(secs(v, deployment::HEALTH_CHECK_PERIOD_S)?);
         }
         if let Some(v) = &s.health_check_timeout_s {
-            c = c.with_health_check_timeout(secs(v, "health_check_timeout_s", false)?);
+            c = c.with_health_check_timeout(secs(v, deployment::HEALTH_CHECK_TIMEOUT_S)?);
         }
         if let Some(v) = &s.graceful_shutdown_timeout_s {
-            c = c.with_graceful_shutdown_timeout(secs(v, "graceful_shutdown_timeout_s", true)?);
+            let timeout = secs(v, deployment::GRACEFUL_SHUTDOWN_TIMEOUT_S)?;
+            c = c.with_graceful_shutdown_timeout(timeout);
         }
         if let Some(a) = &s.autoscaling {
             let raw = a.get_ref();
@@ -326,59 +319,41 @@ impl ProjectConfig {
             if let Some(v) = raw.target_ongoing_requests {
                 cfg.target_ongoing_requests = v;
             }
-            let delay = |v: f64, field: &str| {
-                if v.is_finite() && v >= 0.0 {
-                    Ok(Duration::from_secs_f64(v))
-                } else {
-                    Err(self.error(
-                        a.span(),
-                        Some(at(&format!("autoscaling.{field}"))),
-                        format!("must be 0 or more seconds (got {v})"),
-                    ))
-                }
+            let delay = |v: f64, field: Field| {
+                field.check_seconds(v).map_err(|problem| {
+                    self.error(a.span(), Some(at(field.key())), problem.to_string())
+                })
             };
             if let Some(v) = raw.upscale_delay_s {
-                cfg.upscale_delay = delay(v, "upscale_delay_s")?;
+                cfg.upscale_delay = delay(v, autoscaling::UPSCALE_DELAY_S)?;
             }
             if let Some(v) = raw.downscale_delay_s {
-                cfg.downscale_delay = delay(v, "downscale_delay_s")?;
+                cfg.downscale_delay = delay(v, autoscaling::DOWNSCALE_DELAY_S)?;
                 if raw.downscale_to_zero_delay_s.is_none() {
                     cfg.downscale_to_zero_delay = cfg.downscale_delay;
                 }
             }
             if let Some(v) = raw.downscale_to_zero_delay_s {
-                cfg.downscale_to_zero_delay = delay(v, "downscale_to_zero_delay_s")?;
+                cfg.downscale_to_zero_delay = delay(v, autoscaling::DOWNSCALE_TO_ZERO_DELAY_S)?;
             }
             if raw.initial_replicas.is_some() {
                 cfg.initial_replicas = raw.initial_replicas;
             }
-            if let Err(reason) = cfg.validate() {
-                return Err(self.error(a.span(), Some(at("autoscaling")), reason));
-            }
+            // The bounds and how they agree are checked with the rest, below.
             c = c.with_autoscaling(cfg);
         }
-        if let Err(e) = c.validate() {
-            // Point at the key the message names, else at the agent's table.
-            let reason = match &e {
-                rayai_core::Error::InvalidConfig { reason, .. } => reason.clone(),
-                other => other.to_string(),
-            };
-            let fields: [(&str, Option<Range<usize>>); 4] = [
-                ("num_replicas", s.num_replicas.as_ref().map(Spanned::span)),
-                ("num_cpus", s.num_cpus.as_ref().map(Spanned::span)),
-                ("num_gpus", s.num_gpus.as_ref().map(Spanned::span)),
-                (
-                    "max_ongoing_requests",
-                    s.max_ongoing_requests.as_ref().map(Spanned::span),
-                ),
-            ];
-            let (key, span) = fields
-                .into_iter()
-                .find_map(|(f, span)| Some((at(f), span?)).filter(|_| reason.contains(f)))
-                .unwrap_or((table, key.span()));
-            return Err(self.error(span, Some(key), reason));
+        match c.validate() {
+            Ok(()) => Ok(c),
+            // Point at the key at fault when this file sets it, else at the agent's table.
+            Err(rayai_core::Error::InvalidConfig { field, reason, .. }) => {
+                let (key, span) = match field_span(s, field) {
+                    Some(span) => (at(field), span),
+                    None => (table, key.span()),
+                };
+                Err(self.error(span, Some(key), reason))
+            }
+            Err(other) => Err(self.error(key.span(), Some(table), other.to_string())),
         }
-        Ok(c)
     }
 
     /// `options` with the `[http]` table's values.
@@ -390,17 +365,13 @@ impl ProjectConfig {
         let Some(h) = &self.raw.http else {
             return Ok(options);
         };
-        let secs = |v: &Spanned<f64>, field: &str| {
-            let x = *v.get_ref();
-            if x.is_finite() && x >= 0.0 {
-                Ok(x)
-            } else {
-                Err(self.error(
-                    v.span(),
-                    Some(format!("http.{field}")),
-                    format!("must be 0 or more seconds (got {x})"),
-                ))
-            }
+        let secs = |v: &Spanned<f64>, field: &'static str| {
+            Field::new(field, Bound::NonNegative)
+                .check_seconds(*v.get_ref())
+                .map(|secs| secs.as_secs_f64())
+                .map_err(|problem| {
+                    self.error(v.span(), Some(format!("http.{field}")), problem.to_string())
+                })
         };
         if let Some(v) = &h.host {
             options.host = v.clone();
@@ -437,6 +408,22 @@ impl ProjectConfig {
 
     fn error(&self, span: Range<usize>, key: Option<String>, message: String) -> ConfigError {
         error_at(&self.file, &self.source, span, key, &message)
+    }
+}
+
+/// Where `section` sets the value at `field` (a key as `rayai_rules::Problem::key` spells it),
+/// when it does; a setting inside `autoscaling` is found at that table.
+fn field_span(section: &AgentSection, field: &str) -> Option<Range<usize>> {
+    let s = section;
+    match field {
+        "num_replicas" => s.num_replicas.as_ref().map(Spanned::span),
+        "num_cpus" => s.num_cpus.as_ref().map(Spanned::span),
+        "num_gpus" => s.num_gpus.as_ref().map(Spanned::span),
+        "max_ongoing_requests" => s.max_ongoing_requests.as_ref().map(Spanned::span),
+        "health_check_period_s" => s.health_check_period_s.as_ref().map(Spanned::span),
+        "health_check_timeout_s" => s.health_check_timeout_s.as_ref().map(Spanned::span),
+        f if f.starts_with("autoscaling.") => s.autoscaling.as_ref().map(Spanned::span),
+        _ => None,
     }
 }
 
@@ -498,6 +485,8 @@ fn key_at(source: &str, span: &Range<usize>) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
     use rayai_core::{Agent, AgentError, Deployment};
     use serde_json::Value;
@@ -598,10 +587,64 @@ mod tests {
         let err =
             apply("[agents.echo.autoscaling]\nmin_replicas = 5\nmax_replicas = 2\n").unwrap_err();
         assert!(err.to_string().contains("min_replicas (5)"), "{err}");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("agents.echo.autoscaling.max_replicas")
+        );
 
         let err = apply("[agents.echo]\nnum_replicas = 2\nautoscaling = { min_replicas = 1, max_replicas = 2 }\n")
             .unwrap_err();
         assert!(err.to_string().contains("not both"), "{err}");
+    }
+
+    #[test]
+    fn seconds_break_the_rules_in_the_words_of_the_attribute() {
+        let err = apply("[agents.echo]\nhealth_check_period_s = 0\n").unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("agents.echo.health_check_period_s")
+        );
+        assert_eq!(err.message, "health_check_period_s must be greater than 0");
+
+        let err = apply("[agents.echo]\ngraceful_shutdown_timeout_s = 1e300\n").unwrap_err();
+        assert_eq!(err.message, "`graceful_shutdown_timeout_s` is too large");
+
+        let err = apply(
+            "[agents.echo.autoscaling]\nmin_replicas = 0\nmax_replicas = 2\nupscale_delay_s = -1\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.key.as_deref(),
+            Some("agents.echo.autoscaling.upscale_delay_s")
+        );
+        assert_eq!(err.message, "upscale_delay_s must be 0 or greater");
+
+        let err = ProjectConfig::parse("rayai.toml", "[http]\nrequest_timeout_s = -1\n")
+            .unwrap()
+            .apply_http(HttpOptions::default())
+            .unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("http.request_timeout_s"));
+        assert_eq!(err.message, "request_timeout_s must be 0 or greater");
+    }
+
+    #[test]
+    fn a_rule_the_runtime_checks_names_its_key() {
+        let err = apply("[agents.echo]\nnum_gpus = -1\n").unwrap_err();
+        assert_eq!(
+            (err.line, err.key.as_deref()),
+            (2, Some("agents.echo.num_gpus"))
+        );
+        assert_eq!(err.message, "num_gpus must be 0 or greater");
+
+        let err =
+            apply("[agents.echo.autoscaling]\nmin_replicas = 0\nmax_replicas = 0\n").unwrap_err();
+        assert_eq!(err.line, 1, "{err}");
+        assert_eq!(
+            err.key.as_deref(),
+            Some("agents.echo.autoscaling.max_replicas")
+        );
+        assert_eq!(err.message, "max_replicas must be at least 1");
     }
 
     #[test]

@@ -89,6 +89,12 @@ impl From<crate::Error> for ProjectError {
     }
 }
 
+impl From<crate::DeploymentError> for ProjectError {
+    fn from(e: crate::DeploymentError) -> Self {
+        ProjectError::Serve(e.into())
+    }
+}
+
 /// A project's `main`: runs [`serve_discovered`] on a new runtime, prints an error and fails.
 pub fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -203,7 +209,7 @@ pub async fn serve_discovered() -> Result<(), ProjectError> {
     let app = discovered_app()?;
     let options = http_options()?;
     if std::env::var("RAYAI_PLAN").is_ok_and(|v| v == "1") {
-        println!("{}", crate::plan(&app));
+        println!("{}", crate::plan(&app).await);
         return Ok(());
     }
     let names: Vec<String> = app

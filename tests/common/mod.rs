@@ -1,6 +1,6 @@
-//! Test support for the end-to-end tests: a server on `127.0.0.1:0`, and a small HTTP client on
-//! hyper's connection API (HTTP/1.1 and HTTP/2 prior knowledge) that can read a body frame by
-//! frame, hang up mid-response, or write raw bytes.
+//! Test support for the end-to-end tests (each test binary includes it as `mod common`): a server
+//! on `127.0.0.1:0`, and a small HTTP client on hyper's connection API (HTTP/1.1 and HTTP/2 prior
+//! knowledge) that can read a body frame by frame, hang up mid-response, or write raw bytes.
 
 #![allow(dead_code)]
 
@@ -86,6 +86,21 @@ impl Reply {
     pub fn json(&self) -> Value {
         serde_json::from_str(&self.body)
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Asserts the status, the exact `content-type` and the exact body together, showing the
+    /// whole reply when any of them differs.
+    #[track_caller]
+    pub fn assert(&self, status: StatusCode, content_type: &str, body: &str) {
+        let content_type_seen = self
+            .headers
+            .get(header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap_or("<not text>"));
+        assert_eq!(
+            (self.status, content_type_seen, self.body.as_str()),
+            (status, Some(content_type), body),
+            "(status, content-type, body) of {self:#?}"
+        );
     }
 }
 

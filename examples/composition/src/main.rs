@@ -1,0 +1,48 @@
+//! Model composition: deployments calling deployments through handles, with no HTTP in between.
+//!
+//! ```text
+//! cargo run -p composition -- --port 8000
+//! ```
+//!
+//! | route | what it composes |
+//! |---|---|
+//! | `POST /pipeline {"text": s}` | preprocess (trim, lowercase) -> model (word count) -> postprocess (format): `{"result": "N words: text"}` |
+//! | `POST /ensemble {"x": n}` | three models at once (2x, x+10, x²): `{"outputs": {"a","b","c"}, "combined": mean}` |
+//! | `POST /route {"kind": "a"\|"b", "text": s}` | model a (reverse) or b (upper case), picked by input |
+//! | `POST /stream {"n": k}` | k tokens from the token model's stream, as SSE, each as produced |
+//!
+//! The pipeline and ensemble stages are typed (`Callable`): Rust values pass between them, no
+//! JSON. The router's and the stream's models are JSON agents, reached with `handle.call(data)`
+//! and `handle.stream(data)`.
+
+use clap::Parser;
+use composition::apps;
+use rayai::HttpOptions;
+
+/// The command line.
+#[derive(Parser)]
+struct Args {
+    /// Port to serve on.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+}
+
+#[tokio::main]
+async fn main() -> rayai::Result<()> {
+    let args = Args::parse();
+    let options = HttpOptions {
+        host: args.host,
+        port: args.port,
+        dashboard_port: None,
+        ..HttpOptions::default()
+    };
+    let server = rayai::serve::start(options).await?;
+    server.deploy(apps::app(), "/").await?;
+    println!("composition serving on http://{}", server.local_addr());
+    rayai::serve::shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}

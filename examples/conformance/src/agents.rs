@@ -1,0 +1,164 @@
+//! The agents of the conformance server: what each one does is in the crate's documentation.
+
+use std::time::Duration;
+
+use rayai::prelude::*;
+use rayai::stream::BoxStream;
+
+/// `run` returns `{"echo": data}`, or fails with `data.fail`; `run_stream` yields `data.chunks`,
+/// `run_stream_events` yields `data.events` (then fails with `data.fail` if given), waiting
+/// `data.delay_ms` before each item.
+#[agent(num_cpus = 0.25, memory = "64MB")]
+#[derive(Default)]
+pub struct Echo;
+
+/// `data.delay_ms`, if any.
+fn delay(data: &Value) -> Option<Duration> {
+    data.get("delay_ms")
+        .and_then(Value::as_u64)
+        .map(Duration::from_millis)
+}
+
+/// `data.fail`, if it is a string.
+fn failure(data: &Value) -> Option<String> {
+    data.get("fail").and_then(Value::as_str).map(str::to_owned)
+}
+
+/// The items of `data[key]`, each after the delay, then the failure if asked for.
+fn items<T: Send + 'static>(
+    data: Value,
+    key: &str,
+    pick: fn(&Value) -> Option<T>,
+) -> BoxStream<'static, Result<T, AgentError>> {
+    let list: Vec<T> = data
+        .get(key)
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(pick).collect())
+        .unwrap_or_default();
+    let (delay, fail) = (delay(&data), failure(&data));
+    try_stream! {
+        for item in list {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            yield item;
+        }
+        if let Some(message) = fail {
+            if let Some(d) = delay {
+                tokio::time::sleep(d).await;
+            }
+            Err(AgentError::new(message))?;
+        }
+    }
+    .boxed()
+}
+
+impl Agent for Echo {
+    async fn run(&self, data: Value) -> Result<Value, AgentError> {
+        if let Some(message) = failure(&data) {
+            return Err(AgentError::new(message));
+        }
+        if let Some(d) = delay(&data) {
+            tokio::time::sleep(d).await;
+        }
+        Ok(json!({ "echo": data }))
+    }
+
+    fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
+        Some(items(data, "chunks", |v| v.as_str().map(str::to_owned)))
+    }
+
+    fn run_stream_events(&self, data: Value) -> Option<EventStream<'_>> {
+        Some(items(data, "events", |v| v.is_object().then(|| v.clone())))
+    }
+}
+
+/// `run` only: `{"ok": true}`.
+#[agent(num_cpus = 0.1, memory = "32MB")]
+#[derive(Default)]
+pub struct Plain;
+
+impl Agent for Plain {
+    async fn run(&self, _data: Value) -> Result<Value, AgentError> {
+        Ok(json!({ "ok": true }))
+    }
+}
+
+/// 2 replicas: `{"replica": <replica id>, "count": <requests this replica served>}`.
+#[agent(num_cpus = 0.25, memory = "32MB", num_replicas = 2)]
+pub struct Counter {
+    replica: String,
+    served: AtomicU64,
+}
+
+impl Construct for Counter {
+    async fn construct(ctx: ReplicaContext) -> Result<Self, AgentError> {
+        Ok(Counter {
+            replica: ctx.replica_id().to_owned(),
+            served: AtomicU64::new(0),
+        })
+    }
+}
+
+impl Agent for Counter {
+    async fn run(&self, _data: Value) -> Result<Value, AgentError> {
+        let count = self.served.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(json!({ "replica": self.replica, "count": count }))
+    }
+}
+
+/// 1 replica, 1 request at a time, 1 queued: sleeps `data.ms`, returns `{"slept_ms": ms}`.
+#[agent(
+    num_cpus = 0.1,
+    memory = "32MB",
+    max_ongoing_requests = 1,
+    max_queued_requests = 1
+)]
+#[derive(Default)]
+pub struct Slow;
+
+impl Agent for Slow {
+    async fn run(&self, data: Value) -> Result<Value, AgentError> {
+        let ms = data.get("ms").and_then(Value::as_u64).unwrap_or(0);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok(json!({ "slept_ms": ms }))
+    }
+}
+
+/// Panics when `data.panic` is true, else answers `{"ok": true}`.
+#[agent(num_cpus = 0.1, memory = "32MB")]
+#[derive(Default)]
+pub struct Panicky;
+
+impl Agent for Panicky {
+    async fn run(&self, data: Value) -> Result<Value, AgentError> {
+        if data.get("panic").and_then(Value::as_bool) == Some(true) {
+            panic!("panicky was asked to panic");
+        }
+        Ok(json!({ "ok": true }))
+    }
+}
+
+/// Blocks its thread for `data.ms`, returns `{"blocked_ms": ms}`.
+#[agent(num_cpus = 0.1, memory = "32MB")]
+#[derive(Default)]
+pub struct Blocking;
+
+impl Agent for Blocking {
+    async fn run(&self, data: Value) -> Result<Value, AgentError> {
+        let ms = data.get("ms").and_then(Value::as_u64).unwrap_or(0);
+        std::thread::sleep(Duration::from_millis(ms));
+        Ok(json!({ "blocked_ms": ms }))
+    }
+}
+
+/// Every agent of the conformance server.
+pub fn app() -> App {
+    App::new()
+        .agent::<Echo>()
+        .agent::<Plain>()
+        .agent::<Counter>()
+        .agent::<Slow>()
+        .agent::<Panicky>()
+        .agent::<Blocking>()
+}

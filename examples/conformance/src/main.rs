@@ -1,0 +1,61 @@
+//! A server whose agents pin RayAI's HTTP contract, for tests and for anyone checking a client
+//! against rayai.
+//!
+//! ```text
+//! cargo run -p conformance -- --port 8000
+//! ```
+//!
+//! | agent | what it does |
+//! |---|---|
+//! | `echo` | `run` returns `{"echo": data}`, or fails with `data.fail`; `run_stream` yields `data.chunks`, `run_stream_events` yields `data.events` (then fail with `data.fail` if given), waiting `data.delay_ms` before each item |
+//! | `plain` | `run` only: `{"ok": true}` |
+//! | `counter` | 2 replicas: `{"replica": <replica id>, "count": <requests this replica served>}` |
+//! | `slow` | 1 replica, 1 request at a time, 1 queued: sleeps `data.ms`, returns `{"slept_ms": ms}` |
+//! | `panicky` | panics when `data.panic` is true, else `{"ok": true}` |
+//! | `blocking` | blocks its thread for `data.ms`, returns `{"blocked_ms": ms}` |
+
+use clap::Parser;
+use conformance::agents;
+use rayai::HttpOptions;
+use tracing_subscriber::prelude::*;
+
+/// The command line.
+#[derive(Parser)]
+struct Args {
+    /// Port to serve on.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port of the dashboard (on 127.0.0.1); 0 turns it off.
+    #[arg(long, default_value_t = 8265)]
+    dashboard_port: u16,
+}
+
+#[tokio::main]
+async fn main() -> rayai::Result<()> {
+    // The dashboard's log view shows what the `LogLayer` captures.
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::EnvFilter::from_default_env())
+        .with(tracing_subscriber::fmt::layer())
+        .with(rayai::LogLayer::new())
+        .init();
+    let args = Args::parse();
+    let app = agents::app();
+    let server = rayai::serve::start(HttpOptions {
+        host: args.host,
+        port: args.port,
+        dashboard_port: (args.dashboard_port != 0).then_some(args.dashboard_port),
+        ..HttpOptions::default()
+    })
+    .await?;
+    server.deploy(app, "/").await?;
+    println!("conformance server on http://{}", server.local_addr());
+    if let Some(dash) = server.dashboard_addr() {
+        println!("dashboard on http://{dash}");
+    }
+    rayai::serve::shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Ray Serve's HTTP features, in rayai: handlers, route prefixes, an axum ingress with typed
+//! routes, validation, streaming, CORS, bearer auth, OpenAPI, and a request timeout.
+//!
+//! ```text
+//! cargo run -p http_features -- --port 8000
+//! ```
+//!
+//! | route | what answers |
+//! |---|---|
+//! | `GET /` | the `Hello` handler: `hello` |
+//! | `GET /api/v1/items/{item_id}` | `{"item_id": <u32>}`; a bad id is a 422 JSON error |
+//! | `POST /api/v1/items/` | `{"created": <the JSON body>}`; a bad body is a 422 JSON error |
+//! | `GET /api/v1/stream` | `chunk 0\n` .. `chunk 9\n`, each sent as produced |
+//! | `GET /api/v1/secret` | `{"ok": true}` with `Authorization: Bearer $RAYAI_EXAMPLE_TOKEN` (default `secret`), else 401 |
+//! | `GET /api/v1/openapi.json` | the OpenAPI document of the routes above |
+//! | `GET /slow?ms=N` | sleeps N ms; the server's `request_timeout_s = 1` makes it a 408 past a second |
+//!
+//! The `/api/v1` app allows any origin (CORS, preflight answered).
+
+use clap::Parser;
+use http_features::apps;
+use rayai::HttpOptions;
+
+/// The command line.
+#[derive(Parser)]
+struct Args {
+    /// Port to serve on.
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Address to bind.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+}
+
+#[tokio::main]
+async fn main() -> rayai::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let token = std::env::var("RAYAI_EXAMPLE_TOKEN").unwrap_or_else(|_| "secret".to_owned());
+    let options = HttpOptions {
+        host: args.host,
+        port: args.port,
+        request_timeout_s: Some(1.0),
+        ..HttpOptions::default()
+    };
+    let server = rayai::serve::start(options).await?;
+    for (app, prefix) in apps::apps(token) {
+        server.deploy(app, prefix).await?;
+    }
+    println!("http_features serving on http://{}", server.local_addr());
+    rayai::serve::shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}

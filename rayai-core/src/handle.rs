@@ -1,0 +1,250 @@
+//! Handles: how the HTTP front and other deployments reach a running deployment, with no HTTP in
+//! between. A [`DeploymentHandle`] talks to a [`Backend`]: today the deployment's router and
+//! replicas in this process.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+use crate::config::{DeploymentConfig, DeploymentKind};
+use crate::error::Error;
+use crate::handler::HttpBody;
+use crate::request::RequestContext;
+use crate::status::{DeploymentStatus, ReplicaStatus};
+use crate::stream::ReplicaStream;
+
+/// A boxed value crossing from a typed handle to a replica.
+pub(crate) type AnyBox = Box<dyn Any + Send>;
+
+/// What a running deployment does for its handles. One implementation per place replicas can
+/// be: the in-process router and replicas now.
+pub(crate) trait Backend: Send + Sync + 'static {
+    fn config(&self) -> &DeploymentConfig;
+    fn kind(&self) -> DeploymentKind;
+    fn status(&self) -> DeploymentStatus;
+    fn queued(&self) -> u32;
+    /// Runs `run` on a replica (its result as it came, object or not).
+    fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>>;
+    fn stream_text(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> BoxFuture<'_, Result<ReplicaStream<String>, Error>>;
+    fn stream_events(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> BoxFuture<'_, Result<ReplicaStream<Value>, Error>>;
+    fn call_any(
+        &self,
+        ctx: RequestContext,
+        request: AnyBox,
+    ) -> BoxFuture<'_, Result<AnyBox, Error>>;
+    fn serve(
+        &self,
+        ctx: RequestContext,
+        req: http::Request<HttpBody>,
+    ) -> BoxFuture<'_, Result<http::Response<HttpBody>, Error>>;
+    fn shutdown(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+}
+
+/// A running deployment: send it requests; they are load-balanced over its replicas.
+///
+/// Cloning is cheap; every clone routes through the same replicas and queue. Two handles are
+/// equal when they reach the same running deployment (not merely one of the same name).
+///
+/// # Examples
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), rayai_core::Error> {
+/// use rayai_core::{Agent, AgentError, App, Controller, Deployment, DeploymentConfig, NodeResources};
+/// use serde_json::{Value, json};
+///
+/// struct Upper;
+/// impl Agent for Upper {
+///     async fn run(&self, data: Value) -> Result<Value, AgentError> {
+///         Ok(json!({ "text": data["text"].as_str().unwrap_or("").to_uppercase() }))
+///     }
+/// }
+///
+/// let controller = Controller::new(NodeResources::new(2.0, 4 << 30));
+/// let upper = Deployment::from_fn(DeploymentConfig::new("upper").with_num_cpus(0.5), |_| async { Ok(Upper) });
+/// controller.deploy_app(App::new().deployment(upper), "/").await?;
+/// let handle = controller.handle("upper").expect("it runs");
+/// assert_eq!(handle.call(json!({ "text": "hi" })).await?, json!({ "text": "HI" }));
+/// # controller.shutdown(std::time::Duration::ZERO).await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct DeploymentHandle {
+    inner: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for DeploymentHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeploymentHandle")
+            .field("name", &self.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartialEq for DeploymentHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl Eq for DeploymentHandle {}
+
+impl DeploymentHandle {
+    pub(crate) fn new(inner: Arc<dyn Backend>) -> Self {
+        DeploymentHandle { inner }
+    }
+
+    /// The deployment's name.
+    pub fn name(&self) -> &str {
+        self.inner.config().name()
+    }
+
+    /// The deployment's configuration.
+    pub fn config(&self) -> &DeploymentConfig {
+        self.inner.config()
+    }
+
+    /// What the deployment serves.
+    pub fn kind(&self) -> DeploymentKind {
+        self.inner.kind()
+    }
+
+    /// Requests waiting for a free replica now.
+    pub fn queued_requests(&self) -> u32 {
+        self.inner.queued()
+    }
+
+    /// A snapshot of the deployment and its replicas.
+    pub fn status(&self) -> DeploymentStatus {
+        self.inner.status()
+    }
+
+    /// A snapshot of the replicas.
+    pub fn replicas(&self) -> Vec<ReplicaStatus> {
+        self.inner.status().replicas
+    }
+
+    /// Runs the agent's `run` on a replica, within the current request's context when called
+    /// from one (its request id and session travel along: sticky sessions hold across
+    /// deployments), else a fresh one. This is composition: no HTTP in between.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeploymentHandle::call_with`].
+    pub async fn call(&self, data: Value) -> Result<Value, Error> {
+        self.call_with(current_context(), data).await
+    }
+
+    /// Opens the agent's text stream on a replica, within the current request's context.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeploymentHandle::stream_text`].
+    pub async fn stream(&self, data: Value) -> Result<ReplicaStream<String>, Error> {
+        self.stream_text(current_context(), data).await
+    }
+
+    /// A typed call: what [`crate::callable::TypedHandle::call`] sends.
+    pub(crate) async fn call_any(&self, request: AnyBox) -> Result<AnyBox, Error> {
+        self.inner.call_any(current_context(), request).await
+    }
+
+    /// Runs the agent's `run` on a replica with the request context `ctx`.
+    ///
+    /// Dropping the future cancels the work on the replica and frees its slot.
+    ///
+    /// # Errors
+    ///
+    /// The agent's error or panic, [`Error::NotAnObject`] when `run` returns something other than
+    /// a JSON object, [`Error::Backpressure`] when the queue is full.
+    pub async fn call_with(&self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
+        let value = self.inner.call(ctx, data).await?;
+        if value.is_object() {
+            Ok(value)
+        } else {
+            Err(Error::NotAnObject(json_kind(&value)))
+        }
+    }
+
+    /// Opens the agent's text stream (`run_stream`) on a replica.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::TextStreamUnsupported`] when the agent has no `run_stream`; the errors of
+    /// [`DeploymentHandle::call`]. Errors after the stream opened are items of the stream.
+    pub async fn stream_text(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> Result<ReplicaStream<String>, Error> {
+        self.inner.stream_text(ctx, data).await
+    }
+
+    /// Opens the agent's event stream (`run_stream_events`) on a replica.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeploymentHandle::stream_text`], with [`Error::EventStreamUnsupported`].
+    pub async fn stream_events(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> Result<ReplicaStream<Value>, Error> {
+        self.inner.stream_events(ctx, data).await
+    }
+
+    /// Sends an HTTP request to a handler replica; the replica's slot is held until the response
+    /// body ends. Dropping the future before the response cancels the handler.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Backpressure`] when the queue is full, the handler's panic or its service's
+    /// error, or [`Error::WrongKind`] for a deployment that is not a handler.
+    pub async fn serve(
+        &self,
+        ctx: RequestContext,
+        req: http::Request<HttpBody>,
+    ) -> Result<http::Response<HttpBody>, Error> {
+        self.inner.serve(ctx, req).await
+    }
+
+    /// Stops taking requests, waits for the ongoing ones to finish (at most `timeout`), then
+    /// stops the replicas and gives their resources back.
+    pub async fn shutdown(&self, timeout: Duration) {
+        self.inner.shutdown(timeout).await;
+    }
+}
+
+/// The current request's context, or a fresh one outside a request.
+fn current_context() -> RequestContext {
+    RequestContext::current().unwrap_or_else(|| {
+        let mut buf = uuid::Uuid::encode_buffer();
+        RequestContext::new(
+            uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf),
+            "default",
+        )
+    })
+}
+
+/// Python's name for a JSON value's type, for messages a RayAI user recognises.
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "None",
+        Value::Bool(_) => "bool",
+        Value::Number(n) if n.is_f64() => "float",
+        Value::Number(_) => "int",
+        Value::String(_) => "str",
+        Value::Array(_) => "list",
+        Value::Object(_) => "dict",
+    }
+}

@@ -1,0 +1,403 @@
+//! The controller: the one owner of state. It holds the node's scheduler, every running
+//! deployment, the applications and their route prefixes, and the redeploy policy (a new
+//! version starts beside the old one, which drains first only when the node cannot hold both).
+//! What it decides is published as an immutable [`Snapshot`] that the HTTP front, the status
+//! API and the metrics only read.
+
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, SystemTime};
+
+use arc_swap::ArcSwap;
+use tokio::sync::OnceCell;
+
+use super::ingress::ingress_service;
+use super::running::Running;
+use super::snapshot::{Application, Endpoint, Snapshot, SnapshotRef};
+use crate::app::App;
+use crate::config::{DeploymentConfig, DeploymentKind};
+use crate::context::Registry;
+use crate::deployment::Deployment;
+use crate::error::Error;
+use crate::handle::DeploymentHandle;
+use crate::node::scheduler::Scheduler;
+use crate::node::{NodeResources, Plan, PlanRow};
+use crate::route::{join_prefix, validate_prefix};
+use crate::status::DeploymentStatus;
+
+/// Owns the node's resources, every deployment on it, and the applications served.
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::{Controller, NodeResources};
+///
+/// let controller = Controller::new(NodeResources::new(2.0, 8 << 30).with_gpus(1));
+/// assert_eq!(controller.node().num_gpus(), 1);
+/// assert!(controller.snapshot().routes().is_empty());
+/// ```
+#[derive(Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("node", &self.node())
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    scheduler: Arc<Mutex<Scheduler>>,
+    /// Every deployment started here, newest last (dropped ones are swept on read).
+    deployments: Mutex<Vec<Weak<Running>>>,
+    /// Deploys and deletes, one at a time; readers never wait for it.
+    changes: tokio::sync::Mutex<()>,
+    snapshot: ArcSwap<Snapshot>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Inner {
+    fn live(&self) -> Vec<Arc<Running>> {
+        let mut list = lock(&self.deployments);
+        list.retain(|w| w.strong_count() > 0);
+        list.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|r| !r.is_closed())
+            .collect()
+    }
+}
+
+impl Registry for Inner {
+    fn handle(&self, name: &str) -> Option<DeploymentHandle> {
+        self.live()
+            .into_iter()
+            .rev()
+            .find(|r| r.config().name() == name)
+            .map(|r| DeploymentHandle::new(r))
+    }
+}
+
+/// A route this deploy adds: its prefix, the application it belongs to, and its deployment.
+struct Planned {
+    prefix: String,
+    app: String,
+    deployment: String,
+}
+
+impl Controller {
+    /// A controller for a node with these resources.
+    pub fn new(node: NodeResources) -> Self {
+        Controller {
+            inner: Arc::new(Inner {
+                scheduler: Arc::new(Mutex::new(Scheduler::new(node))),
+                deployments: Mutex::new(Vec::new()),
+                changes: tokio::sync::Mutex::new(()),
+                snapshot: ArcSwap::from_pointee(Snapshot::default()),
+            }),
+        }
+    }
+
+    /// The process's controller, for the node detected at first use (overridable with
+    /// `RAYAI_NUM_CPUS`, `RAYAI_NUM_GPUS`, `RAYAI_MEMORY`). Detection is async: it never
+    /// blocks a runtime thread.
+    pub async fn global() -> Controller {
+        static GLOBAL: OnceCell<Controller> = OnceCell::const_new();
+        GLOBAL
+            .get_or_init(|| async { Controller::new(NodeResources::detect().await) })
+            .await
+            .clone()
+    }
+
+    /// The node's resources.
+    pub fn node(&self) -> NodeResources {
+        lock(&self.inner.scheduler).node().clone()
+    }
+
+    /// What the node's replicas hold now: `(cpus, gpus, memory_bytes)`.
+    pub fn reserved(&self) -> (f64, f64, u64) {
+        lock(&self.inner.scheduler).reserved()
+    }
+
+    /// The routes and applications served now: an immutable snapshot, cheap to take.
+    pub fn snapshot(&self) -> SnapshotRef {
+        SnapshotRef::new(self.inner.snapshot.load())
+    }
+
+    /// The resource plan of `app` on this node, beside what already runs here except the
+    /// deployments `app` replaces (same names).
+    pub fn plan(&self, app: &App) -> Plan {
+        let names: Vec<&str> = app
+            .deployments()
+            .iter()
+            .map(|d| d.config().name())
+            .collect();
+        let mut rows: Vec<PlanRow> = self
+            .inner
+            .live()
+            .iter()
+            .filter(|r| !names.contains(&r.config().name()))
+            .map(|r| plan_row(r.config(), r.target_replicas()))
+            .collect();
+        rows.extend(
+            app.deployments()
+                .iter()
+                .map(|d| plan_row(d.config(), d.config().initial_replicas())),
+        );
+        Plan::new(self.node(), rows)
+    }
+
+    /// Starts `app`'s deployments and serves them under `route_prefix`: each agent at
+    /// `{route_prefix}/agents/{name}` (an application of its own, as RayAI deploys agents), and
+    /// the app's ingress (its first handler) at `route_prefix` itself, wrapped in the app's
+    /// layers. An application of the same name deployed before is replaced: the old version
+    /// serves until the new one runs, and drains first only when the node cannot hold both.
+    ///
+    /// # Errors
+    ///
+    /// An invalid prefix or application, a route another application holds,
+    /// [`Error::Infeasible`] with the plan when the app does not fit beside what runs, or a
+    /// replica that fails to start. Nothing changes on error, except that a version drained to
+    /// make room stays drained.
+    pub async fn deploy_app(&self, app: App, route_prefix: &str) -> Result<(), Error> {
+        validate_prefix(route_prefix)?;
+        app.validate()?;
+        let _changing = self.inner.changes.lock().await;
+        let planned = planned_routes(&app, route_prefix);
+        {
+            let current = self.inner.snapshot.load();
+            for route in &planned {
+                current.routes().check(&route.prefix, &route.app)?;
+            }
+        }
+        let mut replaced_apps: Vec<String> = planned.iter().map(|r| r.app.clone()).collect();
+        replaced_apps.push(app.name().to_owned());
+        let handles = match self.start_app(&app).await {
+            Ok(handles) => handles,
+            Err(e) if e.is_infeasible() && self.serves_any(&replaced_apps) => {
+                // The node cannot hold both versions: the old one drains first.
+                let old = self.unpublish(&replaced_apps);
+                let grace = app_grace(&old);
+                futures::future::join_all(old.iter().map(|d| d.shutdown(grace))).await;
+                self.start_app(&app).await?
+            }
+            Err(e) => return Err(e),
+        };
+        let mut next = Snapshot::clone(&self.inner.snapshot.load());
+        let mut replaced = Vec::new();
+        for name in &replaced_apps {
+            if let Some(old) = next.remove_app(name) {
+                replaced.extend(old.deployments);
+            }
+        }
+        let by_name = |name: &str| handles.iter().find(|h| h.name() == name).cloned();
+        let deployed_at = SystemTime::now();
+        for route in planned {
+            let Some(deployment) = by_name(&route.deployment) else {
+                continue;
+            };
+            let service = (deployment.kind() == DeploymentKind::Handler)
+                .then(|| app.apply_layers(ingress_service(deployment.clone())));
+            let endpoint = Endpoint::new(deployment.clone(), service);
+            next.insert_route(&route.prefix, &route.app, endpoint)?;
+            // An agent is an application of its own; the ingress belongs to the app.
+            let deployments = if deployment.kind() == DeploymentKind::Agent {
+                vec![deployment.clone()]
+            } else {
+                handles
+                    .iter()
+                    .filter(|h| h.kind() != DeploymentKind::Agent)
+                    .cloned()
+                    .collect()
+            };
+            next.insert_app(Application::new(
+                &route.app,
+                &route.prefix,
+                deployments,
+                Some(deployment),
+                deployed_at,
+            ));
+        }
+        // Deployments of the app that no route serves (typed callables of an app without an
+        // ingress): kept under the app's name so that they keep running.
+        let unrouted: Vec<DeploymentHandle> = handles
+            .iter()
+            .filter(|h| !next.serves_deployment(h))
+            .cloned()
+            .collect();
+        if !unrouted.is_empty() {
+            next.insert_app(Application::new(
+                app.name(),
+                route_prefix,
+                unrouted,
+                None,
+                deployed_at,
+            ));
+        }
+        self.inner.snapshot.store(Arc::new(next));
+        replaced.retain(|old| !handles.contains(old));
+        if !replaced.is_empty() {
+            let grace = app_grace(&replaced);
+            tokio::spawn(async move {
+                futures::future::join_all(replaced.iter().map(|d| d.shutdown(grace))).await;
+            });
+        }
+        Ok(())
+    }
+
+    /// Stops serving the application `name` and shuts its deployments down (each within its
+    /// graceful shutdown timeout). Returns whether it existed.
+    pub async fn delete_app(&self, name: &str) -> bool {
+        let _changing = self.inner.changes.lock().await;
+        let old = self.unpublish(&[name.to_owned()]);
+        let existed = !old.is_empty();
+        let grace = app_grace(&old);
+        futures::future::join_all(old.iter().map(|d| d.shutdown(grace))).await;
+        existed
+    }
+
+    /// Stops serving every application and shuts their deployments down, each given at most
+    /// `timeout` to finish its requests.
+    pub async fn shutdown(&self, timeout: Duration) {
+        let _changing = self.inner.changes.lock().await;
+        let all: Vec<String> = self
+            .inner
+            .snapshot
+            .load()
+            .applications()
+            .map(|a| a.name().to_owned())
+            .collect();
+        let old = self.unpublish(&all);
+        futures::future::join_all(old.iter().map(|d| d.shutdown(timeout))).await;
+    }
+
+    /// Removes these applications from the published snapshot; returns their deployments.
+    fn unpublish(&self, names: &[String]) -> Vec<DeploymentHandle> {
+        let mut next = Snapshot::clone(&self.inner.snapshot.load());
+        let mut old = Vec::new();
+        for name in names {
+            if let Some(app) = next.remove_app(name) {
+                old.extend(app.deployments);
+            }
+        }
+        self.inner.snapshot.store(Arc::new(next));
+        old
+    }
+
+    fn serves_any(&self, apps: &[String]) -> bool {
+        let current = self.inner.snapshot.load();
+        apps.iter().any(|name| current.application(name).is_some())
+    }
+
+    /// Starts every deployment of `app`, or none: the ingress after the rest, so that its
+    /// constructor can take handles to the deployments it composes.
+    async fn start_app(&self, app: &App) -> Result<Vec<DeploymentHandle>, Error> {
+        let plan = self.plan(app);
+        if !plan.fits() {
+            return Err(Error::Infeasible {
+                plan: Box::new(plan),
+            });
+        }
+        let (ingress, rest): (Vec<&Deployment>, Vec<&Deployment>) = app
+            .deployments()
+            .iter()
+            .partition(|d| d.kind() == DeploymentKind::Handler);
+        let mut handles = Vec::new();
+        let mut failure = None;
+        for wave in [rest, ingress] {
+            if failure.is_some() {
+                break;
+            }
+            let starts = wave.into_iter().map(|d| self.deploy(d.clone()));
+            for result in futures::future::join_all(starts).await {
+                match result {
+                    Ok(h) => handles.push(h),
+                    Err(e) => failure = failure.or(Some(e)),
+                }
+            }
+        }
+        if let Some(e) = failure {
+            for h in &handles {
+                h.shutdown(Duration::ZERO).await;
+            }
+            return Err(e);
+        }
+        Ok(handles)
+    }
+
+    /// Starts one deployment outside any application (reached only through the handle
+    /// returned): reserves and starts its initial replicas, then keeps it running until the
+    /// last handle is dropped or it is shut down.
+    ///
+    /// # Errors
+    ///
+    /// An invalid configuration, [`Error::NoRoom`] when a replica does not fit on the node, or a
+    /// replica whose constructor keeps failing.
+    pub async fn deploy(&self, deployment: Deployment) -> Result<DeploymentHandle, Error> {
+        let (config, factory, kind) = deployment.into_parts();
+        let inner: Arc<Inner> = self.inner.clone();
+        let registry: Arc<dyn Registry> = inner;
+        let running = Running::start(
+            config,
+            factory,
+            kind,
+            self.inner.scheduler.clone(),
+            Arc::downgrade(&registry),
+        )
+        .await?;
+        lock(&self.inner.deployments).push(Arc::downgrade(&running));
+        Ok(DeploymentHandle::new(running))
+    }
+
+    /// A handle to the running deployment `name` (the newest, while one replaces another).
+    pub fn handle(&self, name: &str) -> Option<DeploymentHandle> {
+        self.inner.handle(name)
+    }
+
+    /// A snapshot of every running deployment, those of applications and those started alone.
+    pub fn status(&self) -> Vec<DeploymentStatus> {
+        self.inner.live().iter().map(|r| r.status()).collect()
+    }
+}
+
+/// The routes `app` asks for at `route_prefix`: agents first, then the ingress.
+fn planned_routes(app: &App, route_prefix: &str) -> Vec<Planned> {
+    let mut planned: Vec<Planned> = app
+        .deployments()
+        .iter()
+        .filter(|d| d.kind() == DeploymentKind::Agent)
+        .map(|d| {
+            let name = d.config().name();
+            Planned {
+                prefix: join_prefix(route_prefix, &format!("/agents/{name}")),
+                app: name.to_owned(),
+                deployment: name.to_owned(),
+            }
+        })
+        .collect();
+    if let Some(ingress) = app.ingress() {
+        planned.push(Planned {
+            prefix: route_prefix.to_owned(),
+            app: app.name().to_owned(),
+            deployment: ingress.config().name().to_owned(),
+        });
+    }
+    planned
+}
+
+/// The longest graceful shutdown timeout among these deployments.
+fn app_grace(deployments: &[DeploymentHandle]) -> Duration {
+    deployments
+        .iter()
+        .map(|d| d.config().graceful_shutdown_timeout())
+        .max()
+        .unwrap_or(Duration::ZERO)
+}
+
+fn plan_row(config: &DeploymentConfig, replicas: u32) -> PlanRow {
+    PlanRow::new(config.name(), replicas, config.resources())
+}

@@ -1,0 +1,29 @@
+//! Serving: the controller and everything it runs. A deployment runs as replicas (each on its
+//! executor), reached through its router, which holds the queue and picks replicas.
+//!
+//! | module | job |
+//! |---|---|
+//! | `controller` | the one owner of state: applications, route prefixes, deploy/redeploy/delete |
+//! | `snapshot` | the immutable routes and applications the controller publishes |
+//! | `running` | one running deployment: start, health, replacement, autoscaling, drain |
+//! | `router` | picking a replica: power of two choices, rendezvous-hashed sessions, the queue |
+//! | `slot` | a reserved place on a replica, the waiter woken when one frees |
+//! | `replica` | one replica and its load |
+//! | `executor` | where a replica's code runs: its own threads, or the server's runtime |
+//! | `autoscale` | the autoscaling decision |
+//! | `ingress` | an application's ingress as a tower service |
+
+pub(crate) mod autoscale;
+mod controller;
+pub(crate) mod executor;
+mod ingress;
+mod replica;
+mod router;
+mod running;
+mod slot;
+mod snapshot;
+
+pub use autoscale::{AutoscalingConfig, Decision};
+pub use controller::Controller;
+pub use ingress::Failed;
+pub use snapshot::{Application, Endpoint, Snapshot, SnapshotRef};

@@ -1,0 +1,196 @@
+//! What the controller publishes: the route table and the applications, immutable once
+//! published. The HTTP front, the status API and the metrics read it; only the controller
+//! writes a new one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::error::Error;
+use crate::handle::DeploymentHandle;
+use crate::handler::HttpService;
+use crate::route::{Route, RouteTable};
+
+/// What serves one route: its deployment, and for an application's ingress the HTTP service
+/// (the deployment wrapped in the application's layers). A route without a service is an agent,
+/// served with the chat contract.
+#[derive(Clone)]
+pub struct Endpoint {
+    deployment: DeploymentHandle,
+    service: Option<HttpService>,
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("deployment", &self.deployment.name())
+            .field("ingress", &self.service.is_some())
+            .finish()
+    }
+}
+
+impl Endpoint {
+    pub(crate) fn new(deployment: DeploymentHandle, service: Option<HttpService>) -> Self {
+        Endpoint {
+            deployment,
+            service,
+        }
+    }
+
+    /// The deployment that serves the route (an agent, or the application's ingress).
+    pub fn deployment(&self) -> &DeploymentHandle {
+        &self.deployment
+    }
+
+    /// The ingress's HTTP service with the application's layers; `None` for an agent.
+    pub fn ingress(&self) -> Option<&HttpService> {
+        self.service.as_ref()
+    }
+}
+
+/// An application as served: its name, route prefix and deployments.
+#[derive(Debug, Clone)]
+pub struct Application {
+    name: String,
+    route_prefix: String,
+    pub(super) deployments: Vec<DeploymentHandle>,
+    ingress: Option<DeploymentHandle>,
+    deployed_at: SystemTime,
+}
+
+impl Application {
+    pub(super) fn new(
+        name: &str,
+        route_prefix: &str,
+        deployments: Vec<DeploymentHandle>,
+        ingress: Option<DeploymentHandle>,
+        deployed_at: SystemTime,
+    ) -> Self {
+        Application {
+            name: name.to_owned(),
+            route_prefix: route_prefix.to_owned(),
+            deployments,
+            ingress,
+            deployed_at,
+        }
+    }
+
+    /// The application's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Where it is served.
+    pub fn route_prefix(&self) -> &str {
+        &self.route_prefix
+    }
+
+    /// Every deployment it runs: its ingress and what it composes.
+    pub fn deployments(&self) -> &[DeploymentHandle] {
+        &self.deployments
+    }
+
+    /// The deployment that answers at its route prefix, if it has one.
+    pub fn ingress(&self) -> Option<&DeploymentHandle> {
+        self.ingress.as_ref()
+    }
+
+    /// When this version was deployed.
+    pub fn deployed_at(&self) -> SystemTime {
+        self.deployed_at
+    }
+}
+
+/// The routes and applications served at one moment.
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::{Controller, NodeResources};
+///
+/// let controller = Controller::new(NodeResources::new(1.0, 1 << 30));
+/// let snapshot = controller.snapshot();
+/// assert!(snapshot.lookup("/agents/echo/chat").is_none());
+/// assert_eq!(snapshot.applications().count(), 0);
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    routes: RouteTable<Endpoint>,
+    apps: BTreeMap<String, Application>,
+}
+
+impl Snapshot {
+    /// The route table.
+    pub fn routes(&self) -> &RouteTable<Endpoint> {
+        &self.routes
+    }
+
+    /// The route for `path` and the rest of the path below its prefix.
+    pub fn lookup<'a>(&'a self, path: &'a str) -> Option<(&'a Route<Endpoint>, &'a str)> {
+        self.routes.lookup(path)
+    }
+
+    /// Every application, by name.
+    pub fn applications(&self) -> impl Iterator<Item = &Application> {
+        self.apps.values()
+    }
+
+    /// The application `name`.
+    pub fn application(&self, name: &str) -> Option<&Application> {
+        self.apps.get(name)
+    }
+
+    /// The running deployment `name` among the applications'.
+    pub fn deployment(&self, name: &str) -> Option<&DeploymentHandle> {
+        self.apps
+            .values()
+            .flat_map(|a| a.deployments.iter())
+            .find(|d| d.name() == name)
+    }
+
+    pub(super) fn serves_deployment(&self, handle: &DeploymentHandle) -> bool {
+        self.apps.values().any(|a| a.deployments.contains(handle))
+    }
+
+    pub(super) fn insert_route(
+        &mut self,
+        prefix: &str,
+        app: &str,
+        endpoint: Endpoint,
+    ) -> Result<(), Error> {
+        self.routes.insert(prefix, app, endpoint)
+    }
+
+    pub(super) fn insert_app(&mut self, app: Application) {
+        self.apps.insert(app.name.clone(), app);
+    }
+
+    /// Removes the application `name` and its routes.
+    pub(super) fn remove_app(&mut self, name: &str) -> Option<Application> {
+        self.routes.remove_app(name);
+        self.apps.remove(name)
+    }
+}
+
+/// A published [`Snapshot`], held for as long as it is read.
+pub struct SnapshotRef(arc_swap::Guard<Arc<Snapshot>>);
+
+impl SnapshotRef {
+    pub(super) fn new(guard: arc_swap::Guard<Arc<Snapshot>>) -> Self {
+        SnapshotRef(guard)
+    }
+}
+
+impl std::ops::Deref for SnapshotRef {
+    type Target = Snapshot;
+
+    fn deref(&self) -> &Snapshot {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SnapshotRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        Snapshot::fmt(self, f)
+    }
+}

@@ -1,0 +1,114 @@
+//! Monitoring one server: Prometheus metrics recorded on the request path, the status API read
+//! from the controller's snapshot, and the per-second time series and process figures the
+//! dashboard draws. The serving port and the dashboard both read it; it knows neither.
+
+mod metrics;
+mod series;
+mod status;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use http::{HeaderValue, Response, StatusCode, header};
+use rayai_core::route::Route;
+use rayai_core::{Controller, Endpoint};
+use serde_json::json;
+
+use crate::body::Body;
+use crate::error;
+pub(crate) use metrics::{Metrics, RouteMetrics, method_label};
+use series::Series;
+use status::ProcessSampler;
+
+/// Metrics, time series and process sampling of one server.
+pub(crate) struct Monitor {
+    pub(crate) metrics: Metrics,
+    controller: Controller,
+    series: Mutex<Series>,
+    process: Mutex<ProcessSampler>,
+    dashboard_addr: OnceLock<SocketAddr>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Monitor {
+    pub(crate) fn new(controller: Controller) -> Self {
+        Monitor {
+            metrics: Metrics::new(),
+            controller,
+            series: Mutex::default(),
+            process: Mutex::default(),
+            dashboard_addr: OnceLock::new(),
+        }
+    }
+
+    /// The address the dashboard listens on, when it runs.
+    pub(crate) fn dashboard_addr(&self) -> Option<SocketAddr> {
+        self.dashboard_addr.get().copied()
+    }
+
+    /// Records where the dashboard listens.
+    pub(crate) fn set_dashboard_addr(&self, addr: SocketAddr) {
+        let _ = self.dashboard_addr.set(addr);
+    }
+
+    /// The metrics a request counts under: its route's (labelled with the route's deployment),
+    /// one of the proxy's own paths, or unmatched.
+    pub(crate) fn route_for(
+        &self,
+        path: &str,
+        route: Option<&Route<Endpoint>>,
+    ) -> Arc<RouteMetrics> {
+        match (path, route) {
+            ("/-/healthz" | "/-/routes", _) => self.metrics.route(path, None),
+            (_, Some(route)) => self
+                .metrics
+                .route(route.prefix(), Some(route.target().deployment().name())),
+            (_, None) => self.metrics.unmatched(),
+        }
+    }
+
+    /// `GET /metrics`.
+    pub(crate) fn metrics_response(&self) -> Response<Body> {
+        let deployments = status::deployments(&self.controller.snapshot());
+        let mut resp = error::text(StatusCode::OK, self.metrics.encode(&deployments));
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        );
+        resp
+    }
+
+    /// `GET /api/serve/applications`.
+    pub(crate) fn applications_response(&self) -> Response<Body> {
+        let process = lock(&self.process).sample();
+        error::json_response(
+            StatusCode::OK,
+            &status::applications(&self.controller.snapshot(), &self.controller, process),
+        )
+    }
+
+    /// `GET /api/timeseries`: the last ten minutes, a point a second.
+    pub(crate) fn timeseries_response(&self) -> Response<Body> {
+        let series = lock(&self.series);
+        let points: Vec<_> = series.points().collect();
+        error::json_response(
+            StatusCode::OK,
+            &json!({
+                "interval_s": 1,
+                "node": status::node(&self.controller),
+                "points": points,
+            }),
+        )
+    }
+
+    /// Takes one point of the time series.
+    pub(crate) fn tick(&self, elapsed_s: f64) {
+        let process = lock(&self.process).sample();
+        let reserved = self.controller.reserved();
+        let windows = self.metrics.windows();
+        lock(&self.series).push(elapsed_s, &windows, process, reserved);
+    }
+}
