@@ -123,6 +123,11 @@ impl App {
         self
     }
 
+    /// The application's layers, innermost first.
+    pub(crate) fn layers(&self) -> &[LayerFn] {
+        &self.layers
+    }
+
     /// `service` wrapped in the application's layers.
     pub fn apply_layers(&self, service: HttpService) -> HttpService {
         self.layers

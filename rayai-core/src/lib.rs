@@ -63,7 +63,7 @@ pub use handler::{Handler, HttpBody, RootPath};
 pub use node::{Gpu, NodeResources, Plan, PlanRow, Resources, Shortfall};
 pub use request::RequestContext;
 pub use serving::{
-    Application, AutoscalingConfig, Controller, Decision, Endpoint, Failed, Snapshot, SnapshotRef,
+    Application, AutoscalingConfig, Controller, Decision, Endpoint, Snapshot, SnapshotRef,
 };
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 pub use stream::ReplicaStream;

@@ -210,25 +210,6 @@ pub(crate) fn from_error(error: &CoreError, retry_after_s: Option<u32>) -> Respo
     }
 }
 
-/// An ingress's response: when it stands for an error ([`rayai_core::Failed`]), the error's
-/// response, keeping the headers the application's layers added.
-pub(crate) fn render_failed(
-    resp: Response<rayai_core::HttpBody>,
-    retry_after_s: Option<u32>,
-) -> Response<Body> {
-    let Some(failed) = resp.extensions().get::<rayai_core::Failed>().cloned() else {
-        return resp.map(Body::from);
-    };
-    let mut rendered = from_error(&failed.0, retry_after_s);
-    let (parts, _) = resp.into_parts();
-    for (name, value) in &parts.headers {
-        if !rendered.headers().contains_key(name) {
-            rendered.headers_mut().append(name, value.clone());
-        }
-    }
-    rendered
-}
-
 /// The 401 of a protected endpoint.
 pub(crate) fn unauthorized(message: &str) -> Response<Body> {
     let mut resp = detail(StatusCode::UNAUTHORIZED, message);
@@ -274,20 +255,6 @@ mod tests {
             "could not listen on 127.0.0.1:8000 (the server); choose another port with --port \
              or RAYAI_PORT\n\nCaused by:\n    address in use"
         );
-    }
-
-    #[test]
-    fn a_failed_ingress_response_keeps_layer_headers() {
-        let mut resp = Response::new(rayai_core::handler::empty());
-        resp.headers_mut()
-            .insert("access-control-allow-origin", HeaderValue::from_static("*"));
-        resp.extensions_mut()
-            .insert(rayai_core::Failed(std::sync::Arc::new(
-                CoreError::Backpressure { queued: 2, max: 2 },
-            )));
-        let rendered = render_failed(resp, None);
-        assert_eq!(rendered.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(rendered.headers()["access-control-allow-origin"], "*");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use std::time::Duration;
 
 use rayai_core::handler::HttpService;
-use rayai_core::{Controller, Endpoint, RequestContext, RootPath};
+use rayai_core::{Controller, DeploymentHandle, RequestContext, RootPath};
 use tower::ServiceExt;
 
 use crate::HttpOptions;
@@ -168,7 +168,30 @@ fn fresh_request_id() -> HeaderValue {
 struct Target {
     prefix: String,
     rest: String,
-    endpoint: Endpoint,
+    deployment: DeploymentHandle,
+    /// The application's ingress in its layers; `None` for an agent.
+    ingress: Option<HttpService>,
+}
+
+/// The innermost service of an application's ingress: the request goes to the ingress
+/// deployment, and its errors (overload, a panic, the service's own) become the contract's
+/// responses inside the application's layers, which see them go by.
+fn ingress_service(handle: DeploymentHandle, retry_after_s: Option<u32>) -> HttpService {
+    HttpService::new(tower::service_fn(
+        move |mut req: Request<rayai_core::HttpBody>| {
+            let handle = handle.clone();
+            let ctx = req
+                .extensions_mut()
+                .remove::<RequestContext>()
+                .unwrap_or_else(|| RequestContext::new("", "default"));
+            async move {
+                Ok(match handle.serve(ctx, req).await {
+                    Ok(resp) => resp,
+                    Err(e) => error::from_error(&e, retry_after_s).map(Body::into_http),
+                })
+            }
+        },
+    ))
 }
 
 impl Shared {
@@ -207,10 +230,15 @@ impl Shared {
             let path = req.uri().path();
             let found = snapshot.lookup(path);
             let metrics = self.monitor.route_for(path, found.map(|(route, _)| route));
+            let retry_after = self.options.backpressure_retry_after_s;
             let target = found.map(|(route, rest)| Target {
                 prefix: route.prefix().to_owned(),
                 rest: rest.to_owned(),
-                endpoint: route.target().clone(),
+                deployment: route.target().deployment().clone(),
+                ingress: route
+                    .target()
+                    .ingress_service(|handle| ingress_service(handle.clone(), retry_after))
+                    .cloned(),
             });
             (metrics, target)
         };
@@ -259,9 +287,9 @@ impl Shared {
         };
         let deadline = timeout.map(|secs| started + Duration::from_secs_f64(secs));
         let work = async {
-            match target.endpoint.ingress() {
+            match target.ingress {
                 None => {
-                    let agent = AgentEndpoint::new(target.endpoint.deployment());
+                    let agent = AgentEndpoint::new(&target.deployment);
                     self.agent(
                         agent,
                         &target.rest,
@@ -273,7 +301,7 @@ impl Shared {
                 }
                 Some(service) => {
                     self.app(
-                        service.clone(),
+                        service,
                         &target.prefix,
                         &target.rest,
                         req,
@@ -381,11 +409,10 @@ impl Shared {
             .insert(RequestContext::new(request_id, session));
         let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
         let resp = call_service(service, Request::from_parts(parts, body)).await;
-        let resp = match deadline {
-            Some(at) => resp.map(|body| DeadlineBody::new(body, at).boxed_unsync()),
-            None => resp,
-        };
-        error::render_failed(resp, self.options.backpressure_retry_after_s)
+        resp.map(|body| match deadline {
+            Some(at) => Body::from(DeadlineBody::new(body, at).boxed_unsync()),
+            None => Body::from(body),
+        })
     }
 
     #[allow(clippy::result_large_err)]

@@ -10,7 +10,6 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use tokio::sync::OnceCell;
 
-use super::ingress::ingress_service;
 use super::running::Running;
 use super::snapshot::{Application, Endpoint, Snapshot, SnapshotRef};
 use crate::app::App;
@@ -179,8 +178,9 @@ impl Controller {
         let handles = match self.start_app(&app).await {
             Ok(handles) => handles,
             Err(e) if e.is_infeasible() && self.serves_any(&replaced_apps) => {
-                // The node cannot hold both versions: the old one drains first.
-                let old = self.unpublish(&replaced_apps);
+                // The node cannot hold both versions: the old one drains first. Its routes stay
+                // published meanwhile (requests get its "shutting down" answer, not a 404).
+                let old = self.deployments_of(&replaced_apps);
                 let grace = app_grace(&old);
                 futures::future::join_all(old.iter().map(|d| d.shutdown(grace))).await;
                 self.start_app(&app).await?
@@ -194,49 +194,11 @@ impl Controller {
                 replaced.extend(old.deployments);
             }
         }
-        let by_name = |name: &str| handles.iter().find(|h| h.name() == name).cloned();
-        let deployed_at = SystemTime::now();
-        for route in planned {
-            let Some(deployment) = by_name(&route.deployment) else {
-                continue;
-            };
-            let service = (deployment.kind() == DeploymentKind::Handler)
-                .then(|| app.apply_layers(ingress_service(deployment.clone())));
-            let endpoint = Endpoint::new(deployment.clone(), service);
-            next.insert_route(&route.prefix, &route.app, endpoint)?;
-            // An agent is an application of its own; the ingress belongs to the app.
-            let deployments = if deployment.kind() == DeploymentKind::Agent {
-                vec![deployment.clone()]
-            } else {
-                handles
-                    .iter()
-                    .filter(|h| h.kind() != DeploymentKind::Agent)
-                    .cloned()
-                    .collect()
-            };
-            next.insert_app(Application::new(
-                &route.app,
-                &route.prefix,
-                deployments,
-                Some(deployment),
-                deployed_at,
-            ));
-        }
-        // Deployments of the app that no route serves (typed callables of an app without an
-        // ingress): kept under the app's name so that they keep running.
-        let unrouted: Vec<DeploymentHandle> = handles
-            .iter()
-            .filter(|h| !next.serves_deployment(h))
-            .cloned()
-            .collect();
-        if !unrouted.is_empty() {
-            next.insert_app(Application::new(
-                app.name(),
-                route_prefix,
-                unrouted,
-                None,
-                deployed_at,
-            ));
+        if let Err(e) = publishable(&mut next, &app, route_prefix, planned, &handles) {
+            for h in &handles {
+                h.shutdown(Duration::ZERO).await;
+            }
+            return Err(e);
         }
         self.inner.snapshot.store(Arc::new(next));
         replaced.retain(|old| !handles.contains(old));
@@ -271,8 +233,10 @@ impl Controller {
             .applications()
             .map(|a| a.name().to_owned())
             .collect();
-        let old = self.unpublish(&all);
+        // Drained while still published (late requests get "shutting down", not a 404).
+        let old = self.deployments_of(&all);
         futures::future::join_all(old.iter().map(|d| d.shutdown(timeout))).await;
+        self.unpublish(&all);
     }
 
     /// Removes these applications from the published snapshot; returns their deployments.
@@ -286,6 +250,16 @@ impl Controller {
         }
         self.inner.snapshot.store(Arc::new(next));
         old
+    }
+
+    /// The deployments of these applications, as published now.
+    fn deployments_of(&self, names: &[String]) -> Vec<DeploymentHandle> {
+        let current = self.inner.snapshot.load();
+        names
+            .iter()
+            .filter_map(|name| current.application(name))
+            .flat_map(|app| app.deployments().iter().cloned())
+            .collect()
     }
 
     fn serves_any(&self, apps: &[String]) -> bool {
@@ -362,6 +336,68 @@ impl Controller {
     pub fn status(&self) -> Vec<DeploymentStatus> {
         self.inner.live().iter().map(|r| r.status()).collect()
     }
+}
+
+/// Adds `app`'s routes and applications, served by `handles`, to `next`: each agent an
+/// application of its own, the ingress and what it composes under the app's name.
+fn publishable(
+    next: &mut Snapshot,
+    app: &App,
+    route_prefix: &str,
+    planned: Vec<Planned>,
+    handles: &[DeploymentHandle],
+) -> Result<(), Error> {
+    let deployed_at = SystemTime::now();
+    for route in planned {
+        let Some(deployment) = handles
+            .iter()
+            .find(|h| h.name() == route.deployment)
+            .cloned()
+        else {
+            continue;
+        };
+        let (endpoint, deployments) = if deployment.kind() == DeploymentKind::Agent {
+            (
+                Endpoint::agent(deployment.clone()),
+                vec![deployment.clone()],
+            )
+        } else {
+            let composed = handles
+                .iter()
+                .filter(|h| h.kind() != DeploymentKind::Agent)
+                .cloned()
+                .collect();
+            (
+                Endpoint::ingress(deployment.clone(), app.layers()),
+                composed,
+            )
+        };
+        next.insert_route(&route.prefix, &route.app, endpoint)?;
+        next.insert_app(Application::new(
+            &route.app,
+            &route.prefix,
+            deployments,
+            Some(deployment),
+            deployed_at,
+        ));
+    }
+    // Deployments of the app that no route serves (typed callables of an app without an
+    // ingress): kept under the app's name so that they keep running.
+    let unrouted: Vec<DeploymentHandle> = handles
+        .iter()
+        .filter(|h| !next.serves_deployment(h))
+        .cloned()
+        .collect();
+    if !unrouted.is_empty() {
+        next.insert_app(Application::new(
+            app.name(),
+            route_prefix,
+            unrouted,
+            None,
+            deployed_at,
+        ));
+    }
+    Ok(())
 }
 
 /// The routes `app` asks for at `route_prefix`: agents first, then the ingress.

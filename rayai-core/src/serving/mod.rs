@@ -11,12 +11,10 @@
 //! | `replica` | one replica and its load |
 //! | `executor` | where a replica's code runs: its own threads, or the server's runtime |
 //! | `autoscale` | the autoscaling decision |
-//! | `ingress` | an application's ingress as a tower service |
 
 pub(crate) mod autoscale;
 mod controller;
 pub(crate) mod executor;
-mod ingress;
 mod replica;
 mod router;
 mod running;
@@ -25,5 +23,4 @@ mod snapshot;
 
 pub use autoscale::{AutoscalingConfig, Decision};
 pub use controller::Controller;
-pub use ingress::Failed;
 pub use snapshot::{Application, Endpoint, Snapshot, SnapshotRef};

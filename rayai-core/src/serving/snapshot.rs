@@ -3,37 +3,56 @@
 //! writes a new one.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use crate::error::Error;
 use crate::handle::DeploymentHandle;
-use crate::handler::HttpService;
+use crate::handler::{HttpService, LayerFn};
 use crate::route::{Route, RouteTable};
 
-/// What serves one route: its deployment, and for an application's ingress the HTTP service
-/// (the deployment wrapped in the application's layers). A route without a service is an agent,
-/// served with the chat contract.
+/// What serves one route: its deployment, and for an application's ingress the layers its HTTP
+/// service is wrapped in. A route that is not an ingress is an agent, served with the chat
+/// contract.
 #[derive(Clone)]
 pub struct Endpoint {
     deployment: DeploymentHandle,
-    service: Option<HttpService>,
+    ingress: Option<Ingress>,
+}
+
+/// An ingress route: the application's layers, and the service the front built with them.
+#[derive(Clone)]
+struct Ingress {
+    layers: Arc<[LayerFn]>,
+    service: OnceLock<HttpService>,
 }
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Endpoint")
             .field("deployment", &self.deployment.name())
-            .field("ingress", &self.service.is_some())
+            .field("ingress", &self.ingress.is_some())
             .finish()
     }
 }
 
 impl Endpoint {
-    pub(crate) fn new(deployment: DeploymentHandle, service: Option<HttpService>) -> Self {
+    /// An agent's route.
+    pub(crate) fn agent(deployment: DeploymentHandle) -> Self {
         Endpoint {
             deployment,
-            service,
+            ingress: None,
+        }
+    }
+
+    /// An application's ingress route, wrapped in `layers`.
+    pub(crate) fn ingress(deployment: DeploymentHandle, layers: &[LayerFn]) -> Self {
+        Endpoint {
+            deployment,
+            ingress: Some(Ingress {
+                layers: layers.into(),
+                service: OnceLock::new(),
+            }),
         }
     }
 
@@ -42,9 +61,25 @@ impl Endpoint {
         &self.deployment
     }
 
-    /// The ingress's HTTP service with the application's layers; `None` for an agent.
-    pub fn ingress(&self) -> Option<&HttpService> {
-        self.service.as_ref()
+    /// Whether the route is an application's ingress (else an agent).
+    pub fn is_ingress(&self) -> bool {
+        self.ingress.is_some()
+    }
+
+    /// The ingress's HTTP service in the application's layers; `None` for an agent. The front
+    /// supplies the innermost service (`inner`: the request to the deployment, and its errors as
+    /// responses) the first time; the layered service is kept for the routes' lifetime.
+    pub fn ingress_service(
+        &self,
+        inner: impl FnOnce(&DeploymentHandle) -> HttpService,
+    ) -> Option<&HttpService> {
+        let ingress = self.ingress.as_ref()?;
+        Some(ingress.service.get_or_init(|| {
+            ingress
+                .layers
+                .iter()
+                .fold(inner(&self.deployment), |service, layer| layer(service))
+        }))
     }
 }
 
