@@ -41,14 +41,19 @@
 /// What a deployment reports: a handle call, a deploy, an agent's own error.
 pub use rayai_core::Error as DeploymentError;
 pub use rayai_core::batch;
-pub use rayai_core::handler;
+pub use rayai_core::handler::{Handler, HttpBody, RootPath};
 pub use rayai_core::{
     Agent, AgentError, App, Application, AutoscalingConfig, Callable, Construct, Controller,
     Deploy, Deployment, DeploymentConfig, DeploymentHandle, DeploymentKind, DeploymentState,
-    DeploymentStatus, EventStream, Gpu, Handler, HttpBody, Isolation, NodeResources, Plan, PlanRow,
-    ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream, RequestContext, Resources,
-    RootPath, Shortfall, Snapshot, TextStream, TypedHandle, memory, plan, route,
+    DeploymentStatus, EventStream, Gpu, Isolation, NodeResources, Plan, PlanRow, ReplicaContext,
+    ReplicaState, ReplicaStatus, ReplicaStream, RequestContext, Resources, Shortfall, Snapshot,
+    TextStream, TypedHandle, memory, plan, route,
 };
+
+/// Bodies for handlers: a response body whole, empty or streamed, and any body boxed.
+pub mod handler {
+    pub use rayai_core::handler::{BoxError, HttpService, boxed, empty, full, stream_body};
+}
 pub use rayai_http::auth::BearerAuthLayer;
 pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
 pub use rayai_macros::{agent, deployment};

@@ -9,7 +9,7 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `agent`, `handler`, `callable` | what users implement: [`Agent`], [`Handler`], [`Callable`] |
+//! | `agent`, `handler`, `callable` | what users implement: [`Agent`], [`handler::Handler`], [`Callable`] |
 //! | `deployment`, `app`, `config` | declarations: [`Deployment`], [`App`], [`DeploymentConfig`] |
 //! | `context`, `request` | [`ReplicaContext`] for constructors, [`RequestContext`] inside requests |
 //! | `handle`, `stream` | [`DeploymentHandle`] and the [`ReplicaStream`]s it opens |
@@ -59,7 +59,6 @@ pub use context::ReplicaContext;
 pub use deployment::Deployment;
 pub use error::{AgentError, Error, Result};
 pub use handle::DeploymentHandle;
-pub use handler::{Handler, HttpBody, RootPath};
 pub use node::{Gpu, NodeResources, Plan, PlanRow, Resources, Shortfall};
 pub use request::RequestContext;
 pub use serving::{

@@ -21,7 +21,7 @@ pub struct HttpOptions {
     pub port: u16,
     /// Where the server is mounted behind a reverse proxy (Ray's `root_path`, e.g. `/serve`):
     /// taken off every request's path before routing; a path outside it is a 404. Handlers see it
-    /// in their [`rayai_core::RootPath`]. Empty (the default) mounts at `/`.
+    /// in their [`rayai_core::handler::RootPath`]. Empty (the default) mounts at `/`.
     pub root_path: String,
     /// Largest request body accepted; a larger one is a 413 (default 16 MiB).
     pub max_body_bytes: u64,

@@ -14,7 +14,8 @@ use hyper::body::Incoming;
 use std::time::Duration;
 
 use rayai_core::handler::HttpService;
-use rayai_core::{Controller, DeploymentHandle, RequestContext, RootPath};
+use rayai_core::handler::RootPath;
+use rayai_core::{Controller, DeploymentHandle, RequestContext};
 use tower::ServiceExt;
 
 use crate::HttpOptions;
@@ -30,8 +31,8 @@ pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-i
 /// async block holding a generic tower future `Send` for every lifetime of the boxed error type.
 fn call_service(
     service: HttpService,
-    req: Request<rayai_core::HttpBody>,
-) -> futures::future::BoxFuture<'static, Response<rayai_core::HttpBody>> {
+    req: Request<rayai_core::handler::HttpBody>,
+) -> futures::future::BoxFuture<'static, Response<rayai_core::handler::HttpBody>> {
     Box::pin(futures::FutureExt::map(
         service.oneshot(req),
         |result| match result {
@@ -178,7 +179,7 @@ struct Target {
 /// responses inside the application's layers, which see them go by.
 fn ingress_service(handle: DeploymentHandle, retry_after_s: Option<u32>) -> HttpService {
     HttpService::new(tower::service_fn(
-        move |mut req: Request<rayai_core::HttpBody>| {
+        move |mut req: Request<rayai_core::handler::HttpBody>| {
             let handle = handle.clone();
             let ctx = req
                 .extensions_mut()
