@@ -38,6 +38,8 @@
 //! resource plan as a table). [`DeploymentError`] is what a deployment reports: a handle call's
 //! error, a deploy that does not fit, an agent's own error.
 
+/// The status an [`AgentError`] answers with (`AgentError::with_status`).
+pub use http::StatusCode;
 /// What a deployment reports: a handle call, a deploy, an agent's own error.
 pub use rayai_core::Error as DeploymentError;
 pub use rayai_core::batch;
@@ -49,6 +51,7 @@ pub use rayai_core::{
     ReplicaState, ReplicaStatus, ReplicaStream, RequestContext, Resources, Shortfall, Snapshot,
     TextStream, TypedHandle, memory, plan, route,
 };
+pub use rayai_core::{AgentSchema, TypedAgent, schemars};
 
 /// Bodies for handlers: a response body whole, empty or streamed, and any body boxed.
 pub mod handler {
@@ -96,6 +99,7 @@ pub mod prelude {
         Agent, AgentError, App, Callable, Construct, EventStream, Handler, HandlerApp,
         ReplicaContext, RequestContext, TextStream, Value, agent, deployment, json,
     };
+    pub use crate::{StatusCode, TypedAgent};
     pub use std::sync::atomic::{AtomicU64, Ordering};
 }
 

@@ -10,6 +10,7 @@ use serde_json::Value;
 use crate::config::DeploymentConfig;
 use crate::context::ReplicaContext;
 use crate::error::AgentError;
+use crate::schema::AgentSchema;
 
 /// The text chunks of `run_stream`, sent as SSE `data:` frames as they are yielded.
 pub type TextStream<'a> = BoxStream<'a, Result<String, AgentError>>;
@@ -49,8 +50,9 @@ pub type EventStream<'a> = BoxStream<'a, Result<Value, AgentError>>;
 /// ```
 pub trait Agent: Send + Sync + 'static {
     /// Answers one request: `data` is the request's `data` object; the result must be a JSON
-    /// object, sent back as `{"result": ..., "session_id": ...}`. An error becomes a 500 whose
-    /// detail is the error's message.
+    /// object, sent back as `{"result": ..., "session_id": ...}`. An error answers with its
+    /// status and detail ([`AgentError::new`]: a 500 whose detail is the message;
+    /// [`AgentError::not_found`] and the like: a client error).
     fn run(&self, data: Value) -> impl Future<Output = Result<Value, AgentError>> + Send;
 
     /// Streams text chunks for `stream: "text"`; `None` (the default) means the agent does not
@@ -72,6 +74,16 @@ pub trait Agent: Send + Sync + 'static {
     /// is always healthy.
     fn check_health(&self) -> impl Future<Output = Result<(), AgentError>> + Send {
         async { Ok(()) }
+    }
+
+    /// The JSON schemas of the agent's `data` and `result`, for its documentation (OpenAPI).
+    /// The default is any object for both ([`AgentSchema::any`]); a [`crate::TypedAgent`]'s
+    /// come from its types.
+    fn schema() -> AgentSchema
+    where
+        Self: Sized,
+    {
+        AgentSchema::any()
     }
 }
 

@@ -134,6 +134,15 @@ impl DeploymentConfig {
         }
     }
 
+    /// The replicas that must run for the deployment to start: 1, or `min_replicas` under
+    /// autoscaling (0 for scale-to-zero). Replicas beyond it that do not fit wait as pending.
+    pub fn min_replicas(&self) -> u32 {
+        match &self.autoscaling {
+            Some(a) => a.min_replicas,
+            None => self.num_replicas.min(1),
+        }
+    }
+
     /// How often each replica's health is checked.
     pub fn health_check_period(&self) -> Duration {
         self.health_check_period

@@ -9,6 +9,7 @@ use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::context::ReplicaContext;
 use crate::error::AgentError;
 use crate::handler::{BoxError, DynHandler, Handler, HttpBody, ServiceHandler};
+use crate::schema::AgentSchema;
 use crate::target::{Factory, Target};
 
 /// A deployment as declared: its configuration and how to build a replica.
@@ -35,6 +36,8 @@ pub struct Deployment {
     config: DeploymentConfig,
     factory: Factory,
     kind: DeploymentKind,
+    /// An agent's input and output schemas, when they say more than "any object".
+    schema: Option<Arc<AgentSchema>>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -59,9 +62,11 @@ impl Deployment {
         Fut: std::future::Future<Output = Result<T, AgentError>> + Send + 'static,
     {
         let construct = Arc::new(construct);
+        let schema = T::schema();
         Deployment {
             config,
             kind: DeploymentKind::Agent,
+            schema: (schema != AgentSchema::any()).then(|| Arc::new(schema)),
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -88,6 +93,7 @@ impl Deployment {
         Deployment {
             config,
             kind: DeploymentKind::Handler,
+            schema: None,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -106,6 +112,7 @@ impl Deployment {
         Deployment {
             config,
             kind: DeploymentKind::Handler,
+            schema: None,
             // `make` runs inside the future, on the replica's executor, like every constructor:
             // a panic there fails (and retries) the replica's start instead of unwinding into
             // whoever deploys it.
@@ -161,6 +168,7 @@ impl Deployment {
         Deployment {
             config: T::config(),
             kind: DeploymentKind::Callable,
+            schema: None,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -183,7 +191,14 @@ impl Deployment {
         self
     }
 
-    pub(crate) fn into_parts(self) -> (DeploymentConfig, Factory, DeploymentKind) {
-        (self.config, self.factory, self.kind)
+    pub(crate) fn into_parts(
+        self,
+    ) -> (
+        DeploymentConfig,
+        Factory,
+        DeploymentKind,
+        Option<Arc<AgentSchema>>,
+    ) {
+        (self.config, self.factory, self.kind, self.schema)
     }
 }

@@ -13,6 +13,7 @@ use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::error::Error;
 use crate::handler::HttpBody;
 use crate::request::RequestContext;
+use crate::schema::AgentSchema;
 use crate::status::{DeploymentStatus, ReplicaStatus};
 use crate::stream::ReplicaStream;
 
@@ -24,6 +25,8 @@ pub(crate) type AnyBox = Box<dyn Any + Send>;
 pub(crate) trait Backend: Send + Sync + 'static {
     fn config(&self) -> &DeploymentConfig;
     fn kind(&self) -> DeploymentKind;
+    /// An agent's schemas, when they say more than "any object".
+    fn schema(&self) -> Option<&AgentSchema>;
     fn status(&self) -> DeploymentStatus;
     fn queued(&self) -> u32;
     /// Runs `run` on a replica (its result as it came, object or not).
@@ -117,6 +120,12 @@ impl DeploymentHandle {
     /// What the deployment serves.
     pub fn kind(&self) -> DeploymentKind {
         self.inner.kind()
+    }
+
+    /// An agent's input and output schemas (a typed agent's, from its types); `None` when it
+    /// takes and answers any object.
+    pub fn schema(&self) -> Option<&AgentSchema> {
+        self.inner.schema()
     }
 
     /// Requests waiting for a free replica now.

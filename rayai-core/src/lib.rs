@@ -9,7 +9,8 @@
 //!
 //! | module | what it holds |
 //! |---|---|
-//! | `agent`, `handler`, `callable` | what users implement: [`Agent`], [`handler::Handler`], [`Callable`] |
+//! | `agent`, `typed`, `handler`, `callable` | what users implement: [`Agent`] (or [`TypedAgent`]), [`handler::Handler`], [`Callable`] |
+//! | `schema` | [`AgentSchema`]: an agent's input and output schemas, and FastAPI-shaped validation |
 //! | `deployment`, `app`, `config` | declarations: [`Deployment`], [`App`], [`DeploymentConfig`] |
 //! | `context`, `request` | [`ReplicaContext`] for constructors, [`RequestContext`] inside requests |
 //! | `handle`, `stream` | [`DeploymentHandle`] and the [`ReplicaStream`]s it opens |
@@ -42,10 +43,12 @@ pub mod memory;
 mod node;
 mod request;
 pub mod route;
+mod schema;
 mod serving;
 mod status;
 mod stream;
 mod target;
+mod typed;
 
 #[doc(hidden)]
 #[path = "private.rs"]
@@ -59,13 +62,17 @@ pub use context::ReplicaContext;
 pub use deployment::Deployment;
 pub use error::{AgentError, Error, Result};
 pub use handle::DeploymentHandle;
-pub use node::{Gpu, NodeResources, Plan, PlanRow, Resources, Shortfall};
+pub use node::{Gpu, NodeResources, Placement, Plan, PlanRow, Resources, Shortfall};
 pub use request::RequestContext;
+pub use schema::AgentSchema;
+/// `schemars`, whose `JsonSchema` derive a [`TypedAgent`]'s types need.
+pub use schemars;
 pub use serving::{
     Application, AutoscalingConfig, Controller, Decision, Endpoint, Snapshot, SnapshotRef,
 };
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 pub use stream::ReplicaStream;
+pub use typed::TypedAgent;
 
 /// The resource plan of `app` on this node (beside what already runs in this process), without
 /// starting anything: every deployment's replicas times their resources against what the node

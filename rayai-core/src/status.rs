@@ -61,6 +61,8 @@ pub struct DeploymentStatus {
     pub target_replicas: u32,
     /// Replicas serving now.
     pub running_replicas: u32,
+    /// Replicas waiting for resources the node does not have free now (they start when it does).
+    pub pending_replicas: u32,
     /// Requests waiting for a replica.
     pub queued_requests: u32,
     /// Replicas started since the deployment was created (replacements included).

@@ -202,6 +202,16 @@ impl<'a> AgentEndpoint<'a> {
             cut_off,
             retry_after_s,
         } = exchange;
+        // A typed agent's `data` is checked here, before it queues, for every mode: a stream
+        // request with a bad input is a 422 too, not a 200 whose stream fails.
+        if let Some(schema) = self.handle.schema()
+            && let Err(errors) = schema.validate(&request.data)
+        {
+            return error::json_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &serde_json::json!({ "detail": errors }),
+            );
+        }
         let session = request.session_id.unwrap_or_else(|| "default".to_owned());
         let mut ctx = RequestContext::new(request_id, session.as_str());
         if let Some(key) = session_header {

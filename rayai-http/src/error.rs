@@ -189,6 +189,14 @@ pub(crate) fn timeout_message(request_id: &str, timeout_s: f64) -> String {
 /// The response for an error raised while serving a request.
 pub(crate) fn from_error(error: &CoreError, retry_after_s: Option<u32>) -> Response<Body> {
     match error {
+        CoreError::Agent(e) => {
+            let mut resp = json_response(e.status(), &json!({ "detail": e.detail() }));
+            if let Some(secs) = e.retry_after() {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            }
+            resp
+        }
         CoreError::TextStreamUnsupported | CoreError::EventStreamUnsupported => {
             detail(StatusCode::BAD_REQUEST, &error.to_string())
         }
@@ -243,6 +251,21 @@ mod tests {
     }
 
     #[test]
+    fn agent_errors_answer_their_status_and_detail() {
+        use rayai_core::AgentError;
+        let r = from_error(&CoreError::Agent(AgentError::new("boom")), None);
+        assert_eq!(r.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+        let e = AgentError::too_many_requests("later").with_retry_after(7);
+        let r = from_error(&CoreError::Agent(e), None);
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(r.headers()[header::RETRY_AFTER], "7");
+        let r = from_error(&CoreError::Agent(AgentError::not_found("gone")), Some(3));
+        assert_eq!(r.status(), StatusCode::NOT_FOUND);
+        assert!(!r.headers().contains_key(header::RETRY_AFTER));
+    }
+
+    #[test]
     fn debug_prints_the_message_and_its_causes() {
         let e = Error::bind(
             "the server",
@@ -271,6 +294,7 @@ mod tests {
         );
         let e = Error::from(CoreError::Infeasible {
             plan: Box::new(plan),
+            placement: rayai_core::Placement::Strict,
         });
         let printed = format!("{e:?}");
         assert!(
@@ -278,6 +302,10 @@ mod tests {
             "{printed}"
         );
         assert!(printed.lines().count() > 3, "{printed}");
+        assert!(
+            printed.contains("RAYAI_NUM_CPUS") && printed.contains("--strict"),
+            "{printed}"
+        );
         assert!(
             !printed.contains("\\n") && !printed.contains("Infeasible"),
             "{printed}"

@@ -16,6 +16,7 @@
 //! | `dashboard` | the dashboard's listener and page, and [`LogLayer`] |
 //! | `auth` | [`auth::BearerAuthLayer`] |
 //! | `body`, `idle`, `options` | [`Body`], keep-alive tracking, [`HttpOptions`] |
+//! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, the dashboard's feed |
 //!
 //! # Feature flags
 //!
@@ -30,6 +31,7 @@ mod conn;
 mod dashboard;
 mod error;
 mod idle;
+mod logging;
 mod monitor;
 mod options;
 pub mod serve;

@@ -48,6 +48,13 @@ pub struct HttpOptions {
     pub dashboard_host: String,
     /// When set, the dashboard asks for `Authorization: Bearer <token>` (or `?token=<token>`).
     pub dashboard_token: Option<String>,
+    /// When the dashboard cannot bind its port, serve without it (a warning) instead of failing
+    /// to start (default `false`).
+    pub dashboard_best_effort: bool,
+    /// Refuse to start an application unless every replica it asks for fits on the node now
+    /// (default `false`: start what fits, the minimum of every deployment first, and keep the
+    /// rest pending until resources free up). `rayai serve --strict`, `RAYAI_STRICT=1`.
+    pub strict_placement: bool,
 }
 
 impl Default for HttpOptions {
@@ -67,6 +74,8 @@ impl Default for HttpOptions {
             dashboard_port: Some(8265),
             dashboard_host: "127.0.0.1".to_owned(),
             dashboard_token: None,
+            dashboard_best_effort: false,
+            strict_placement: false,
         }
     }
 }
@@ -74,7 +83,8 @@ impl Default for HttpOptions {
 impl HttpOptions {
     /// The defaults, with `RAYAI_HOST` and `RAYAI_PORT` from the environment when set (this is
     /// how `rayai serve --host --port` reaches a project's `main`), and `RAYAI_DASHBOARD_PORT`
-    /// (0 turns the dashboard off), `RAYAI_DASHBOARD_HOST` and `RAYAI_DASHBOARD_TOKEN`.
+    /// (0 turns the dashboard off), `RAYAI_DASHBOARD_HOST`, `RAYAI_DASHBOARD_TOKEN` and
+    /// `RAYAI_STRICT` (`1` refuses what does not fit, see `strict_placement`).
     pub fn from_env() -> Self {
         let mut opts = HttpOptions::default();
         if let Ok(host) = std::env::var("RAYAI_HOST") {
@@ -98,6 +108,9 @@ impl HttpOptions {
         }
         if let Ok(token) = std::env::var("RAYAI_DASHBOARD_TOKEN") {
             opts.dashboard_token = Some(token).filter(|t| !t.is_empty());
+        }
+        if let Ok(strict) = std::env::var("RAYAI_STRICT") {
+            opts.strict_placement = matches!(strict.trim(), "1" | "true" | "yes");
         }
         opts
     }

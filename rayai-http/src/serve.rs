@@ -15,10 +15,15 @@ fn default_server() -> &'static Mutex<Option<Server>> {
 /// Starts the process's server with `options` and returns it (it also becomes the server that
 /// later [`run`] calls deploy to).
 ///
+/// Like [`run`], it installs a log subscriber when the program has none: `RUST_LOG` (default
+/// `info`, with the access log), `RAYAI_LOG_FORMAT=json` for one JSON object per line, and the
+/// dashboard's log view fed. A program that installs its own keeps it.
+///
 /// # Errors
 ///
 /// [`Error::Bind`] when the address cannot be bound.
 pub async fn start(options: HttpOptions) -> Result<Server, Error> {
+    crate::logging::init_default();
     let server = Server::start(options).await?;
     let mut current = default_server().lock().await;
     if current.is_none() {
@@ -32,12 +37,13 @@ pub async fn start(options: HttpOptions) -> Result<Server, Error> {
 ///
 /// The first call starts the process's server with [`HttpOptions::from_env`] (127.0.0.1:8000
 /// unless `RAYAI_HOST`/`RAYAI_PORT` say otherwise), unless [`start`] started one; later calls add
-/// their application to the same server.
+/// their application to the same server. Logs go where [`start`] says.
 ///
 /// # Errors
 ///
 /// As [`start`] and [`Server::deploy`].
 pub async fn run(app: App, route_prefix: &str) -> Result<(), Error> {
+    crate::logging::init_default();
     let server = {
         let mut current = default_server().lock().await;
         match current.as_ref() {

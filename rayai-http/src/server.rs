@@ -7,14 +7,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use rayai_core::{App, Controller, DeploymentHandle, DeploymentStatus};
+use rayai_core::{App, Controller, DeploymentHandle, DeploymentStatus, Placement};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::HttpOptions;
 use crate::conn::{ConnOptions, accept_loop};
 use crate::error::{Error, SocketAddrOrName, TlsProblem};
-use crate::monitor::Monitor;
+use crate::monitor::{Identity, Monitor};
 use crate::service::{Proxy, ServerService, Shared, server_service};
 
 /// A running HTTP server.
@@ -148,14 +148,24 @@ impl Server {
         let local_addr = listener
             .local_addr()
             .map_err(|e| Error::bind("the server", SocketAddrOrName(address), hint, e))?;
-        let monitor = Arc::new(Monitor::new(controller.clone()));
+        let monitor = Arc::new(Monitor::new(
+            controller.clone(),
+            Identity::of_this_process(local_addr),
+        ));
         let (stop, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
-        // A dashboard that cannot bind (the port is taken) leaves the server serving.
+        // A dashboard that cannot bind (the port is taken) is an error, unless the program
+        // asked for best effort: then the server serves without it.
         match crate::dashboard::start(&options, monitor.clone(), stop_rx.clone()).await {
-            Ok(Some(addr)) => tracing::info!(address = %addr, "the dashboard is listening"),
+            Ok(Some(addr)) => tracing::info!(address = %addr, "dashboard on http://{addr}"),
             Ok(None) => {}
-            Err(e) => tracing::warn!(error = %e, "the dashboard could not start"),
+            Err(e) if options.dashboard_best_effort => {
+                tracing::warn!("{e}; serving without the dashboard");
+            }
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(e);
+            }
         }
         let conn = ConnOptions {
             header_read_timeout: options.header_read_timeout(),
@@ -175,7 +185,7 @@ impl Server {
             layered,
         };
         tokio::spawn(accept_loop(listener, service, conn, stop_rx, stopped_tx));
-        tracing::info!(address = %local_addr, "rayai is listening");
+        tracing::info!(address = %local_addr, "serving on http://{local_addr}");
         Ok(Server {
             inner: Arc::new(Inner {
                 shared,
@@ -194,15 +204,23 @@ impl Server {
     /// Starts `app`'s deployments and serves them under `route_prefix`: each agent at
     /// `{route_prefix}/agents/{name}`, and the app's ingress (its first handler) at
     /// `route_prefix` itself, wrapped in the app's layers. An application of the same name
-    /// deployed before is replaced: the old one serves until the new one runs. The controller
-    /// does the work ([`Controller::deploy_app`]); this server serves what it publishes.
+    /// deployed before is replaced: the old one serves until the new one runs. Replicas that do
+    /// not fit on the node now wait as pending (unless `strict_placement`). The controller does
+    /// the work ([`Controller::deploy_app_with`]); this server serves what it publishes.
     ///
     /// # Errors
     ///
     /// An invalid prefix or application, a route another application holds, or a replica that
     /// fails to start. Nothing changes on error.
     pub async fn deploy(&self, app: App, route_prefix: &str) -> Result<(), rayai_core::Error> {
-        self.controller().deploy_app(app, route_prefix).await
+        let placement = if self.inner.shared.options.strict_placement {
+            Placement::Strict
+        } else {
+            Placement::StartWhatFits
+        };
+        self.controller()
+            .deploy_app_with(app, route_prefix, placement)
+            .await
     }
 
     /// A snapshot of every deployment of the applications served, by name.

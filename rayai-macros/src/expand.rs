@@ -227,12 +227,13 @@ fn deploy(
                 'static,
                 ::core::result::Result<Self, #krate::AgentError>,
             > {
-                // Autoref specialisation: `ViaConstruct` takes `&Maker` and applies when the
-                // struct implements `Construct`; otherwise method lookup autorefs once more and
-                // finds `ViaDefault`, which takes `&&Maker` and needs `Default`.
+                // Autoref specialisation: `Construct` if implemented, else `Default`, else a
+                // marker that `constructor` refuses with one error saying what to do.
                 #[allow(unused_imports)]
-                use #krate::__private::{ViaConstruct as _, ViaDefault as _};
-                (&#krate::__private::Maker::<Self>::new()).construct(ctx)
+                use #krate::__private::{ViaConstruct as _, ViaDefault as _, ViaNothing as _};
+                #krate::__private::constructor::<Self, _>(
+                    (&&#krate::__private::Maker::<Self>::new()).construct(ctx),
+                )
             }
         }
 
@@ -355,7 +356,7 @@ mod tests {
             out.contains("::rayai::DeploymentConfig::new(\"echo_agent\")}"),
             "{out}"
         );
-        assert!(out.contains("(&::rayai::__private::Maker::<Self>::new()).construct(ctx)"));
+        assert!(out.contains("(&&::rayai::__private::Maker::<Self>::new()).construct(ctx)"));
         assert!(out.contains(
             "::rayai::__private::inventory::submit!{::rayai::__private::Registration::new(\
              \"echo_agent\",::rayai::__private::agent_deployment::<EchoAgent>,)}"

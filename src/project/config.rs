@@ -113,6 +113,7 @@ struct HttpSection {
     keep_alive_timeout_s: Option<Spanned<f64>>,
     root_path: Option<String>,
     dashboard_port: Option<u16>,
+    strict_placement: Option<bool>,
 }
 
 /// `num_replicas`: a count, or `"auto"`.
@@ -402,6 +403,9 @@ impl ProjectConfig {
         }
         if let Some(v) = h.dashboard_port {
             options.dashboard_port = (v != 0).then_some(v);
+        }
+        if let Some(v) = h.strict_placement {
+            options.strict_placement = v;
         }
         Ok(options)
     }

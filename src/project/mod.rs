@@ -18,6 +18,9 @@
 //! | `RAYAI_AGENTS` | comma-separated agents to serve (default: all) |
 //! | `RAYAI_CONFIG` | the config file (default `rayai.toml` in the working directory, if there) |
 //! | `RAYAI_PLAN` | `1`: print the resource plan and exit instead of serving |
+//! | `RAYAI_STRICT` | `1`: refuse to start unless every replica fits (default: start what fits, the rest pending) |
+//! | `RUST_LOG` | what is logged (default `info`, with one access-log line per request) |
+//! | `RAYAI_LOG_FORMAT` | `json` for one JSON object per log line (default: readable text) |
 
 mod config;
 
@@ -196,6 +199,9 @@ pub fn http_options() -> Result<HttpOptions, ProjectError> {
     if std::env::var_os("RAYAI_DASHBOARD_TOKEN").is_some() {
         options.dashboard_token = from_env.dashboard_token;
     }
+    if std::env::var_os("RAYAI_STRICT").is_some() {
+        options.strict_placement = from_env.strict_placement;
+    }
     Ok(options)
 }
 
@@ -225,12 +231,16 @@ pub async fn serve_discovered() -> Result<(), ProjectError> {
         on_signal.shutdown().await;
     });
     server.deploy(app, "/").await?;
-    print_endpoints(&server.local_addr().to_string(), &names);
+    print_endpoints(
+        &server.local_addr().to_string(),
+        server.dashboard_addr(),
+        &names,
+    );
     server.stopped().await;
     Ok(())
 }
 
-fn print_endpoints(addr: &str, names: &[String]) {
+fn print_endpoints(addr: &str, dashboard: Option<std::net::SocketAddr>, names: &[String]) {
     let mut out = format!(
         "\nrayai is serving {} agent(s) at http://{addr}\n",
         names.len()
@@ -243,6 +253,9 @@ fn print_endpoints(addr: &str, names: &[String]) {
         );
     }
     out += &format!("\n  routes: http://{addr}/-/routes   health: http://{addr}/-/healthz\n");
+    if let Some(dashboard) = dashboard {
+        out += &format!("  dashboard: http://{dashboard}\n");
+    }
     out += "\nPress Ctrl-C to stop.\n";
     println!("{out}");
 }

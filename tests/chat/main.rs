@@ -6,6 +6,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod agent_status;
 mod cancellation;
 mod connections;
 mod errors;
@@ -16,6 +17,7 @@ mod request_ids;
 mod responses;
 mod streaming;
 mod timeout;
+mod typed;
 mod validation;
 
 use std::time::Duration;

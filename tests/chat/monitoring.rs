@@ -111,7 +111,8 @@ async fn status_api_schema_is_pinned() {
             .is_some_and(|apps| apps.values().all(|a| a["status"] == "RUNNING"))
     })
     .await;
-    for addr in [dash, server.local_addr()] {
+    let serving = server.local_addr();
+    for addr in [dash, serving] {
         let r = get(addr, "/api/serve/applications").await;
         assert_eq!(r.status, StatusCode::OK);
         assert_eq!(r.header("content-type"), "application/json");
@@ -122,7 +123,10 @@ async fn status_api_schema_is_pinned() {
             .keys()
             .map(String::as_str)
             .collect();
-        assert_eq!(top, ["applications", "node", "process"]);
+        assert_eq!(top, ["applications", "node", "process", "server"]);
+        let identity = &body["server"];
+        assert_eq!(identity["pid"], std::process::id(), "{identity}");
+        assert_eq!(identity["address"], serving.to_string(), "{identity}");
 
         let apps = body["applications"].as_object().unwrap();
         let mut names: Vec<&str> = apps.keys().map(String::as_str).collect();
@@ -158,6 +162,7 @@ async fn status_api_schema_is_pinned() {
                 "message",
                 "target_replicas",
                 "running_replicas",
+                "pending_replicas",
                 "queued_requests",
                 "replicas_started",
                 "replicas"

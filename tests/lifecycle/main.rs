@@ -13,6 +13,7 @@ mod common;
 mod autoscaling;
 mod constructors;
 mod fixtures;
+mod placement;
 mod replacement;
 mod resources;
 mod sessions;
@@ -42,6 +43,20 @@ fn node() -> Controller {
 /// A node of 4 CPUs, 1 GiB and `gpus` fake GPUs (ids 0, 1, ...).
 fn gpu_node(gpus: u32) -> Controller {
     Controller::new(NodeResources::new(4.0, GIB).with_gpus(gpus))
+}
+
+/// A server on a free port that refuses an application unless every replica fits.
+async fn start_strict(controller: Controller) -> Server {
+    let options = rayai::HttpOptions {
+        host: "127.0.0.1".to_owned(),
+        port: 0,
+        dashboard_port: None,
+        strict_placement: true,
+        ..rayai::HttpOptions::default()
+    };
+    Server::start_with(options, controller)
+        .await
+        .expect("the server starts")
 }
 
 /// The chat path of `agent`.

@@ -11,7 +11,7 @@ use crate::common::{get, post, serve_on, start_on, within};
 use crate::fixtures::{
     CPU_HUNGRY_BUILT, CpuHungry, HalfGpu, WholeGpu, gpus_by_replica, gpus_of, one_gpu_app,
 };
-use crate::{GIB, POLL, chat, error_text, gpu_node, status_of};
+use crate::{GIB, POLL, chat, error_text, gpu_node, start_strict, status_of};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_half_gpu_replicas_share_gpu_0() {
@@ -46,7 +46,8 @@ async fn two_whole_gpu_replicas_get_distinct_gpus() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_whole_gpu_replicas_than_gpus_is_refused_with_the_plan() {
-    let server = start_on(gpu_node(2)).await;
+    // Strict placement: every replica must fit (by default the two that fit start).
+    let server = start_strict(gpu_node(2)).await;
     let three = Deployment::agent::<WholeGpu>().map_config(|c| c.with_num_replicas(3));
     let err = server
         .deploy(App::new().deployment(three), "/")
@@ -61,7 +62,8 @@ async fn more_whole_gpu_replicas_than_gpus_is_refused_with_the_plan() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn infeasible_cpus_are_refused_with_the_plan_and_nothing_starts() {
-    let server = start_on(Controller::new(NodeResources::new(1.0, GIB))).await;
+    // Strict placement: every replica must fit (by default the two that fit start).
+    let server = start_strict(Controller::new(NodeResources::new(1.0, GIB))).await;
     let app = App::new().agent::<CpuHungry>();
 
     let plan = server.controller().plan(&app);

@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use rayai::prelude::*;
 use rayai::stream::BoxStream;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 
 /// `run` returns `{"echo": data}`, or fails with `data.fail`; `run_stream` yields `data.chunks`,
 /// `run_stream_events` yields `data.events` (then fails with `data.fail` if given), waiting
@@ -149,6 +151,129 @@ impl Agent for Blocking {
         let ms = data.get("ms").and_then(Value::as_u64).unwrap_or(0);
         std::thread::sleep(Duration::from_millis(ms));
         Ok(json!({ "blocked_ms": ms }))
+    }
+}
+
+/// Fails with the status `data.status` (default 400) and the detail `data.detail` (default
+/// `"picky says no"`; a string is the message, any other JSON value the detail), with
+/// `Retry-After: data.retry_after` when given. `run_stream` yields `checking`, then fails the
+/// same way (an error frame, whatever the status).
+#[agent(num_cpus = 0.1, memory = "32MB")]
+#[derive(Default)]
+pub struct Picky;
+
+/// The error `data` asks picky for, made with the constructor of its status.
+fn refusal(data: &Value) -> AgentError {
+    let status = data
+        .get("status")
+        .and_then(Value::as_u64)
+        .and_then(|s| u16::try_from(s).ok())
+        .unwrap_or(400);
+    let detail = data
+        .get("detail")
+        .cloned()
+        .unwrap_or_else(|| json!("picky says no"));
+    let message = match &detail {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let error = match status {
+        400 => AgentError::bad_request(message),
+        404 => AgentError::not_found(message),
+        409 => AgentError::conflict(message),
+        422 => AgentError::unprocessable(detail.clone()),
+        429 => AgentError::too_many_requests(message),
+        other => AgentError::new(message)
+            .with_status(StatusCode::from_u16(other).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)),
+    };
+    let error = if detail.is_string() {
+        error
+    } else {
+        error.with_detail(detail)
+    };
+    match data
+        .get("retry_after")
+        .and_then(Value::as_u64)
+        .and_then(|s| u32::try_from(s).ok())
+    {
+        Some(secs) => error.with_retry_after(secs),
+        None => error,
+    }
+}
+
+impl Agent for Picky {
+    async fn run(&self, data: Value) -> Result<Value, AgentError> {
+        Err(refusal(&data))
+    }
+
+    fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
+        Some(
+            try_stream! {
+                yield "checking".to_owned();
+                Err(refusal(&data))?;
+            }
+            .boxed(),
+        )
+    }
+}
+
+/// Who wrote a text, in [`TypedEcho`]'s input and output.
+#[derive(Debug, Clone, Deserialize, Serialize, JsonSchema)]
+pub struct Author {
+    /// The author's name.
+    pub name: String,
+    /// The author's age.
+    pub age: u32,
+}
+
+/// What [`TypedEcho`] takes: a required string, an optional integer, a nested struct, a list.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct TypedEchoInput {
+    /// The text to echo.
+    pub text: String,
+    /// How many times (default 1).
+    pub times: Option<u32>,
+    /// Who wrote it.
+    pub author: Author,
+    /// Labels, echoed in order.
+    pub tags: Vec<String>,
+}
+
+/// What [`TypedEcho`] answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TypedEchoOutput {
+    /// The text `times` times, joined by spaces.
+    pub echo: String,
+    /// The author, as given.
+    pub author: Author,
+    /// The tags, as given.
+    pub tags: Vec<String>,
+}
+
+/// A typed agent: `run` answers `{"echo": <text times times, joined by spaces>, "author": ...,
+/// "tags": [...]}`; `run_stream` yields the text `times` times. A `data` that does not fit
+/// [`TypedEchoInput`] is a 422 listing every field error.
+#[agent(num_cpus = 0.1, memory = "32MB")]
+#[derive(Default)]
+pub struct TypedEcho;
+
+impl TypedAgent for TypedEcho {
+    type Input = TypedEchoInput;
+    type Output = TypedEchoOutput;
+
+    async fn run(&self, input: TypedEchoInput) -> Result<TypedEchoOutput, AgentError> {
+        let times = input.times.unwrap_or(1) as usize;
+        Ok(TypedEchoOutput {
+            echo: vec![input.text.as_str(); times].join(" "),
+            author: input.author,
+            tags: input.tags,
+        })
+    }
+
+    fn run_stream(&self, input: TypedEchoInput) -> Option<TextStream<'_>> {
+        let times = input.times.unwrap_or(1) as usize;
+        let chunks = vec![input.text; times];
+        Some(rayai::stream::iter(chunks.into_iter().map(Ok)).boxed())
     }
 }
 

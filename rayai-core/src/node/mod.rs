@@ -14,6 +14,6 @@ mod plan;
 mod resources;
 pub(crate) mod scheduler;
 
-pub use plan::{Plan, PlanRow};
+pub use plan::{Placement, Plan, PlanRow};
 pub use resources::{Gpu, NodeResources, Resources};
 pub use scheduler::Shortfall;

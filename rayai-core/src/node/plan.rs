@@ -8,6 +8,19 @@ use super::resources::{NodeResources, Resources};
 use super::scheduler::{EPSILON, Scheduler, Shortfall, amount, check_request, short, whole_gpus};
 use crate::memory::format_memory;
 
+/// How an application is placed when not all of its replicas fit on the node now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Placement {
+    /// Start what fits, as Ray Serve does: every deployment's minimum (1 replica, or
+    /// `min_replicas` under autoscaling) must fit; the replicas beyond it that do not fit wait as
+    /// pending and start when resources free up.
+    #[default]
+    StartWhatFits,
+    /// Refuse the application unless every replica it asks for fits now.
+    Strict,
+}
+
 /// One deployment in a [`Plan`]: how many replicas, and what each reserves.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanRow {

@@ -19,7 +19,7 @@ use crate::deployment::Deployment;
 use crate::error::Error;
 use crate::handle::DeploymentHandle;
 use crate::node::scheduler::Scheduler;
-use crate::node::{NodeResources, Plan, PlanRow};
+use crate::node::{NodeResources, Placement, Plan, PlanRow};
 use crate::route::{join_prefix, validate_prefix};
 use crate::status::DeploymentStatus;
 
@@ -130,6 +130,11 @@ impl Controller {
     /// The resource plan of `app` on this node, beside what already runs here except the
     /// deployments `app` replaces (same names).
     pub fn plan(&self, app: &App) -> Plan {
+        self.plan_with(app, DeploymentConfig::initial_replicas)
+    }
+
+    /// The plan of `app` with `replicas` of each deployment, beside the replicas running here.
+    fn plan_with(&self, app: &App, replicas: impl Fn(&DeploymentConfig) -> u32) -> Plan {
         let names: Vec<&str> = app
             .deployments()
             .iter()
@@ -140,12 +145,12 @@ impl Controller {
             .live()
             .iter()
             .filter(|r| !names.contains(&r.config().name()))
-            .map(|r| plan_row(r.config(), r.target_replicas()))
+            .map(|r| plan_row(r.config(), r.running_replicas()))
             .collect();
         rows.extend(
             app.deployments()
                 .iter()
-                .map(|d| plan_row(d.config(), d.config().initial_replicas())),
+                .map(|d| plan_row(d.config(), replicas(d.config()))),
         );
         Plan::new(self.node(), rows)
     }
@@ -163,6 +168,22 @@ impl Controller {
     /// replica that fails to start. Nothing changes on error, except that a version drained to
     /// make room stays drained.
     pub async fn deploy_app(&self, app: App, route_prefix: &str) -> Result<(), Error> {
+        self.deploy_app_with(app, route_prefix, Placement::default())
+            .await
+    }
+
+    /// [`Controller::deploy_app`] with the placement asked for: start what fits (the default),
+    /// or refuse unless every replica fits ([`Placement::Strict`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Controller::deploy_app`]; [`Error::Infeasible`] names the placement.
+    pub async fn deploy_app_with(
+        &self,
+        app: App,
+        route_prefix: &str,
+        placement: Placement,
+    ) -> Result<(), Error> {
         validate_prefix(route_prefix)?;
         app.validate()?;
         let _changing = self.inner.changes.lock().await;
@@ -175,7 +196,7 @@ impl Controller {
         }
         let mut replaced_apps: Vec<String> = planned.iter().map(|r| r.app.clone()).collect();
         replaced_apps.push(app.name().to_owned());
-        let handles = match self.start_app(&app).await {
+        let handles = match self.start_app(&app, placement).await {
             Ok(handles) => handles,
             Err(e) if e.is_infeasible() && self.serves_any(&replaced_apps) => {
                 // The node cannot hold both versions: the old one drains first. Its routes stay
@@ -183,7 +204,7 @@ impl Controller {
                 let old = self.deployments_of(&replaced_apps);
                 let grace = app_grace(&old);
                 futures::future::join_all(old.iter().map(|d| d.shutdown(grace))).await;
-                self.start_app(&app).await?
+                self.start_app(&app, placement).await?
             }
             Err(e) => return Err(e),
         };
@@ -269,12 +290,28 @@ impl Controller {
 
     /// Starts every deployment of `app`, or none: the ingress after the rest, so that its
     /// constructor can take handles to the deployments it composes.
-    async fn start_app(&self, app: &App) -> Result<Vec<DeploymentHandle>, Error> {
+    async fn start_app(
+        &self,
+        app: &App,
+        placement: Placement,
+    ) -> Result<Vec<DeploymentHandle>, Error> {
         let plan = self.plan(app);
         if !plan.fits() {
-            return Err(Error::Infeasible {
-                plan: Box::new(plan),
-            });
+            let required = match placement {
+                Placement::Strict => Some(plan.clone()),
+                _ => Some(self.plan_with(app, DeploymentConfig::min_replicas))
+                    .filter(|minimum| !minimum.fits()),
+            };
+            if let Some(plan) = required {
+                return Err(Error::Infeasible {
+                    plan: Box::new(plan),
+                    placement,
+                });
+            }
+            tracing::warn!(
+                "not every replica fits on this node; starting what fits, the rest waits as \
+                 pending:\n{plan}"
+            );
         }
         let (ingress, rest): (Vec<&Deployment>, Vec<&Deployment>) = app
             .deployments()
@@ -312,13 +349,14 @@ impl Controller {
     /// An invalid configuration, [`Error::NoRoom`] when a replica does not fit on the node, or a
     /// replica whose constructor keeps failing.
     pub async fn deploy(&self, deployment: Deployment) -> Result<DeploymentHandle, Error> {
-        let (config, factory, kind) = deployment.into_parts();
+        let (config, factory, kind, schema) = deployment.into_parts();
         let inner: Arc<Inner> = self.inner.clone();
         let registry: Arc<dyn Registry> = inner;
         let running = Running::start(
             config,
             factory,
             kind,
+            schema,
             self.inner.scheduler.clone(),
             Arc::downgrade(&registry),
         )

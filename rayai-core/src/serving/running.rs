@@ -19,8 +19,10 @@ use crate::context::{Registry, ReplicaContext};
 use crate::error::Error;
 use crate::handle::{AnyBox, Backend};
 use crate::handler::HttpBody;
+use crate::node::Shortfall;
 use crate::node::scheduler::{Reservation, Scheduler};
 use crate::request::RequestContext;
+use crate::schema::AgentSchema;
 use crate::status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 use crate::stream::ReplicaStream;
 use crate::target::Factory;
@@ -45,6 +47,7 @@ pub(crate) struct Running {
     config: DeploymentConfig,
     factory: Factory,
     kind: DeploymentKind,
+    schema: Option<Arc<AgentSchema>>,
     router: Router,
     scheduler: Arc<Mutex<Scheduler>>,
     registry: Weak<dyn Registry>,
@@ -62,6 +65,8 @@ struct State {
     autoscaler: Option<Autoscaler>,
     start_failures: u32,
     retry_at: Option<Instant>,
+    /// Replicas waiting for resources, and why: set while the node cannot hold the target.
+    pending: Option<(u32, String)>,
 }
 
 /// Resources reserved on the node, given back when dropped: on every path (a replica retired or
@@ -91,6 +96,7 @@ impl Running {
         config: DeploymentConfig,
         factory: Factory,
         kind: DeploymentKind,
+        schema: Option<Arc<AgentSchema>>,
         scheduler: Arc<Mutex<Scheduler>>,
         registry: Weak<dyn Registry>,
     ) -> Result<Arc<Running>, Error> {
@@ -110,19 +116,30 @@ impl Running {
                 autoscaler: config.autoscaling().cloned().map(Autoscaler::new),
                 start_failures: 0,
                 retry_at: None,
+                pending: None,
             }),
             config,
             factory,
             kind,
+            schema,
             scheduler,
             registry,
             kick,
             next_replica: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
+        // The minimum must start; the replicas beyond it start now if they fit, else they wait
+        // as pending for the control loop to start them when resources free up.
         let initial = running.config.initial_replicas();
-        let starts = (0..initial).map(|_| running.start_member());
-        let members = match futures::future::try_join_all(starts).await {
+        let minimum = running.config.min_replicas().min(initial);
+        let required = (0..minimum).map(|_| running.start_member());
+        let extra = (minimum..initial).map(|_| running.start_member());
+        let (required, extra) = futures::future::join(
+            futures::future::try_join_all(required),
+            futures::future::join_all(extra),
+        )
+        .await;
+        let mut members = match required {
             Ok(members) => members,
             Err(e) => {
                 lock(&running.state).status = DeploymentState::DeployFailed;
@@ -130,11 +147,29 @@ impl Running {
                 return Err(e);
             }
         };
+        let mut shortfall = None;
+        for started in extra {
+            match started {
+                Ok(member) => members.push(member),
+                Err(Error::NoRoom {
+                    shortfall: short, ..
+                }) => shortfall = Some(short),
+                Err(e) => {
+                    lock(&running.state).status = DeploymentState::DeployFailed;
+                    running.closed.store(true, Ordering::SeqCst);
+                    return Err(e);
+                }
+            }
+        }
         {
             let mut st = lock(&running.state);
             st.members = members;
-            if st.members.len() as u32 == st.target {
-                st.status = DeploymentState::Healthy;
+            match shortfall {
+                Some(short) => running.note_pending(&mut st, &short),
+                None if st.members.len() as u32 == st.target => {
+                    st.status = DeploymentState::Healthy;
+                }
+                None => {}
             }
         }
         running.publish();
@@ -151,9 +186,9 @@ impl Running {
         self.closed.load(Ordering::SeqCst)
     }
 
-    /// Replicas the deployment should have now.
-    pub(crate) fn target_replicas(&self) -> u32 {
-        lock(&self.state).target
+    /// Replicas running now (what the node holds for it).
+    pub(crate) fn running_replicas(&self) -> u32 {
+        lock(&self.state).members.len() as u32
     }
 
     /// Makes the router route to the current members.
@@ -287,6 +322,11 @@ impl Running {
                     self.publish();
                     running += 1;
                 }
+                Err(Error::NoRoom { shortfall, .. }) => {
+                    // Not a failure: the replica waits until resources free up.
+                    self.note_pending(&mut lock(&self.state), &shortfall);
+                    break;
+                }
                 Err(e) => {
                     let mut st = lock(&self.state);
                     st.start_failures += 1;
@@ -319,11 +359,50 @@ impl Running {
             running -= 1;
         }
         let mut st = lock(&self.state);
+        if running >= st.target && st.pending.take().is_some() {
+            st.message.clear();
+            tracing::info!(
+                deployment = %self.config.name(),
+                "all {} replicas of deployment `{}` run",
+                st.target,
+                self.config.name()
+            );
+        }
         if running == st.target && st.start_failures == 0 {
             st.status = DeploymentState::Healthy;
         } else if st.start_failures == 0 {
             st.status = DeploymentState::Updating;
         }
+    }
+
+    /// Records that replicas wait for resources (`shortfall` says what is missing); warns when
+    /// that changes.
+    fn note_pending(&self, st: &mut State, shortfall: &Shortfall) {
+        let pending = st.target.saturating_sub(st.members.len() as u32);
+        if pending == 0 {
+            return;
+        }
+        let message = format!(
+            "{pending} of {} replicas pending: {shortfall}; they start when resources free up \
+             (or lower num_cpus / memory / num_replicas, or declare the node with RAYAI_NUM_CPUS, \
+             RAYAI_MEMORY, RAYAI_NUM_GPUS)",
+            st.target
+        );
+        if st
+            .pending
+            .as_ref()
+            .is_none_or(|(n, m)| *n != pending || *m != message)
+        {
+            tracing::warn!(
+                deployment = %self.config.name(),
+                pending,
+                "deployment `{}`: {message}",
+                self.config.name()
+            );
+        }
+        st.status = DeploymentState::Updating;
+        st.message.clone_from(&message);
+        st.pending = Some((pending, message));
     }
 
     pub(crate) fn status(&self) -> DeploymentStatus {
@@ -334,6 +413,7 @@ impl Running {
             message: st.message.clone(),
             target_replicas: st.target,
             running_replicas: st.members.len() as u32,
+            pending_replicas: st.pending.as_ref().map_or(0, |(n, _)| *n),
             queued_requests: self.router.queued(),
             replicas_started: self.next_replica.load(Ordering::Relaxed),
             replicas: st
@@ -378,6 +458,10 @@ impl Backend for Running {
 
     fn kind(&self) -> DeploymentKind {
         self.kind
+    }
+
+    fn schema(&self) -> Option<&AgentSchema> {
+        self.schema.as_deref()
     }
 
     fn status(&self) -> DeploymentStatus {

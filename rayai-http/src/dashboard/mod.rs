@@ -177,6 +177,7 @@ impl Dashboard {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::monitor::Identity;
 
     #[test]
     fn decodes_query_values() {
@@ -189,8 +190,9 @@ mod tests {
 
     fn dashboard(token: Option<&str>) -> Dashboard {
         let controller = rayai_core::Controller::new(rayai_core::NodeResources::new(1.0, 1 << 30));
+        let address = SocketAddr::from(([127, 0, 0, 1], 8000));
         Dashboard {
-            monitor: Arc::new(Monitor::new(controller)),
+            monitor: Arc::new(Monitor::new(controller, Identity::of_this_process(address))),
             token: token.map(Arc::from),
         }
     }

@@ -391,6 +391,7 @@ mod tests {
             message: String::new(),
             target_replicas: 1,
             running_replicas: 1,
+            pending_replicas: 0,
             queued_requests: 2,
             replicas_started: 1,
             replicas: vec![rayai_core::ReplicaStatus {

@@ -20,9 +20,46 @@ pub(crate) use metrics::{Metrics, RouteMetrics, method_label};
 use series::Series;
 use status::ProcessSampler;
 
+/// Which server this is, as the status API reports it: `rayai status` compares it with the
+/// project it was asked about.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// `RAYAI_PROJECT`, which `rayai serve` sets to the project's directory.
+    project: Option<String>,
+    pid: u32,
+    address: SocketAddr,
+    started_at_s: f64,
+}
+
+impl Identity {
+    /// This process, serving at `address`.
+    pub(crate) fn of_this_process(address: SocketAddr) -> Self {
+        Identity {
+            project: std::env::var("RAYAI_PROJECT")
+                .ok()
+                .filter(|p| !p.is_empty()),
+            pid: std::process::id(),
+            address,
+            started_at_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        }
+    }
+
+    fn to_json(&self) -> serde_json::Value {
+        json!({
+            "project": self.project,
+            "pid": self.pid,
+            "address": self.address.to_string(),
+            "started_at_s": self.started_at_s,
+        })
+    }
+}
+
 /// Metrics, time series and process sampling of one server.
 pub(crate) struct Monitor {
     pub(crate) metrics: Metrics,
+    identity: Identity,
     controller: Controller,
     series: Mutex<Series>,
     process: Mutex<ProcessSampler>,
@@ -34,9 +71,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Monitor {
-    pub(crate) fn new(controller: Controller) -> Self {
+    pub(crate) fn new(controller: Controller, identity: Identity) -> Self {
         Monitor {
             metrics: Metrics::new(),
+            identity,
             controller,
             series: Mutex::default(),
             process: Mutex::default(),
@@ -84,10 +122,11 @@ impl Monitor {
     /// `GET /api/serve/applications`.
     pub(crate) fn applications_response(&self) -> Response<Body> {
         let process = lock(&self.process).sample();
-        error::json_response(
-            StatusCode::OK,
-            &status::applications(&self.controller.snapshot(), &self.controller, process),
-        )
+        let mut body = status::applications(&self.controller.snapshot(), &self.controller, process);
+        if let Some(map) = body.as_object_mut() {
+            map.insert("server".to_owned(), self.identity.to_json());
+        }
+        error::json_response(StatusCode::OK, &body)
     }
 
     /// `GET /api/timeseries`: the last ten minutes, a point a second.
