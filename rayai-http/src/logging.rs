@@ -1,8 +1,8 @@
 //! Logs by default, as Ray Serve always has them: a program that installs no tracing subscriber
 //! of its own gets one when it starts serving. `RUST_LOG` chooses what is logged (`info` unless
 //! set, which includes the access log, one line per request); lines are readable text, or one
-//! JSON object per line with `RAYAI_LOG_FORMAT=json`; and the dashboard's log view is fed. A
-//! program that installs its own subscriber keeps it.
+//! JSON object per line with `RAYAI_LOG_FORMAT=json`, on standard error; and the dashboard's log
+//! view is fed. A program that installs its own subscriber keeps it.
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
@@ -63,10 +63,13 @@ pub(crate) fn init_default() -> bool {
         .with(filter)
         .with(LogLayer::new());
     let installed = match format {
-        Format::Text => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+        Format::Text => registry
+            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .try_init(),
         Format::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
                     .json()
                     .flatten_event(true)
                     .with_current_span(false),
