@@ -35,6 +35,16 @@ pub enum Error {
     /// The TLS settings are incomplete or unreadable.
     #[error("{0}")]
     Tls(TlsProblem),
+    /// An environment variable has a value that means nothing.
+    #[error("{variable}={value:?} is not {expected}")]
+    Env {
+        /// The variable.
+        variable: &'static str,
+        /// Its value.
+        value: String,
+        /// What it should be.
+        expected: &'static str,
+    },
     /// The runtime failed: a deployment that does not fit, a replica that does not start.
     #[error(transparent)]
     Runtime(#[from] rayai_core::Error),

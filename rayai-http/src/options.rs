@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::error::Error;
+
 /// How the HTTP server listens and what it tolerates.
 ///
 /// # Examples
@@ -85,34 +87,59 @@ impl HttpOptions {
     /// how `rayai serve --host --port` reaches a project's `main`), and `RAYAI_DASHBOARD_PORT`
     /// (0 turns the dashboard off), `RAYAI_DASHBOARD_HOST`, `RAYAI_DASHBOARD_TOKEN` and
     /// `RAYAI_STRICT` (`1` refuses what does not fit, see `strict_placement`).
+    ///
+    /// A variable whose value is wrong is ignored with a warning that names it; use
+    /// [`HttpOptions::try_from_env`] to refuse it instead.
     pub fn from_env() -> Self {
+        Self::read_env(|name| std::env::var(name).ok()).unwrap_or_else(|e| {
+            tracing::warn!("{e}; ignoring the environment");
+            HttpOptions::default()
+        })
+    }
+
+    /// [`HttpOptions::from_env`], refusing a variable whose value is wrong.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Env`] naming the variable, its value and what it should be.
+    pub fn try_from_env() -> Result<Self, Error> {
+        Self::read_env(|name| std::env::var(name).ok())
+    }
+
+    /// The options from the variables `lookup` finds.
+    fn read_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Error> {
         let mut opts = HttpOptions::default();
-        if let Ok(host) = std::env::var("RAYAI_HOST") {
+        if let Some(host) = lookup("RAYAI_HOST") {
             opts.host = host;
         }
-        if let Some(port) = std::env::var("RAYAI_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-        {
+        if let Some(port) = var(&lookup, "RAYAI_PORT", "a port number (0 to 65535)")? {
             opts.port = port;
         }
-        if let Some(port) = std::env::var("RAYAI_DASHBOARD_PORT")
-            .ok()
-            .and_then(|p| p.parse::<u16>().ok())
-        {
+        let dashboard = "a port number (0 to 65535; 0 turns the dashboard off)";
+        if let Some(port) = var::<u16>(&lookup, "RAYAI_DASHBOARD_PORT", dashboard)? {
             // As `--dashboard-port`: 0 turns the dashboard off.
             opts.dashboard_port = (port != 0).then_some(port);
         }
-        if let Ok(host) = std::env::var("RAYAI_DASHBOARD_HOST") {
+        if let Some(host) = lookup("RAYAI_DASHBOARD_HOST") {
             opts.dashboard_host = host;
         }
-        if let Ok(token) = std::env::var("RAYAI_DASHBOARD_TOKEN") {
+        if let Some(token) = lookup("RAYAI_DASHBOARD_TOKEN") {
             opts.dashboard_token = Some(token).filter(|t| !t.is_empty());
         }
-        if let Ok(strict) = std::env::var("RAYAI_STRICT") {
-            opts.strict_placement = matches!(strict.trim(), "1" | "true" | "yes");
+        if let Some(strict) = lookup("RAYAI_STRICT") {
+            opts.strict_placement = match strict.trim() {
+                "1" | "true" | "yes" => true,
+                "" | "0" | "false" | "no" => false,
+                _ => {
+                    return Err(Error::Env {
+                        variable: "RAYAI_STRICT",
+                        value: strict,
+                        expected: "1 or 0",
+                    });
+                }
+            };
         }
-        opts
+        Ok(opts)
     }
 
     pub(crate) fn request_timeout(&self) -> Option<Duration> {
@@ -132,6 +159,66 @@ impl HttpOptions {
     }
 }
 
+/// The variable `name` parsed, `None` when unset or blank.
+fn var<T: std::str::FromStr>(
+    lookup: &impl Fn(&str) -> Option<String>,
+    name: &'static str,
+    expected: &'static str,
+) -> Result<Option<T>, Error> {
+    match lookup(name) {
+        None => Ok(None),
+        Some(value) if value.trim().is_empty() => Ok(None),
+        Some(value) => value.trim().parse().map(Some).map_err(|_| Error::Env {
+            variable: name,
+            value,
+            expected,
+        }),
+    }
+}
+
 fn secs(s: f64) -> Option<Duration> {
     (s.is_finite() && s > 0.0).then(|| Duration::from_secs_f64(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |name| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn variables_set_the_options() {
+        let opts = HttpOptions::read_env(env(&[
+            ("RAYAI_PORT", "9000"),
+            ("RAYAI_DASHBOARD_PORT", "0"),
+            ("RAYAI_STRICT", "1"),
+        ]))
+        .unwrap();
+        assert_eq!(opts.port, 9000);
+        assert_eq!(opts.dashboard_port, None);
+        assert!(opts.strict_placement);
+    }
+
+    #[test]
+    fn a_wrong_value_is_one_error_naming_the_variable() {
+        let e = HttpOptions::read_env(env(&[("RAYAI_PORT", "eighty")])).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "RAYAI_PORT=\"eighty\" is not a port number (0 to 65535)"
+        );
+        let e = HttpOptions::read_env(env(&[("RAYAI_DASHBOARD_PORT", "70000")])).unwrap_err();
+        assert!(
+            e.to_string().starts_with("RAYAI_DASHBOARD_PORT=\"70000\""),
+            "{e}"
+        );
+        let e = HttpOptions::read_env(env(&[("RAYAI_STRICT", "maybe")])).unwrap_err();
+        assert!(e.to_string().contains("RAYAI_STRICT"), "{e}");
+        assert!(HttpOptions::read_env(env(&[("RAYAI_PORT", " ")])).is_ok());
+    }
 }

@@ -49,7 +49,7 @@ pub async fn run(app: App, route_prefix: &str) -> Result<(), Error> {
         match current.as_ref() {
             Some(server) => server.clone(),
             None => {
-                let server = Server::start(HttpOptions::from_env()).await?;
+                let server = Server::start(HttpOptions::try_from_env()?).await?;
                 *current = Some(server.clone());
                 let on_signal = server.clone();
                 tokio::spawn(async move {

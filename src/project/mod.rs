@@ -183,7 +183,7 @@ pub fn http_options() -> Result<HttpOptions, ProjectError> {
     if let Some(config) = load_config()? {
         options = config.apply_http(options)?;
     }
-    let from_env = HttpOptions::from_env();
+    let from_env = HttpOptions::try_from_env()?;
     if std::env::var_os("RAYAI_HOST").is_some() {
         options.host = from_env.host;
     }

@@ -15,6 +15,7 @@ mod keep_alive;
 mod layers;
 mod request_ids;
 mod routing;
+mod startup;
 mod status;
 mod timeout;
 mod tls;
