@@ -36,8 +36,48 @@ fn rayai(cwd: &Path, args: &[&str]) -> Command {
         .env_remove("RAYAI_CONFIG")
         .env_remove("RAYAI_AGENTS")
         .env_remove("RAYAI_HOST")
-        .env_remove("RAYAI_PORT");
+        .env_remove("RAYAI_PORT")
+        .env_remove("RAYAI_DASHBOARD_PORT")
+        .env_remove("RAYAI_DASHBOARD_HOST")
+        .env_remove("RAYAI_DASHBOARD_TOKEN")
+        .env_remove("RAYAI_PROJECT")
+        .env_remove("RAYAI_STRICT")
+        .env_remove("RAYAI_NUM_CPUS")
+        .env_remove("RUST_LOG")
+        .env_remove("RAYAI_LOG_FORMAT");
     cmd
+}
+
+/// This workspace: the rayai checkout generated projects depend on by path, so they build offline.
+const WORKSPACE: &str = env!("CARGO_MANIFEST_DIR");
+
+/// Every file and directory under `dir`, relative and sorted (hidden ones too).
+fn listing(dir: &Path) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let path = entry.path();
+            out.push(path.strip_prefix(root).unwrap().display().to_string());
+            if path.is_dir() {
+                walk(root, &path, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
+}
+
+/// A refusal: a non-zero exit and one line, `error: ...`, with each of `needles`.
+#[track_caller]
+fn assert_refused(out: &Output, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{}", text(out));
+    assert_eq!(stderr.lines().count(), 1, "not one line: {stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
 }
 
 fn run(cwd: &Path, args: &[&str]) -> Output {
@@ -96,6 +136,20 @@ fn wait_until_serving(child: &mut Child, port: u16, deadline: Duration) {
     }
 }
 
+/// Kills the process when the test fails before it stops it, so no server outlives the test (nor
+/// holds its output pipe open).
+struct KillOnPanic(u32);
+
+impl Drop for KillOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.0.to_string()])
+                .status();
+        }
+    }
+}
+
 /// Sends SIGTERM and waits for the exit status, killing the child after `grace`.
 fn terminate(child: &mut Child, grace: Duration) -> Option<std::process::ExitStatus> {
     let _ = Command::new("kill")
@@ -138,6 +192,26 @@ fn help_on_every_subcommand_and_version() {
     ] {
         assert!(text(&out).contains(flag), "{flag}: {}", text(&out));
     }
+    let out = run(&dir, &["init", "--help"]);
+    for flag in [
+        "--rayai-version",
+        "--rayai-path",
+        "--rayai-git",
+        "--rayai-rev",
+        "--rayai-branch",
+    ] {
+        assert!(text(&out).contains(flag), "{flag}: {}", text(&out));
+    }
+    let out = run(&dir, &["status", "--help"]);
+    for flag in [
+        "[PROJECT_PATH]",
+        "--address",
+        "--dashboard-port",
+        "--token",
+        "--any-project",
+    ] {
+        assert!(text(&out).contains(flag), "{flag}: {}", text(&out));
+    }
 }
 
 #[test]
@@ -157,17 +231,116 @@ fn status_with_nothing_running_says_so() {
 }
 
 #[test]
-fn init_and_create_agent_refuse_bad_input() {
-    let dir = scratch("refuse");
-    let out = run(&dir, &["init", "1-bad"]);
-    assert!(!out.status.success());
+fn init_writes_the_rayai_dependency_asked_for() {
+    let dir = scratch("deps");
+    let version = env!("CARGO_PKG_VERSION");
+    let out = run(&dir, &["init", "reg"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let line = format!("rayai dependency: rayai = \"{version}\" (crates.io)");
+    assert!(text(&out).contains(&line), "{}", text(&out));
+    let manifest = std::fs::read_to_string(dir.join("reg/Cargo.toml")).unwrap();
     assert!(
-        text(&out).contains("not a valid project name"),
+        manifest.contains(&format!("\nrayai = \"{version}\"\n")),
+        "{manifest}"
+    );
+    assert!(!dir.join("reg/Cargo.lock").exists());
+
+    let out = run(&dir, &["init", "pinned", "--rayai-version", "0.1"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = std::fs::read_to_string(dir.join("pinned/Cargo.toml")).unwrap();
+    assert!(manifest.contains("\nrayai = \"0.1\"\n"), "{manifest}");
+
+    let out = run(&dir, &["init", "local", "--rayai-path", WORKSPACE]);
+    assert!(out.status.success(), "{}", text(&out));
+    let checkout = Path::new(WORKSPACE).canonicalize().unwrap();
+    let dep = format!("rayai = {{ path = {:?} }}", checkout.display().to_string());
+    assert!(
+        text(&out).contains(&format!("rayai dependency: {dep} (a local checkout)")),
         "{}",
         text(&out)
     );
+    let manifest = std::fs::read_to_string(dir.join("local/Cargo.toml")).unwrap();
+    assert!(manifest.contains(&dep), "{manifest}");
+    assert!(dir.join("local/Cargo.lock").is_file());
 
-    assert!(run(&dir, &["init", "app"]).status.success());
+    let url = "https://example.invalid/rayai.git";
+    let out = run(
+        &dir,
+        &["init", "git", "--rayai-git", url, "--rayai-branch", "main"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let manifest = std::fs::read_to_string(dir.join("git/Cargo.toml")).unwrap();
+    assert!(
+        manifest.contains(&format!("rayai = {{ git = \"{url}\", branch = \"main\" }}")),
+        "{manifest}"
+    );
+
+    // The flags exclude each other (clap's usage error, exit code 2).
+    let out = run(
+        &dir,
+        &["init", "x", "--rayai-path", WORKSPACE, "--rayai-git", url],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("cannot be used with"), "{}", text(&out));
+    assert!(!dir.join("x").exists());
+}
+
+#[test]
+fn init_refuses_bad_input_and_leaves_nothing() {
+    let dir = scratch("refuse-init");
+    for bad in ["1-bad", "a.b", "fn", "self", "test", "rayai", "deps"] {
+        let out = run(&dir, &["init", bad]);
+        assert_refused(&out, &[&format!("`{bad}` is not a valid project name: ")]);
+    }
+    let out = run(&dir, &["init", "nested/app"]);
+    assert_refused(&out, &["cannot create nested/app", "does not exist"]);
+    let out = run(&dir, &["init", "."]);
+    assert_refused(&out, &["does not name a new directory"]);
+
+    // --rayai-path must be a checkout of rayai; nothing is written when it is not.
+    let out = run(&dir, &["init", "app", "--rayai-path", "nowhere"]);
+    assert_refused(&out, &["--rayai-path nowhere: no such directory"]);
+    let out = run(&dir, &["init", "app", "--rayai-path", "."]);
+    assert_refused(&out, &["it has no Cargo.toml"]);
+    let core = format!("{WORKSPACE}/rayai-core");
+    let out = run(&dir, &["init", "app", "--rayai-path", &core]);
+    assert_refused(
+        &out,
+        &["the package `rayai-core`, not of the package `rayai`"],
+    );
+    assert_eq!(listing(&dir), Vec::<String>::new());
+
+    // An existing directory or file.
+    std::fs::create_dir(dir.join("taken")).unwrap();
+    std::fs::write(dir.join("taken/notes.txt"), "mine").unwrap();
+    std::fs::write(dir.join("file"), "mine").unwrap();
+    let before = listing(&dir);
+    let out = run(&dir, &["init", "taken"]);
+    assert_refused(&out, &["`taken` already exists and is not empty"]);
+    let out = run(&dir, &["init", "file"]);
+    assert_refused(&out, &["`file` already exists and is not a directory"]);
+    assert_eq!(listing(&dir), before);
+
+    // An empty directory is filled.
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    let out = run(&dir, &["init", "empty"]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(dir.join("empty/agents/echo.rs").is_file());
+    let out = run(&dir, &["init", "empty"]);
+    assert_refused(&out, &["already exists"]);
+    // No staging directory is left next to the projects.
+    assert!(
+        listing(&dir).iter().all(|p| !p.starts_with('.')),
+        "{:?}",
+        listing(&dir)
+    );
+}
+
+#[test]
+fn create_agent_refuses_bad_input_and_leaves_nothing() {
+    let dir = scratch("refuse-agent");
+    let out = run(&dir, &["init", "app"]);
+    assert!(out.status.success(), "{}", text(&out));
     let app = dir.join("app");
     for file in [
         "Cargo.toml",
@@ -180,33 +353,66 @@ fn init_and_create_agent_refuse_bad_input() {
     ] {
         assert!(app.join(file).is_file(), "{file} missing");
     }
-    let out = run(&dir, &["init", "app"]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("already exists"), "{}", text(&out));
+    // Small reservations, so a handful of agents fit on a small machine.
+    let echo = std::fs::read_to_string(app.join("agents/echo.rs")).unwrap();
+    assert!(
+        echo.contains("#[agent(num_cpus = 0.25, memory = \"256MB\")]"),
+        "{echo}"
+    );
 
-    for bad in ["web-search", "1st", "fn", "a b"] {
+    std::fs::write(app.join("agents/web-search.rs"), "").unwrap();
+    let before = listing(&app);
+    for bad in ["web-search", "1st", "fn", "a b", "main", "rayai"] {
         let out = run(&app, &["create-agent", bad]);
-        assert!(!out.status.success(), "{bad}");
-        assert!(
-            text(&out).contains("not a valid agent name"),
-            "{bad}: {}",
-            text(&out)
-        );
+        assert_refused(&out, &[&format!("`{bad}` is not a valid agent name: ")]);
     }
     let out = run(&app, &["create-agent", "echo"]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("already exists"), "{}", text(&out));
+    assert_refused(&out, &["agent `echo` already exists", "agents/echo.rs"]);
+    // Its module would be `web_search` too.
+    let out = run(&app, &["create-agent", "web_search"]);
+    assert_refused(
+        &out,
+        &["agent `web_search` already exists", "web-search.rs"],
+    );
+    assert_eq!(listing(&app), before);
+
     let out = run(&dir, &["create-agent", "x"]);
-    assert!(!out.status.success());
-    assert!(text(&out).contains("not a project"), "{}", text(&out));
+    assert_refused(&out, &["is not a project (no Cargo.toml)"]);
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"other\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let out = run(&dir, &["create-agent", "x"]);
+    assert_refused(&out, &["is not a rayai project"]);
+    assert!(!dir.join("agents").exists());
+
+    let out = run(
+        &dir,
+        &["create-agent", "--project", "app", "writer", "--stream"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let writer = std::fs::read_to_string(app.join("agents/writer.rs")).unwrap();
+    assert!(writer.contains("num_cpus = 0.25"), "{writer}");
+    assert!(writer.contains("pub struct Writer;"), "{writer}");
+    assert!(
+        listing(&app.join("agents"))
+            .iter()
+            .all(|p| !p.starts_with('.')),
+        "{:?}",
+        listing(&app)
+    );
 }
 
 #[test]
 fn project_end_to_end() {
     let dir = scratch("e2e");
-    let out = run(&dir, &["init", "demo"]);
+    let out = run(&dir, &["init", "demo", "--rayai-path", WORKSPACE]);
     assert!(out.status.success(), "{}", text(&out));
     let project = dir.join("demo");
+    // Another project, never built: `status` refuses to show demo's server as its own.
+    let out = run(&dir, &["init", "other", "--rayai-path", WORKSPACE]);
+    assert!(out.status.success(), "{}", text(&out));
     let out = run(&project, &["create-agent", "writer", "--stream"]);
     assert!(out.status.success(), "{}", text(&out));
     assert!(project.join("agents/writer.rs").is_file());
@@ -284,9 +490,17 @@ fn project_end_to_end() {
         ],
     )
     .stdout(Stdio::piped())
-    .stderr(Stdio::inherit())
+    .stderr(Stdio::piped())
     .spawn()
     .unwrap();
+    let _guard = KillOnPanic(child.id());
+    // The server's log, read as it comes so that the pipe never fills.
+    let mut stderr = child.stderr.take().unwrap();
+    let logged = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
     wait_until_serving(&mut child, port, Duration::from_secs(300));
     let (status, body) = http(
         port,
@@ -297,14 +511,8 @@ fn project_end_to_end() {
     .unwrap();
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("You said: Hello!"), "{body}");
-    let out = run(
-        &dir,
-        &[
-            "status",
-            "--address",
-            &format!("http://127.0.0.1:{dashboard}"),
-        ],
-    );
+    let dashboard_url = format!("http://127.0.0.1:{dashboard}");
+    let out = run(&dir, &["status", "--address", &dashboard_url]);
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
     assert!(shown.contains("DEPLOYMENT"), "{shown}");
@@ -313,6 +521,36 @@ fn project_end_to_end() {
             .lines()
             .any(|l| l.contains("echo#0") && l.contains("RUNNING")),
         "{shown}"
+    );
+    // The server says which it is; `rayai serve` told it its project (and, on Unix, became it).
+    let canonical = project.canonicalize().unwrap();
+    let server_line = format!(
+        "server: http://127.0.0.1:{port} (pid {}, project {})",
+        child.id(),
+        canonical.display()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).lines().next(),
+        Some(server_line.as_str()),
+        "{shown}"
+    );
+    // Run in the project (found from the current directory), by its dashboard port.
+    let out = run(
+        &project,
+        &["status", "--dashboard-port", &dashboard.to_string()],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).starts_with(&server_line), "{}", text(&out));
+    // Run for another project: refused, naming both.
+    let out = run(&dir, &["status", "other", "--address", &dashboard_url]);
+    let other = dir.join("other").canonicalize().unwrap();
+    assert_refused(
+        &out,
+        &[&format!(
+            "the server at {dashboard_url} serves project {}, not {}: ",
+            canonical.display(),
+            other.display()
+        )],
     );
     let exit = terminate(&mut child, Duration::from_secs(30));
     let mut printed = String::new();
@@ -332,6 +570,46 @@ fn project_end_to_end() {
         )),
         "{printed}"
     );
+
+    // The project logs each request at info with no code change of its own.
+    let logged = logged.join().unwrap();
+    assert!(
+        logged
+            .lines()
+            .any(|l| l.contains("INFO") && l.contains("POST /agents/echo 200")),
+        "no access-log line in:\n{logged}"
+    );
+
+    // Placement: on a machine of half a CPU, echo's two replicas and writer's one (a quarter
+    // CPU each) do not all fit. By default what fits starts; --strict refuses, with the plan and
+    // the ways out.
+    std::fs::write(
+        &config,
+        format!("{original}\n[agents.echo]\nnum_replicas = 2\n"),
+    )
+    .unwrap();
+    let strict = rayai(
+        &dir,
+        &[
+            "serve",
+            "demo",
+            "--debug",
+            "--strict",
+            "--port",
+            &free_port().to_string(),
+            "--dashboard-port",
+            "0",
+        ],
+    )
+    .env("RAYAI_NUM_CPUS", "0.5")
+    .output()
+    .unwrap();
+    assert!(!strict.status.success(), "{}", text(&strict));
+    let refused = text(&strict);
+    assert!(refused.contains("Resource Planning"), "{refused}");
+    assert!(refused.contains("RAYAI_NUM_CPUS"), "{refused}");
+    assert!(refused.contains("--strict"), "{refused}");
+    std::fs::write(&config, &original).unwrap();
 
     // A build error: cargo's message, and a non-zero exit.
     std::fs::write(project.join("agents/broken.rs"), "fn broken( {\n").unwrap();

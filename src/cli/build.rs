@@ -95,6 +95,8 @@ impl Project {
         if std::env::var_os("RAYAI_CONFIG").is_none() && config.is_file() {
             cmd.env("RAYAI_CONFIG", config);
         }
+        // Which project this is, for the server to report (`rayai status` compares it).
+        cmd.env("RAYAI_PROJECT", &self.dir);
         cmd.envs(env);
         cmd
     }

@@ -3,6 +3,7 @@
 
 mod build;
 mod init;
+mod manifest;
 mod status;
 
 use std::path::PathBuf;
@@ -28,7 +29,7 @@ enum Command {
     Serve(ServeArgs),
     /// Show the CPUs, GPUs and memory a project's agents reserve, against this machine.
     Plan(PlanArgs),
-    /// Show a running server's deployments and replicas.
+    /// Show a running server's deployments and replicas, and which project it serves.
     Status(status::StatusArgs),
 }
 
@@ -59,6 +60,10 @@ struct ServeArgs {
     /// Port of the dashboard and status API [default: 8265]; 0 turns it off.
     #[arg(long)]
     dashboard_port: Option<u16>,
+    /// Refuse to start unless every replica fits on this machine now (by default what fits
+    /// starts and the rest waits as pending).
+    #[arg(long)]
+    strict: bool,
 }
 
 #[derive(Debug, Args)]
@@ -107,6 +112,9 @@ fn serve(args: ServeArgs) -> CliResult {
     }
     if let Some(port) = args.dashboard_port {
         env.push(("RAYAI_DASHBOARD_PORT".into(), port.to_string()));
+    }
+    if args.strict {
+        env.push(("RAYAI_STRICT".into(), "1".to_owned()));
     }
     project.exec(&exe, env)
 }

@@ -1,8 +1,10 @@
 //! `rayai status`: a running server's deployments and replicas, from its status API
-//! (`GET /api/serve/applications` on the dashboard port).
+//! (`GET /api/serve/applications` on the dashboard port), after the server it is (its `server`
+//! field), refused when that server serves another project than the one `status` runs for.
 
 use std::error::Error;
 use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -17,36 +19,230 @@ use serde_json::Value;
 use tokio::net::TcpStream;
 
 use super::CliResult;
+use super::build::load_dotenv;
+use super::manifest;
 
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    /// The server's dashboard address.
-    #[arg(long, default_value = "http://127.0.0.1:8265")]
-    address: String,
-    /// The dashboard's bearer token, if it asks for one [default: $RAYAI_DASHBOARD_TOKEN].
+    /// The project whose server to show [default: the current directory, when it is a rayai
+    /// project]. A server that serves another project is refused.
+    project_path: Option<PathBuf>,
+    /// The server's dashboard address [default: http://127.0.0.1:PORT, PORT being the project's
+    /// dashboard port (RAYAI_DASHBOARD_PORT, its .env, its rayai.toml) or 8265].
+    #[arg(long, value_name = "URL")]
+    address: Option<String>,
+    /// The server's dashboard port on this machine, as given to `rayai serve --dashboard-port`.
+    #[arg(long, value_name = "PORT", conflicts_with = "address")]
+    dashboard_port: Option<u16>,
+    /// The dashboard's bearer token, if it asks for one [default: $RAYAI_DASHBOARD_TOKEN, or the
+    /// project's .env].
     #[arg(long)]
     token: Option<String>,
+    /// Show the server whatever it serves, without comparing its project with this directory.
+    #[arg(long, conflicts_with = "project_path")]
+    any_project: bool,
 }
 
 /// How long to wait for a TCP connection, to each of the address's IPs.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait for the whole answer once connected.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// The dashboard's port when nothing says otherwise (as the server's own default).
+const DEFAULT_DASHBOARD_PORT: u16 = 8265;
 
 pub(crate) fn status(args: &StatusArgs) -> CliResult {
-    let address = args.address.trim_end_matches('/');
+    let project = this_project(args)?;
+    let address = match (&args.address, args.dashboard_port) {
+        (Some(address), _) => address.trim_end_matches('/').to_owned(),
+        (None, Some(port)) => format!("http://127.0.0.1:{port}"),
+        (None, None) => default_address(project.as_deref())?,
+    };
     let token = args
         .token
         .clone()
-        .or_else(|| std::env::var("RAYAI_DASHBOARD_TOKEN").ok())
+        .or_else(|| setting(project.as_deref(), "RAYAI_DASHBOARD_TOKEN"))
         .filter(|t| !t.is_empty());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start tokio: {e}"))?;
-    let json = runtime.block_on(applications(address, token.as_deref()))?;
-    print!("{}", render(&json));
+    let json = runtime.block_on(applications(&address, token.as_deref()))?;
+    let report = report(&json, project.as_deref(), &address)?;
+    if let Some(warning) = &report.warning {
+        eprintln!("warning: {warning}");
+    }
+    print!("{}", report.text);
     Ok(ExitCode::SUCCESS)
+}
+
+/// The project `status` runs for, absolute: the one named, or the current directory when it is a
+/// rayai project; none with `--any-project`.
+fn this_project(args: &StatusArgs) -> Result<Option<PathBuf>, String> {
+    if let Some(path) = &args.project_path {
+        let dir = path
+            .canonicalize()
+            .map_err(|e| format!("cannot open the project {}: {e}", path.display()))?;
+        if !manifest::is_rayai_project(&dir) {
+            return Err(format!(
+                "{} is not a rayai project (a Cargo.toml that depends on rayai, and agents/); \
+                 leave the path out to show whichever server answers",
+                dir.display()
+            ));
+        }
+        return Ok(Some(dir));
+    }
+    if args.any_project {
+        return Ok(None);
+    }
+    Ok(std::env::current_dir()
+        .ok()
+        .and_then(|dir| dir.canonicalize().ok())
+        .filter(|dir| manifest::is_rayai_project(dir)))
+}
+
+/// A `RAYAI_*` setting as the project's server sees it when `rayai serve` starts it: from the
+/// environment, else from the project's `.env`.
+fn setting(project: Option<&Path>, key: &str) -> Option<String> {
+    std::env::var(key).ok().or_else(|| {
+        load_dotenv(&project?.join(".env"))
+            .into_iter()
+            .rev()
+            .find_map(|(k, v)| (k == key).then_some(v))
+    })
+}
+
+/// The dashboard of the project's server, as it configures it (`RAYAI_DASHBOARD_HOST` and
+/// `RAYAI_DASHBOARD_PORT`, then `rayai.toml`'s `[http] dashboard_port`), else the default one.
+fn default_address(project: Option<&Path>) -> Result<String, String> {
+    let port = setting(project, "RAYAI_DASHBOARD_PORT")
+        .and_then(|p| p.trim().parse::<u16>().ok())
+        .or_else(|| {
+            let config = std::fs::read_to_string(project?.join("rayai.toml")).ok()?;
+            let config: toml::Table = config.parse().ok()?;
+            let port = config.get("http")?.get("dashboard_port")?.as_integer()?;
+            u16::try_from(port).ok()
+        });
+    if let (Some(project), Some(0)) = (project, port) {
+        return Err(format!(
+            "the dashboard of {} is turned off (its dashboard port is 0); serve it with \
+             `rayai serve --dashboard-port PORT` and pass the same --dashboard-port here",
+            project.display()
+        ));
+    }
+    let host = setting(project, "RAYAI_DASHBOARD_HOST")
+        .filter(|h| !h.is_empty() && !matches!(h.as_str(), "0.0.0.0" | "::" | "[::]"))
+        .map_or_else(
+            || "127.0.0.1".to_owned(),
+            |h| {
+                if h.contains(':') && !h.starts_with('[') {
+                    format!("[{h}]")
+                } else {
+                    h
+                }
+            },
+        );
+    Ok(format!(
+        "http://{host}:{}",
+        port.unwrap_or(DEFAULT_DASHBOARD_PORT)
+    ))
+}
+
+/// Which server answered, from the status API's `server` field.
+#[derive(Debug, Clone, PartialEq)]
+enum Identity {
+    /// No `server` field: a server older than this command.
+    Unknown,
+    /// The server's own account.
+    Known {
+        /// The project directory `rayai serve` gave it (`RAYAI_PROJECT`); none when it was not
+        /// started by `rayai serve`.
+        project: Option<String>,
+        pid: Option<u64>,
+        /// Where it serves (`host:port`).
+        address: Option<String>,
+    },
+}
+
+impl Identity {
+    fn of(json: &Value) -> Self {
+        let server = &json["server"];
+        if !server.is_object() {
+            return Identity::Unknown;
+        }
+        Identity::Known {
+            project: server["project"].as_str().map(str::to_owned),
+            pid: server["pid"].as_u64(),
+            address: server["address"].as_str().map(str::to_owned),
+        }
+    }
+}
+
+/// What `status` prints: its output and a warning for stderr.
+#[derive(Debug)]
+struct Report {
+    text: String,
+    warning: Option<String>,
+}
+
+/// The `server: ...` line, then the tables; or the refusal when the server at `dashboard` serves
+/// another project than `this` (the project `status` runs for, absolute, if any).
+fn report(json: &Value, this: Option<&Path>, dashboard: &str) -> Result<Report, String> {
+    let identity = Identity::of(json);
+    let mut text = String::new();
+    let mut warning = None;
+    match &identity {
+        Identity::Unknown => {
+            warning = Some(format!(
+                "the server at {dashboard} does not say which project it serves (a rayai older \
+                 than this command){}",
+                this.map_or_else(String::new, |p| format!("; it may not be {}", p.display()))
+            ));
+        }
+        Identity::Known {
+            project,
+            pid,
+            address,
+        } => {
+            if let Some(this) = this
+                && !same_project(project.as_deref(), this)
+            {
+                let what = match project {
+                    Some(other) => format!("project {other}"),
+                    None => {
+                        "a program not started by `rayai serve` (it names no project)".to_owned()
+                    }
+                };
+                return Err(format!(
+                    "the server at {dashboard} serves {what}, not {}: point at this project's \
+                     server with --dashboard-port PORT or --address URL (if it is not running, \
+                     start it on free ports: `rayai serve --port 8001 --dashboard-port 8266`), \
+                     or pass --any-project to show that server anyway",
+                    this.display()
+                ));
+            }
+            let unknown = || "-".to_owned();
+            text += &format!(
+                "server: http://{} (pid {}, {})\n",
+                address.clone().unwrap_or_else(unknown),
+                pid.map_or_else(unknown, |p| p.to_string()),
+                match project {
+                    Some(p) => format!("project {p}"),
+                    None => "no project: not started by `rayai serve`".to_owned(),
+                }
+            );
+        }
+    }
+    text += &render(json);
+    Ok(Report { text, warning })
+}
+
+/// Whether the server's project is `this` (absolute): the same path, or one that resolves to it.
+fn same_project(server: Option<&str>, this: &Path) -> bool {
+    let Some(server) = server else {
+        return false;
+    };
+    let server = Path::new(server);
+    server == this || server.canonicalize().is_ok_and(|s| s == this)
 }
 
 /// `GET {address}/api/serve/applications`, as JSON.
@@ -94,6 +290,7 @@ fn render(json: &Value) -> String {
         "DEPLOYMENT",
         "STATUS",
         "REPLICAS",
+        "PENDING",
         "QUEUED",
         "MESSAGE",
     ])];
@@ -116,6 +313,10 @@ fn render(json: &Value) -> String {
                 name.clone(),
                 s(&d["status"]),
                 format!("{}/{}", s(&d["running_replicas"]), s(&d["target_replicas"])),
+                match d["pending_replicas"].as_u64() {
+                    Some(n) if n > 0 => n.to_string(),
+                    _ => "-".to_owned(),
+                },
                 s(&d["queued_requests"]),
                 s(&d["message"]),
             ]);
@@ -241,7 +442,7 @@ async fn get(
         (None, Some(e)) if e.kind() == ErrorKind::ConnectionRefused => {
             return Err(format!(
                 "nothing is running at {address} (connection refused); start a server with \
-                 `rayai serve`, or pass its dashboard address with --address"
+                 `rayai serve`, or pass its dashboard with --dashboard-port PORT or --address URL"
             ));
         }
         (None, Some(e)) => return Err(format!("cannot connect to {address}: {e}")),
@@ -324,6 +525,21 @@ mod tests {
             render(&serde_json::json!({"applications": {}})),
             "No applications are running.\n"
         );
+    }
+
+    #[test]
+    fn pending_replicas_are_shown_with_their_reason() {
+        let json = serde_json::json!({"applications": {"seed": {"name": "seed", "route_prefix": "/agents/seed",
+            "status": "DEPLOYING", "deployments": {"seed": {"name": "seed", "status": "UPDATING",
+            "message": "2 of 4 replicas pending: needs 1 CPU but 0 of 2 are free",
+            "target_replicas": 4, "running_replicas": 2, "pending_replicas": 2, "queued_requests": 0,
+            "replicas_started": 2, "replicas": []}}}}});
+        let out = render(&json);
+        let header = out.lines().next().unwrap();
+        assert!(header.contains("PENDING"), "{out}");
+        let line = out.lines().find(|l| l.starts_with("seed")).unwrap();
+        assert!(line.contains("2/4"), "{out}");
+        assert!(line.contains("2 of 4 replicas pending"), "{out}");
     }
 
     /// Serves one connection on 127.0.0.1:0 with hyper, answering `status` and `body` (JSON);
@@ -479,10 +695,210 @@ mod tests {
             l.local_addr().unwrap().port()
         };
         let args = StatusArgs {
-            address: format!("http://127.0.0.1:{port}/"),
+            project_path: None,
+            address: Some(format!("http://127.0.0.1:{port}/")),
+            dashboard_port: None,
             token: None,
+            any_project: true,
         };
         let err = status(&args).unwrap_err();
         assert!(err.contains("nothing is running"), "{err}");
+    }
+
+    fn with_server(project: Value) -> Value {
+        serde_json::json!({"server": {"project": project, "pid": 4242, "address": "127.0.0.1:8000",
+            "started_at_s": 1700000000.5}, "applications": {}})
+    }
+
+    #[test]
+    fn names_the_server_first() {
+        let this = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .canonicalize()
+            .unwrap();
+        let shown = this.display().to_string();
+        let json = with_server(Value::String(shown.clone()));
+        for project in [None, Some(this.as_path())] {
+            let got = report(&json, project, "http://127.0.0.1:8265").unwrap();
+            assert_eq!(
+                got.text,
+                format!(
+                    "server: http://127.0.0.1:8000 (pid 4242, project {shown})\n\
+                     No applications are running.\n"
+                )
+            );
+            assert_eq!(got.warning, None);
+        }
+        // Not run for a project: any server is shown, and says what it is.
+        let got = report(&with_server(Value::Null), None, "http://x").unwrap();
+        assert!(
+            got.text.starts_with(
+                "server: http://127.0.0.1:8000 (pid 4242, no project: not started by `rayai serve`)\n"
+            ),
+            "{}",
+            got.text
+        );
+        let got = report(&serde_json::json!({"server": {}}), None, "http://x").unwrap();
+        assert!(
+            got.text.starts_with("server: http://- (pid -, no project"),
+            "{}",
+            got.text
+        );
+    }
+
+    #[test]
+    fn refuses_another_projects_server() {
+        let this = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .canonicalize()
+            .unwrap();
+        let json = with_server(Value::String("/elsewhere/other".into()));
+        let err = report(&json, Some(&this), "http://127.0.0.1:8265").unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "the server at http://127.0.0.1:8265 serves project /elsewhere/other, not {}: ",
+                this.display()
+            )),
+            "{err}"
+        );
+        assert!(
+            err.contains("--dashboard-port PORT or --address URL") && err.contains("--any-project"),
+            "{err}"
+        );
+        let err = report(
+            &with_server(Value::Null),
+            Some(&this),
+            "http://127.0.0.1:8265",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "the server at http://127.0.0.1:8265 serves a program not started by `rayai serve` \
+                 (it names no project), not {}: ",
+                this.display()
+            )),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn compares_projects_by_where_they_resolve() {
+        let this = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .canonicalize()
+            .unwrap();
+        let via_dotdot = format!("{}/src/..", this.display());
+        assert!(same_project(Some(&via_dotdot), &this));
+        assert!(same_project(Some(&this.display().to_string()), &this));
+        assert!(!same_project(
+            Some(&format!("{}/src", this.display())),
+            &this
+        ));
+        assert!(!same_project(Some("/no/such/project"), &this));
+        assert!(!same_project(None, &this));
+    }
+
+    #[test]
+    fn an_older_server_is_shown_with_a_warning() {
+        let json = serde_json::json!({"applications": {}});
+        let got = report(&json, None, "http://127.0.0.1:8265").unwrap();
+        assert_eq!(got.text, "No applications are running.\n");
+        let warning = got.warning.unwrap();
+        assert!(
+            warning.starts_with("the server at http://127.0.0.1:8265 does not say which project"),
+            "{warning}"
+        );
+        let this = Path::new("/my/project");
+        let warning = report(&json, Some(this), "http://d").unwrap().warning;
+        assert!(
+            warning
+                .as_deref()
+                .is_some_and(|w| w.ends_with("; it may not be /my/project")),
+            "{warning:?}"
+        );
+    }
+
+    /// A rayai project of two files in a fresh temporary directory: a Cargo.toml that depends on
+    /// rayai, and `agents/`, plus `files`.
+    fn project_dir(name: &str, files: &[(&str, &str)]) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("rayai-status-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("agents")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"p\"\n[dependencies]\nrayai = \"0.1\"\n",
+        )
+        .unwrap();
+        for (path, text) in files {
+            std::fs::write(dir.join(path), text).unwrap();
+        }
+        dir.canonicalize().unwrap()
+    }
+
+    #[test]
+    fn reads_the_projects_dashboard_port() {
+        if std::env::var_os("RAYAI_DASHBOARD_PORT").is_some()
+            || std::env::var_os("RAYAI_DASHBOARD_HOST").is_some()
+        {
+            return;
+        }
+        assert_eq!(default_address(None).unwrap(), "http://127.0.0.1:8265");
+        let dir = project_dir("toml", &[("rayai.toml", "[http]\ndashboard_port = 9001\n")]);
+        assert_eq!(
+            default_address(Some(&dir)).unwrap(),
+            "http://127.0.0.1:9001"
+        );
+        let dir = project_dir(
+            "dotenv",
+            &[
+                ("rayai.toml", "[http]\ndashboard_port = 9001\n"),
+                (
+                    ".env",
+                    "RAYAI_DASHBOARD_PORT=9002\nRAYAI_DASHBOARD_HOST=0.0.0.0\n",
+                ),
+            ],
+        );
+        assert_eq!(
+            default_address(Some(&dir)).unwrap(),
+            "http://127.0.0.1:9002"
+        );
+        let dir = project_dir("off", &[(".env", "RAYAI_DASHBOARD_PORT=0\n")]);
+        let err = default_address(Some(&dir)).unwrap_err();
+        assert!(err.contains("is turned off"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn status_refuses_a_server_of_another_project_over_http() {
+        let dir = project_dir("http", &[]);
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (address, _) = runtime.block_on(serve_once(
+            200,
+            r#"{"server": {"project": "/elsewhere", "pid": 1, "address": "127.0.0.1:8000",
+                "started_at_s": 0}, "applications": {}}"#,
+        ));
+        let args = StatusArgs {
+            project_path: Some(dir.clone()),
+            address: Some(address.clone()),
+            dashboard_port: None,
+            token: None,
+            any_project: false,
+        };
+        let err = status(&args).unwrap_err();
+        assert!(
+            err.starts_with(&format!(
+                "the server at {address} serves project /elsewhere, not {}",
+                dir.display()
+            )),
+            "{err}"
+        );
+        let err = status(&StatusArgs {
+            project_path: Some(dir.join("agents")),
+            ..args
+        })
+        .unwrap_err();
+        assert!(err.contains("is not a rayai project"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

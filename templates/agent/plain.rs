@@ -3,7 +3,11 @@
 use rayai::prelude::*;
 
 /// Built once per replica; keep clients and loaded models here.
-#[agent(num_cpus = 1, memory = "512MB")]
+// `num_cpus` and `memory` are reservations, not limits: `rayai serve` places each replica against
+// this machine's CPUs and memory, and does not start what does not fit. These small values let a
+// handful of agents share a laptop; raise them for an agent that computes (`num_cpus = 2`), here
+// or without rebuilding in rayai.toml (`[agents.{{name}}]`). `rayai plan` shows the totals.
+#[agent(num_cpus = 0.25, memory = "256MB")]
 #[derive(Default)]
 pub struct {{Struct}} {
     calls: AtomicU64,
