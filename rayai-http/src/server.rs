@@ -226,16 +226,7 @@ impl Server {
     /// A snapshot of every deployment of the applications served, by name.
     pub fn status(&self) -> Vec<DeploymentStatus> {
         let snapshot = self.controller().snapshot();
-        let mut all: Vec<DeploymentStatus> = Vec::new();
-        for app in snapshot.applications() {
-            for d in app.deployments() {
-                if !all.iter().any(|s| s.name == d.name()) {
-                    all.push(d.status());
-                }
-            }
-        }
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
+        snapshot.deployments().into_iter().map(|d| d.status()).collect()
     }
 
     /// The controller that places this server's replicas and owns its applications.

@@ -175,6 +175,18 @@ impl Snapshot {
         self.apps.get(name)
     }
 
+    /// Every deployment of the applications, each once, by name.
+    pub fn deployments(&self) -> Vec<&DeploymentHandle> {
+        let mut all: Vec<&DeploymentHandle> = Vec::new();
+        for handle in self.apps.values().flat_map(|a| a.deployments.iter()) {
+            if !all.iter().any(|d| d.name() == handle.name()) {
+                all.push(handle);
+            }
+        }
+        all.sort_by(|a, b| a.name().cmp(b.name()));
+        all
+    }
+
     /// The running deployment `name` among the applications'.
     pub fn deployment(&self, name: &str) -> Option<&DeploymentHandle> {
         self.apps

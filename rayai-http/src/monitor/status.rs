@@ -66,16 +66,7 @@ pub(crate) fn applications(
 
 /// Every deployment of the snapshot's applications, each once, by name.
 pub(crate) fn deployments(snapshot: &Snapshot) -> Vec<DeploymentStatus> {
-    let mut all: Vec<DeploymentStatus> = Vec::new();
-    for app in snapshot.applications() {
-        for d in app.deployments() {
-            if !all.iter().any(|s| s.name == d.name()) {
-                all.push(d.status());
-            }
-        }
-    }
-    all.sort_by(|a, b| a.name.cmp(&b.name));
-    all
+    snapshot.deployments().into_iter().map(|d| d.status()).collect()
 }
 
 /// The node's resources and what the replicas hold of them.
