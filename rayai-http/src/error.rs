@@ -150,6 +150,17 @@ pub(crate) fn text(status: StatusCode, message: impl Into<bytes::Bytes>) -> Resp
     resp
 }
 
+/// A `307 Temporary Redirect` to `location` (FastAPI's answer for a path with a trailing slash
+/// its route does not have): the client repeats the same request there.
+pub(crate) fn redirect(location: &str) -> Response<Body> {
+    let mut resp = Response::new(Body::full(bytes::Bytes::new()));
+    *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
+    if let Ok(value) = HeaderValue::from_str(location) {
+        resp.headers_mut().insert(header::LOCATION, value);
+    }
+    resp
+}
+
 /// The proxy's 404 for a path no application serves.
 pub(crate) fn no_route(path: &str) -> Response<Body> {
     text(

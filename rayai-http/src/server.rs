@@ -226,7 +226,11 @@ impl Server {
     /// A snapshot of every deployment of the applications served, by name.
     pub fn status(&self) -> Vec<DeploymentStatus> {
         let snapshot = self.controller().snapshot();
-        snapshot.deployments().into_iter().map(|d| d.status()).collect()
+        snapshot
+            .deployments()
+            .into_iter()
+            .map(|d| d.status())
+            .collect()
     }
 
     /// The controller that places this server's replicas and owns its applications.

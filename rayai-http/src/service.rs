@@ -77,25 +77,23 @@ fn declared_length<B>(req: &Request<B>) -> Option<u64> {
         .ok()
 }
 
-/// The timeout of this request: `x-request-timeout-seconds` when given, else the server's.
-#[allow(clippy::result_large_err)]
-fn request_timeout<B>(
-    req: &Request<B>,
-    options: &HttpOptions,
-) -> Result<Option<f64>, Response<Body>> {
-    match req.headers().get("x-request-timeout-seconds") {
-        None => Ok(options.request_timeout().map(|t| t.as_secs_f64())),
-        Some(value) => match value
-            .to_str()
-            .ok()
-            .and_then(|v| v.trim().parse::<f64>().ok())
-        {
-            Some(secs) if secs.is_finite() && secs > 0.0 && secs < 1e9 => Ok(Some(secs)),
-            _ => Err(error::detail(
-                StatusCode::BAD_REQUEST,
-                "x-request-timeout-seconds must be a positive number of seconds",
-            )),
-        },
+/// The timeout of this request, as Ray Serve's proxy reads it: `x-request-timeout-seconds` when
+/// it is a number (`0` or less, or one too large to matter, means no timeout), else the
+/// server's `request_timeout_s` (a malformed header is ignored).
+fn request_timeout<B>(req: &Request<B>, options: &HttpOptions) -> Option<f64> {
+    let server = || options.request_timeout().map(|t| t.as_secs_f64());
+    let Some(value) = req.headers().get("x-request-timeout-seconds") else {
+        return server();
+    };
+    match value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+    {
+        Some(secs) if secs.is_nan() => server(),
+        Some(secs) if secs > 0.0 && secs < 1e9 => Some(secs),
+        Some(_) => None,
+        None => server(),
     }
 }
 
@@ -279,10 +277,7 @@ impl Shared {
         if let Err(reason) = check_path(req.uri().path()) {
             return error::detail(StatusCode::BAD_REQUEST, reason);
         }
-        let timeout = match request_timeout(&req, &self.options) {
-            Ok(timeout) => timeout,
-            Err(resp) => return resp,
-        };
+        let timeout = request_timeout(&req, &self.options);
         let Some(target) = target else {
             return error::no_route(req.uri().path());
         };
@@ -331,6 +326,16 @@ impl Shared {
         request_id: Arc<str>,
         deadline: Option<(tokio::time::Instant, f64)>,
     ) -> Response<Body> {
+        if rest == "/chat/" {
+            // FastAPI's redirect to the route without the trailing slash.
+            let root = self.options.root_path.trim_end_matches('/');
+            let path = req.uri().path().trim_end_matches('/');
+            let location = match req.uri().query() {
+                Some(query) => format!("{root}{path}?{query}"),
+                None => format!("{root}{path}"),
+            };
+            return error::redirect(&location);
+        }
         let shape = match AgentEndpoint::shape(rest, req.method()) {
             Ok(shape) => shape,
             Err(resp) => return resp,

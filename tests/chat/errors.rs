@@ -102,3 +102,23 @@ async fn get_on_chat_is_405_with_allow_post() {
     );
     assert_eq!(r.header("allow"), "POST");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trailing_slash_after_chat_is_fastapis_307_to_the_route_without_it() {
+    let server = conformance().await;
+    let addr = server.local_addr();
+    let r = post(addr, "/agents/echo/chat/", r#"{"data": {}}"#).await;
+    assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT, "{r:?}");
+    assert_eq!(r.header("location"), "/agents/echo/chat");
+    assert!(r.headers.contains_key("x-request-id"));
+    assert!(r.body.is_empty(), "{r:?}");
+    let r = post(addr, "/agents/echo/chat/?x=1", r#"{"data": {}}"#).await;
+    assert_eq!(r.header("location"), "/agents/echo/chat?x=1");
+    // Any other sub-path stays FastAPI's 404.
+    let r = post(addr, "/agents/echo/chatter", r#"{"data": {}}"#).await;
+    r.assert(
+        StatusCode::NOT_FOUND,
+        "application/json",
+        r#"{"detail":"Not Found"}"#,
+    );
+}
