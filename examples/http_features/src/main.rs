@@ -45,6 +45,9 @@ async fn main() -> rayai::Result<()> {
         host: args.host,
         port: args.port,
         request_timeout_s: Some(1.0),
+        // A fixture that test suites may start beside others: when the dashboard's port is
+        // taken, serve without it (a warning) rather than refuse to start.
+        dashboard_best_effort: true,
         ..HttpOptions::default()
     };
     let server = rayai::serve::start(options).await?;

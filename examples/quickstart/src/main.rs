@@ -161,6 +161,9 @@ async fn main() -> rayai::Result<()> {
         host: args.host,
         port: args.port,
         dashboard_port: (args.dashboard_port != 0).then_some(args.dashboard_port),
+        // A fixture that test suites may start beside others: when the dashboard's port is
+        // taken, serve without it (a warning) rather than refuse to start.
+        dashboard_best_effort: true,
         ..HttpOptions::default()
     })
     .await?;
