@@ -2,7 +2,6 @@
 //! codes of the contract, `docs/contract.md`).
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bytes::{BufMut, BytesMut};
@@ -97,25 +96,16 @@ impl Error {
     /// The error for a listener that could not bind `address`.
     pub(crate) fn bind(
         what: &'static str,
-        address: SocketAddrOrName,
+        address: String,
         hint: &'static str,
         source: std::io::Error,
     ) -> Self {
         Error::Bind {
             what,
-            address: address.0,
+            address,
             hint,
             source,
         }
-    }
-}
-
-/// An address as the user wrote it (`host:port`), for messages.
-pub(crate) struct SocketAddrOrName(pub(crate) String);
-
-impl From<SocketAddr> for SocketAddrOrName {
-    fn from(addr: SocketAddr) -> Self {
-        SocketAddrOrName(addr.to_string())
     }
 }
 
@@ -290,7 +280,7 @@ mod tests {
     fn debug_prints_the_message_and_its_causes() {
         let e = Error::bind(
             "the server",
-            SocketAddrOrName("127.0.0.1:8000".to_owned()),
+            "127.0.0.1:8000".to_owned(),
             "choose another port with --port or RAYAI_PORT",
             std::io::Error::new(std::io::ErrorKind::AddrInUse, "address in use"),
         );

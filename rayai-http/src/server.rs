@@ -13,7 +13,7 @@ use tokio::sync::watch;
 
 use crate::HttpOptions;
 use crate::conn::{ConnOptions, accept_loop};
-use crate::error::{Error, SocketAddrOrName, TlsProblem};
+use crate::error::{Error, TlsProblem};
 use crate::monitor::{Identity, Monitor};
 use crate::service::{Proxy, ServerService, Shared, server_service};
 
@@ -144,10 +144,10 @@ impl Server {
         let hint = "choose another port with --port or RAYAI_PORT";
         let listener = TcpListener::bind((options.host.as_str(), options.port))
             .await
-            .map_err(|e| Error::bind("the server", SocketAddrOrName(address.clone()), hint, e))?;
+            .map_err(|e| Error::bind("the server", address.clone(), hint, e))?;
         let local_addr = listener
             .local_addr()
-            .map_err(|e| Error::bind("the server", SocketAddrOrName(address), hint, e))?;
+            .map_err(|e| Error::bind("the server", address, hint, e))?;
         let monitor = Arc::new(Monitor::new(
             controller.clone(),
             Identity::of_this_process(local_addr),

@@ -22,7 +22,7 @@ use crate::HttpOptions;
 use crate::auth;
 use crate::body::Body;
 use crate::conn::{ConnOptions, accept_loop, stopping};
-use crate::error::{self, Error, SocketAddrOrName};
+use crate::error::{self, Error};
 use crate::monitor::Monitor;
 
 const PAGE: &str = include_str!("../../assets/dashboard.html");
@@ -41,17 +41,14 @@ pub(crate) async fn start(
         return Ok(None);
     };
     let host = options.dashboard_host.as_str();
-    let listener = TcpListener::bind((host, port)).await.map_err(|e| {
-        Error::bind(
-            "the dashboard",
-            SocketAddrOrName(format!("{host}:{port}")),
-            "choose another port with --dashboard-port or RAYAI_DASHBOARD_PORT (0 turns it off)",
-            e,
-        )
-    })?;
+    let address = format!("{host}:{port}");
+    let hint = "choose another port with --dashboard-port or RAYAI_DASHBOARD_PORT (0 turns it off)";
+    let listener = TcpListener::bind((host, port))
+        .await
+        .map_err(|e| Error::bind("the dashboard", address.clone(), hint, e))?;
     let addr = listener
         .local_addr()
-        .map_err(|e| Error::bind("the dashboard", addr_name(host, port), "", e))?;
+        .map_err(|e| Error::bind("the dashboard", address, hint, e))?;
     monitor.set_dashboard_addr(addr);
     tokio::spawn(sample_loop(monitor.clone(), stop.clone()));
     let service = Dashboard {
@@ -71,10 +68,6 @@ pub(crate) async fn start(
     let (stopped, _) = watch::channel(false);
     tokio::spawn(accept_loop(listener, service, conn, stop, stopped));
     Ok(Some(addr))
-}
-
-fn addr_name(host: &str, port: u16) -> SocketAddrOrName {
-    SocketAddrOrName(format!("{host}:{port}"))
 }
 
 async fn sample_loop(monitor: Arc<Monitor>, mut stop: watch::Receiver<bool>) {
