@@ -31,6 +31,8 @@ pub struct App {
     name: Option<String>,
     deployments: Vec<Deployment>,
     layers: Vec<LayerFn>,
+    /// Agents an application with an ingress also serves at `/agents/{name}`.
+    exposed: Vec<String>,
 }
 
 impl std::fmt::Debug for App {
@@ -39,6 +41,7 @@ impl std::fmt::Debug for App {
             .field("name", &self.name())
             .field("deployments", &self.deployments)
             .field("layers", &self.layers.len())
+            .field("exposed", &self.exposed)
             .finish()
     }
 }
@@ -142,6 +145,32 @@ impl App {
             .find(|d| d.kind() == DeploymentKind::Handler)
     }
 
+    /// Serves the agent `name` of this application at `{route_prefix}/agents/{name}` with the
+    /// chat contract, beside the ingress. An application with an ingress serves only its ingress
+    /// over HTTP: the agents it composes are reached through handles unless exposed here. (An
+    /// application made only of agents serves each of them anyway.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::App;
+    ///
+    /// let app = App::named("shop").expose("assistant");
+    /// assert!(app.exposes("assistant"));
+    /// assert!(!app.exposes("ranker"));
+    /// ```
+    #[must_use]
+    pub fn expose(mut self, name: impl Into<String>) -> Self {
+        self.exposed.push(name.into());
+        self
+    }
+
+    /// Whether the agent `name` answers over HTTP: every agent of an application without an
+    /// ingress, and the exposed ones of an application with one.
+    pub fn exposes(&self, name: &str) -> bool {
+        self.ingress().is_none() || self.exposed.iter().any(|n| n == name)
+    }
+
     /// Every `#[agent]` linked into this binary, sorted by name.
     pub fn discover() -> Self {
         let mut found: Vec<&Registration> = inventory::iter::<Registration>.into_iter().collect();
@@ -196,6 +225,19 @@ impl App {
             d.config().validate()?;
             if !seen.insert(d.config().name()) {
                 return Err(Error::DuplicateDeployment(d.config().name().to_owned()));
+            }
+        }
+        for name in &self.exposed {
+            let agent = self
+                .deployments
+                .iter()
+                .any(|d| d.config().name() == name && d.kind() == DeploymentKind::Agent);
+            if !agent {
+                return Err(Error::InvalidConfig {
+                    deployment: name.clone(),
+                    field: "expose",
+                    reason: "only an agent of the application can be exposed".to_owned(),
+                });
             }
         }
         Ok(())

@@ -20,6 +20,38 @@ pub enum DeploymentKind {
     Callable,
 }
 
+impl DeploymentKind {
+    /// The name a deployment of this kind called `name` is known by in `/-/routes`, the status
+    /// API and the metrics: an agent's is `<name>-deployment`, as RayAI names the deployment it
+    /// makes for each agent; the others keep their own.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::DeploymentKind;
+    ///
+    /// assert_eq!(DeploymentKind::Agent.served_name("echo"), "echo-deployment");
+    /// assert_eq!(DeploymentKind::Handler.served_name("api"), "api");
+    /// ```
+    pub fn served_name(self, name: &str) -> std::borrow::Cow<'_, str> {
+        match self {
+            DeploymentKind::Agent => format!("{name}-deployment").into(),
+            _ => name.into(),
+        }
+    }
+
+    /// The application RayAI serves an agent called `name` as: `<name>-service`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// assert_eq!(rayai_core::DeploymentKind::agent_app_name("echo"), "echo-service");
+    /// ```
+    pub fn agent_app_name(name: &str) -> String {
+        format!("{name}-service")
+    }
+}
+
 /// Where a deployment's replicas run their code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]

@@ -112,6 +112,12 @@ impl DeploymentHandle {
         self.inner.config().name()
     }
 
+    /// The name the deployment is shown by (`<name>-deployment` for an agent, as RayAI names
+    /// it; see [`DeploymentKind::served_name`]).
+    pub fn served_name(&self) -> std::borrow::Cow<'_, str> {
+        self.kind().served_name(self.name())
+    }
+
     /// The deployment's configuration.
     pub fn config(&self) -> &DeploymentConfig {
         self.inner.config()

@@ -53,6 +53,8 @@ pub struct ReplicaStatus {
 pub struct DeploymentStatus {
     /// The deployment's name.
     pub name: String,
+    /// The name it is shown by (`<name>-deployment` for an agent, as RayAI names it).
+    pub served_name: String,
     /// Its state.
     pub status: DeploymentState,
     /// Why it is in that state, when it is not plainly healthy.

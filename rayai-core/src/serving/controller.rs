@@ -155,10 +155,12 @@ impl Controller {
         Plan::new(self.node(), rows)
     }
 
-    /// Starts `app`'s deployments and serves them under `route_prefix`: each agent at
-    /// `{route_prefix}/agents/{name}` (an application of its own, as RayAI deploys agents), and
-    /// the app's ingress (its first handler) at `route_prefix` itself, wrapped in the app's
-    /// layers. An application of the same name deployed before is replaced: the old version
+    /// Starts `app`'s deployments and serves them under `route_prefix`. An application with an
+    /// ingress (its first handler) is served at `route_prefix` itself, wrapped in the app's
+    /// layers; the deployments it composes are reached only through handles, except agents it
+    /// [exposes](App::expose). An application made only of agents serves each at
+    /// `{route_prefix}/agents/{name}`, an application of its own called `<name>-service`, as
+    /// RayAI deploys agents. An application of the same name deployed before is replaced: the old version
     /// serves until the new one runs, and drains first only when the node cannot hold both.
     ///
     /// # Errors
@@ -376,8 +378,9 @@ impl Controller {
     }
 }
 
-/// Adds `app`'s routes and applications, served by `handles`, to `next`: each agent an
-/// application of its own, the ingress and what it composes under the app's name.
+/// Adds `app`'s routes and applications, served by `handles`, to `next`: each routed agent an
+/// application of its own (`<agent>-service`), the ingress and what it composes under the
+/// app's name.
 fn publishable(
     next: &mut Snapshot,
     app: &App,
@@ -386,6 +389,12 @@ fn publishable(
     handles: &[DeploymentHandle],
 ) -> Result<(), Error> {
     let deployed_at = SystemTime::now();
+    let ingress = app.ingress().map(|d| d.config().name());
+    let routed_agents: Vec<String> = planned
+        .iter()
+        .filter(|r| Some(r.deployment.as_str()) != ingress)
+        .map(|r| r.deployment.clone())
+        .collect();
     for route in planned {
         let Some(deployment) = handles
             .iter()
@@ -400,9 +409,10 @@ fn publishable(
                 vec![deployment.clone()],
             )
         } else {
+            // The ingress and every deployment it composes (agents too, unless routed).
             let composed = handles
                 .iter()
-                .filter(|h| h.kind() != DeploymentKind::Agent)
+                .filter(|h| !routed_agents.iter().any(|n| n == h.name()))
                 .cloned()
                 .collect();
             (
@@ -438,17 +448,18 @@ fn publishable(
     Ok(())
 }
 
-/// The routes `app` asks for at `route_prefix`: agents first, then the ingress.
+/// The routes `app` asks for at `route_prefix`: the agents it serves over HTTP first (each at
+/// `/agents/{name}` as the application `<name>-service`, RayAI's names), then the ingress.
 fn planned_routes(app: &App, route_prefix: &str) -> Vec<Planned> {
     let mut planned: Vec<Planned> = app
         .deployments()
         .iter()
-        .filter(|d| d.kind() == DeploymentKind::Agent)
+        .filter(|d| d.kind() == DeploymentKind::Agent && app.exposes(d.config().name()))
         .map(|d| {
             let name = d.config().name();
             Planned {
                 prefix: join_prefix(route_prefix, &format!("/agents/{name}")),
-                app: name.to_owned(),
+                app: DeploymentKind::agent_app_name(name),
                 deployment: name.to_owned(),
             }
         })

@@ -409,6 +409,7 @@ impl Running {
         let st = lock(&self.state);
         DeploymentStatus {
             name: self.config.name().to_owned(),
+            served_name: self.kind.served_name(self.config.name()).into_owned(),
             status: st.status,
             message: st.message.clone(),
             target_replicas: st.target,
