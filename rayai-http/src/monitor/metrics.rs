@@ -387,6 +387,7 @@ mod tests {
     fn status(name: &str) -> DeploymentStatus {
         DeploymentStatus {
             name: name.to_owned(),
+            served_name: name.to_owned(),
             status: rayai_core::DeploymentState::Healthy,
             message: String::new(),
             target_replicas: 1,
