@@ -93,6 +93,8 @@ pub struct DeploymentConfig {
     health_check_period: Duration,
     health_check_timeout: Duration,
     graceful_shutdown_timeout: Duration,
+    user_config: Option<serde_json::Value>,
+    backpressure_retry_after_s: Option<u32>,
 }
 
 impl DeploymentConfig {
@@ -109,7 +111,35 @@ impl DeploymentConfig {
             health_check_period: Duration::from_secs(10),
             health_check_timeout: Duration::from_secs(30),
             graceful_shutdown_timeout: Duration::from_secs(20),
+            user_config: None,
+            backpressure_retry_after_s: None,
         }
+    }
+
+    /// Sets the deployment's `user_config` (Ray Serve's): handed to each replica's `reconfigure`
+    /// when it starts and whenever the config changes, without a restart.
+    #[must_use]
+    pub fn with_user_config(mut self, user_config: serde_json::Value) -> Self {
+        self.user_config = Some(user_config);
+        self
+    }
+
+    /// The deployment's `user_config`, if it has one.
+    pub fn user_config(&self) -> Option<&serde_json::Value> {
+        self.user_config.as_ref()
+    }
+
+    /// Answers this deployment's backpressure with `429 Too Many Requests` and
+    /// `Retry-After: secs` instead of the `503`, whatever the server's default is.
+    #[must_use]
+    pub fn with_backpressure_retry_after(mut self, secs: u32) -> Self {
+        self.backpressure_retry_after_s = Some(secs);
+        self
+    }
+
+    /// The `Retry-After` this deployment's backpressure answers with (a `429`), when it chose one.
+    pub fn backpressure_retry_after_s(&self) -> Option<u32> {
+        self.backpressure_retry_after_s
     }
 
     /// Scales between bounds on ongoing requests instead of a fixed number of replicas
