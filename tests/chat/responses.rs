@@ -108,12 +108,12 @@ async fn routes_maps_each_agent_prefix_to_its_name() {
     assert_eq!(
         r.json(),
         json!({
-            "/agents/blocking": "blocking",
-            "/agents/counter": "counter",
-            "/agents/echo": "echo",
-            "/agents/panicky": "panicky",
-            "/agents/plain": "plain",
-            "/agents/slow": "slow",
+            "/agents/blocking": "blocking-service",
+            "/agents/counter": "counter-service",
+            "/agents/echo": "echo-service",
+            "/agents/panicky": "panicky-service",
+            "/agents/plain": "plain-service",
+            "/agents/slow": "slow-service",
         })
     );
 }

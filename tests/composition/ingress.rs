@@ -162,3 +162,60 @@ async fn ingress_whose_handles_do_not_resolve_fails_the_deploy_not_the_caller() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composed_agents_are_not_routed_and_routes_list_only_the_ingress() {
+    let server = composition().await;
+    let addr = server.local_addr();
+    let routes = common::get(addr, "/-/routes").await;
+    assert_eq!(routes.json(), json!({ "/": "composition" }));
+    // The inner models answer only through handles: over HTTP their chat path is the
+    // ingress's, which has no such route.
+    for model in ["reverse_model", "upper_model", "tokens"] {
+        let reply = post(
+            addr,
+            &format!("/agents/{model}/chat"),
+            r#"{"data": {"text": "hi"}}"#,
+        )
+        .await;
+        assert_eq!(reply.status, StatusCode::NOT_FOUND, "{model}: {reply:?}");
+    }
+    // The application still composes them.
+    let reply = post(addr, "/route", r#"{"kind": "a", "text": "abc"}"#).await;
+    assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_exposed_agent_is_served_beside_the_ingress() {
+    use crate::fixtures::Greeter;
+    let app = App::named("squares")
+        .deployment(square_ingress())
+        .callable::<Square>()
+        .agent::<Greeter>()
+        .expose("greeter");
+    let server = serve_on(Controller::new(node()), app).await;
+    let addr = server.local_addr();
+    let routes = common::get(addr, "/-/routes").await;
+    assert_eq!(
+        routes.json(),
+        json!({ "/": "squares", "/agents/greeter": "greeter-service" })
+    );
+    let reply = post(addr, "/agents/greeter/chat", r#"{"data": {"name": "ada"}}"#).await;
+    reply.assert(
+        StatusCode::OK,
+        "application/json",
+        r#"{"result":{"greeting":"hello, ada"},"session_id":"default"}"#,
+    );
+    let reply = post(addr, "/square", r#"{"n": 3}"#).await;
+    assert_eq!(reply.json(), json!({ "squared": 9 }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exposing_what_is_not_an_agent_of_the_app_is_refused() {
+    let app = App::named("squares")
+        .deployment(square_ingress())
+        .callable::<Square>()
+        .expose("square");
+    let err = app.validate().expect_err("a callable cannot be exposed");
+    assert!(err.to_string().contains("expose"), "{err}");
+}

@@ -95,6 +95,6 @@ async fn a_server_wide_auth_layer_guards_every_route() {
     allowed.assert(
         StatusCode::OK,
         "application/json",
-        r#"{"/agents/echo":"echo"}"#,
+        r#"{"/agents/echo":"echo-service"}"#,
     );
 }

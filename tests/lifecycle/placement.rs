@@ -8,7 +8,7 @@ use http::StatusCode;
 use rayai::prelude::*;
 use rayai::{Controller, Deployment, NodeResources};
 
-use crate::common::{eventually, get, post, serve_on, start_on};
+use crate::common::{eventually, post, serve_on, start_on};
 use crate::{GIB, chat, error_text, start_strict, status_of};
 
 /// The seed documents' example: one CPU, 2 GB, four replicas.
@@ -61,12 +61,12 @@ async fn the_seed_example_runs_two_of_four_replicas_on_two_cpus_and_answers() {
         r#"{"result":{"echo":{"hi":1}},"session_id":"default"}"#,
     );
 
-    let body = get(server.local_addr(), "/api/serve/applications")
-        .await
-        .json();
-    let seed = &body["applications"]["seed"]["deployments"]["seed"];
-    assert_eq!(seed["pending_replicas"], 2, "{body}");
-    assert_eq!(seed["running_replicas"], 2, "{body}");
+    let seed = status_of(&server, "seed");
+    assert_eq!(
+        (seed.running_replicas, seed.pending_replicas),
+        (2, 2),
+        "{seed:?}"
+    );
     server.shutdown().await;
 }
 
@@ -116,7 +116,7 @@ async fn pending_replicas_start_when_resources_free_up() {
     assert_eq!((s.running_replicas, s.pending_replicas), (1, 1), "{s:?}");
 
     // The hog goes: its CPU frees, and the pending replica starts.
-    assert!(server.controller().delete_app("hog").await);
+    assert!(server.controller().delete_app("hog-service").await);
     eventually(
         Duration::from_secs(10),
         "both seed replicas running",
