@@ -114,7 +114,9 @@ impl http_body::Body for Body {
     }
 }
 
-/// A handler's body, ended at a deadline (the request timeout cuts a running stream off).
+/// A handler's body, aborted at a deadline: the request timeout cuts a running stream off with
+/// an error, so the connection (HTTP/1.1) or stream (HTTP/2) is reset and the client sees a
+/// broken body rather than a clean end it could take for the whole answer (as Ray Serve).
 pub(crate) struct DeadlineBody {
     body: HttpBody,
     deadline: Pin<Box<tokio::time::Sleep>>,
@@ -141,7 +143,7 @@ impl http_body::Body for DeadlineBody {
             return Poll::Ready(frame);
         }
         match self.deadline.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(None),
+            Poll::Ready(()) => Poll::Ready(Some(Err("the request timed out".into()))),
             Poll::Pending => Poll::Pending,
         }
     }

@@ -173,6 +173,11 @@ impl<'a> AgentEndpoint<'a> {
         AgentEndpoint { handle }
     }
 
+    /// The `Retry-After` the agent's deployment chose for its backpressure `429`, if any.
+    pub(crate) fn backpressure_retry_after_s(&self) -> Option<u32> {
+        self.handle.config().backpressure_retry_after_s()
+    }
+
     /// Which shape `rest` (the path below `/agents/{name}`) and `method` ask for, or the 404/405.
     #[allow(clippy::result_large_err)]
     pub(crate) fn shape(rest: &str, method: &Method) -> Result<Shape, Response<Body>> {

@@ -175,7 +175,11 @@ struct Target {
 /// The innermost service of an application's ingress: the request goes to the ingress
 /// deployment, and its errors (overload, a panic, the service's own) become the contract's
 /// responses inside the application's layers, which see them go by.
-fn ingress_service(handle: DeploymentHandle, retry_after_s: Option<u32>) -> HttpService {
+fn ingress_service(handle: DeploymentHandle, server_retry_after_s: Option<u32>) -> HttpService {
+    let retry_after_s = handle
+        .config()
+        .backpressure_retry_after_s()
+        .or(server_retry_after_s);
     HttpService::new(tower::service_fn(
         move |mut req: Request<rayai_core::handler::HttpBody>| {
             let handle = handle.clone();
@@ -366,7 +370,9 @@ impl Shared {
             session_header,
             http11,
             cut_off,
-            retry_after_s: self.options.backpressure_retry_after_s,
+            retry_after_s: agent
+                .backpressure_retry_after_s()
+                .or(self.options.backpressure_retry_after_s),
         };
         agent.answer(request, shape, exchange).await
     }

@@ -29,6 +29,7 @@ const KEYS: &[&str] = &[
     "autoscaling",
     "max_ongoing_requests",
     "max_queued_requests",
+    "backpressure_retry_after_s",
     "health_check_period_s",
     "health_check_timeout_s",
     "graceful_shutdown_timeout_s",
@@ -210,6 +211,9 @@ pub(crate) struct Args {
     pub(crate) max_ongoing_requests: Slot<u32>,
     /// `max_queued_requests = 10`; a value of `None` for `-1`, no limit.
     pub(crate) max_queued_requests: Slot<Option<u32>>,
+    /// `backpressure_retry_after_s = 5`: this deployment's overload is a `429` with this
+    /// `Retry-After` instead of the `503`.
+    pub(crate) backpressure_retry_after_s: Slot<u32>,
     /// `health_check_period_s = 10`: seconds, greater than 0.
     pub(crate) health_check_period_s: Slot<f64>,
     /// `health_check_timeout_s = 30`: seconds, greater than 0.
@@ -268,6 +272,11 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
                 let field = deployment::MAX_QUEUED_REQUESTS;
                 field.check_limit(integer(field, value)?).map_err(at(value))
             }),
+            "backpressure_retry_after_s" => {
+                set_expr_once(&mut args.backpressure_retry_after_s, arg, |value| {
+                    count(deployment::BACKPRESSURE_RETRY_AFTER_S, value)
+                });
+            }
             "health_check_period_s" => {
                 set_expr_once(&mut args.health_check_period_s, arg, |value| {
                     seconds(deployment::HEALTH_CHECK_PERIOD_S, value)

@@ -48,6 +48,7 @@ fn parses_every_argument() {
         num_replicas = 4,
         max_ongoing_requests = 5,
         max_queued_requests = 10,
+        backpressure_retry_after_s = 3,
         health_check_period_s = 10,
         health_check_timeout_s = 2.5,
         graceful_shutdown_timeout_s = 0,
@@ -60,6 +61,7 @@ fn parses_every_argument() {
     assert_eq!(value(&args.num_replicas), Replicas::Fixed(4));
     assert_eq!(value(&args.max_ongoing_requests), 5);
     assert_eq!(value(&args.max_queued_requests), Some(10));
+    assert_eq!(value(&args.backpressure_retry_after_s), 3);
     assert_eq!(value(&args.health_check_period_s), 10.0);
     assert_eq!(value(&args.health_check_timeout_s), 2.5);
     assert_eq!(value(&args.graceful_shutdown_timeout_s), 0.0);

@@ -184,6 +184,11 @@ fn deploy(
             args.max_queued_requests.value.and_then(Spanned::transpose),
             Literal::u32_suffixed,
         ),
+        setting(
+            "with_backpressure_retry_after",
+            args.backpressure_retry_after_s.value,
+            Literal::u32_suffixed,
+        ),
         args.health_check_period_s
             .value
             .map(|secs| call("with_health_check_period", duration(secs))),

@@ -36,6 +36,7 @@
 //! | `autoscaling` | `autoscaling(min_replicas = 0, max_replicas = 4, ...)`: the settings below | Scale the replicas on load, between the bounds given. Not with `num_replicas`. |
 //! | `max_ongoing_requests` | integer, 1 or more | Requests one replica handles at once. |
 //! | `max_queued_requests` | integer, 0 or more, or `-1` for no limit | Requests that wait for a replica before new ones are refused. |
+//! | `backpressure_retry_after_s` | integer, 0 or more | This deployment's overload answers `429 Too Many Requests` with this `Retry-After` instead of the `503` (Ray's per-deployment choice). |
 //! | `health_check_period_s` | number of seconds, greater than 0 (`10`, `0.5`) | How often each replica's health is checked. |
 //! | `health_check_timeout_s` | number of seconds, greater than 0 | How long a health check may take before it counts as failed. |
 //! | `isolation` | `"thread"` or `"shared"` | Where replicas run their code: `"thread"` (default) gives each replica threads of its own, so code that blocks stalls only that replica; `"shared"` runs on the server's runtime with no hop between threads, for code that never blocks. |

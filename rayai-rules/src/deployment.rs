@@ -24,6 +24,10 @@ pub const MAX_ONGOING_REQUESTS: Field = Field::new("max_ongoing_requests", Bound
 pub const MAX_QUEUED_REQUESTS: Field =
     Field::new("max_queued_requests", Bound::NonNegativeOrNoLimit);
 
+/// The `Retry-After` (seconds) of a deployment's `429` under backpressure: 0 or more.
+pub const BACKPRESSURE_RETRY_AFTER_S: Field =
+    Field::new("backpressure_retry_after_s", Bound::AtLeast(0));
+
 /// Seconds between health checks of a replica: greater than 0.
 pub const HEALTH_CHECK_PERIOD_S: Field = Field::new("health_check_period_s", Bound::Positive);
 

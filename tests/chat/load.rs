@@ -73,6 +73,20 @@ async fn full_queue_is_429_with_retry_after_when_configured() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deployment_can_choose_429_with_its_own_retry_after() {
+    // The server answers overload with 503; this deployment chose a 429 and 7 s.
+    let slow = rayai::Deployment::agent::<agents::Slow>()
+        .map_config(|c| c.with_backpressure_retry_after(7));
+    let server = serve(App::new().deployment(slow), HttpOptions::default()).await;
+    let _busy = fill_slow(&server).await;
+
+    let r = post(server.local_addr(), "/agents/slow/chat", r#"{"data": {}}"#).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{r:?}");
+    assert_eq!(r.header("retry-after"), "7");
+    assert_eq!(r.body, BACKPRESSURE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counter_replicas_keep_their_own_state() {
     let server = conformance().await;
     let addr = server.local_addr();

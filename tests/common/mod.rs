@@ -285,6 +285,26 @@ impl Streaming {
         frames
     }
 
+    /// Every remaining frame, each within `wait` of the previous, and how the body ended:
+    /// `Ok(())` at a clean end, `Err(message)` when it broke (an aborted connection or stream).
+    pub async fn rest_or_break(&mut self, wait: Duration) -> (Vec<Bytes>, Result<(), String>) {
+        let mut frames = Vec::new();
+        loop {
+            let next = tokio::time::timeout(wait, self.body.frame())
+                .await
+                .unwrap_or_else(|_| panic!("no frame and no end of body within {wait:?}"));
+            match next {
+                None => return (frames, Ok(())),
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        frames.push(data);
+                    }
+                }
+                Some(Err(e)) => return (frames, Err(e.to_string())),
+            }
+        }
+    }
+
     /// Reads the rest of the body into a [`Reply`].
     pub async fn into_reply(mut self) -> Reply {
         let frames = self.rest(EXCHANGE_TIMEOUT).await;

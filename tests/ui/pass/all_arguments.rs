@@ -8,6 +8,7 @@ use rayai::agent;
     num_replicas = 4,
     max_ongoing_requests = 8,
     max_queued_requests = 10,
+    backpressure_retry_after_s = 5,
     crate = "::rayai"
 )]
 #[derive(Default)]
