@@ -80,8 +80,11 @@ pub use serde_json::{Map, Value, json};
 
 /// Serving applications: [`serve::run`] (blocks until shutdown) and [`serve::start`].
 pub mod serve {
+    pub use crate::args::ServeArgs;
     pub use rayai_http::serve::{run, shutdown_signal, start};
 }
+
+mod args;
 
 pub mod project;
 

@@ -18,27 +18,24 @@
 use clap::Parser;
 use composition::apps;
 use rayai::HttpOptions;
+use rayai::serve::ServeArgs;
 
 /// The command line.
 #[derive(Parser)]
 struct Args {
-    /// Port to serve on.
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
-    /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[tokio::main]
 async fn main() -> rayai::Result<()> {
     let args = Args::parse();
-    let options = HttpOptions {
-        host: args.host,
-        port: args.port,
-        dashboard_port: None,
+    let options = args.serve.apply(HttpOptions {
+        // A fixture that test suites may start beside others: when the dashboard's port is
+        // taken, serve without it (a warning) rather than refuse to start.
+        dashboard_best_effort: true,
         ..HttpOptions::default()
-    };
+    });
     let server = rayai::serve::start(options).await?;
     server.deploy(apps::app(), "/").await?;
     println!("composition serving on http://{}", server.local_addr());

@@ -20,16 +20,13 @@
 use clap::Parser;
 use http_features::apps;
 use rayai::HttpOptions;
+use rayai::serve::ServeArgs;
 
 /// The command line.
 #[derive(Parser)]
 struct Args {
-    /// Port to serve on.
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
-    /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[tokio::main]
@@ -41,15 +38,13 @@ async fn main() -> rayai::Result<()> {
         .init();
     let args = Args::parse();
     let token = std::env::var("RAYAI_EXAMPLE_TOKEN").unwrap_or_else(|_| "secret".to_owned());
-    let options = HttpOptions {
-        host: args.host,
-        port: args.port,
+    let options = args.serve.apply(HttpOptions {
         request_timeout_s: Some(1.0),
         // A fixture that test suites may start beside others: when the dashboard's port is
         // taken, serve without it (a warning) rather than refuse to start.
         dashboard_best_effort: true,
         ..HttpOptions::default()
-    };
+    });
     let server = rayai::serve::start(options).await?;
     for (app, prefix) in apps::apps(token) {
         server.deploy(app, prefix).await?;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use clap::Parser;
 use rayai::HttpOptions;
 use rayai::prelude::*;
+use rayai::serve::ServeArgs;
 use tracing_subscriber::prelude::*;
 
 /// The text of the last user message in `data.messages` (RayAI's chat shape).
@@ -135,15 +136,8 @@ impl Agent for Summarizer {
 /// The command line.
 #[derive(Parser)]
 struct Args {
-    /// Port to serve on.
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
-    /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Port of the dashboard (on 127.0.0.1); 0 turns it off.
-    #[arg(long, default_value_t = 8265)]
-    dashboard_port: u16,
+    #[command(flatten)]
+    serve: ServeArgs,
 }
 
 #[tokio::main]
@@ -157,15 +151,12 @@ async fn main() -> rayai::Result<()> {
         .with(rayai::LogLayer::new())
         .init();
     let args = Args::parse();
-    let server = rayai::serve::start(HttpOptions {
-        host: args.host,
-        port: args.port,
-        dashboard_port: (args.dashboard_port != 0).then_some(args.dashboard_port),
+    let server = rayai::serve::start(args.serve.apply(HttpOptions {
         // A fixture that test suites may start beside others: when the dashboard's port is
         // taken, serve without it (a warning) rather than refuse to start.
         dashboard_best_effort: true,
         ..HttpOptions::default()
-    })
+    }))
     .await?;
     server
         .deploy(
