@@ -184,9 +184,9 @@ async fn main() -> rayai::Result<()> {
         "       -d '{{\"data\": {{\"text\": \"rayai serves agents as HTTP endpoints with replicas and streaming\"}}}}'"
     );
     println!("  curl {base}/-/routes");
-    println!("  curl {base}/metrics\n");
+    println!();
     if let Some(dash) = server.dashboard_addr() {
-        println!("dashboard: http://{dash}\n");
+        println!("dashboard: http://{dash}   metrics: http://{dash}/metrics\n");
     }
     rayai::serve::shutdown_signal().await;
     println!("shutting down: draining in-flight requests");
