@@ -118,7 +118,8 @@ pub fn api(token: &str) -> axum::Router {
             "/secret",
             get(secret).route_layer(BearerAuthLayer::new(token)),
         )
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        // `/openapi.json` (the document) and `/docs` (Swagger UI, offline).
+        .merge(rayai::docs::router(ApiDoc::openapi()))
 }
 
 /// Every app of the example, with its route prefix.
