@@ -15,6 +15,7 @@
 //! | `GET /api/v1/openapi.json` | the OpenAPI document of the routes above |
 //! | `GET /api/v1/docs` | Swagger UI for that document (its assets under `/api/v1/docs/`, served offline) |
 //! | `GET /slow?ms=N` | sleeps N ms; the server's `request_timeout_s = 1` makes it a 408 past a second |
+//! | `GET /ws/echo` (WebSocket) | each text or binary message answered with the same; a close answered with a close |
 //!
 //! The `/api/v1` app allows any origin (CORS, preflight answered).
 
