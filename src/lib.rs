@@ -28,7 +28,7 @@
 //!
 //! | flag | default | what it enables |
 //! |---|---|---|
-//! | (none) | | rayai has no optional features yet |
+//! | `axum` | yes | [`docs::router`]: `/openapi.json` and Swagger UI at `/docs` for an axum ingress |
 
 //!
 //! # Errors
@@ -58,6 +58,7 @@ pub mod handler {
     pub use rayai_core::handler::{BoxError, HttpService, boxed, empty, full, stream_body};
 }
 pub use rayai_http::auth::BearerAuthLayer;
+pub use rayai_http::docs;
 pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
 pub use rayai_macros::{agent, deployment};
 

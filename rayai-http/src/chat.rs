@@ -9,6 +9,7 @@ use rayai_core::{DeploymentHandle, RequestContext};
 use serde_json::{Map, Value, json};
 
 use crate::body::Body;
+use crate::docs::DocsRequest;
 use crate::error;
 use crate::sse::Frames;
 
@@ -25,6 +26,15 @@ pub(crate) enum StreamMode {
 pub(crate) enum Shape {
     Chat,
     Query,
+}
+
+/// What a path below `/agents/{name}` asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum AgentRoute<'a> {
+    /// The chat endpoint, in one of its shapes.
+    Chat(Shape),
+    /// The OpenAPI document or the docs viewer.
+    Docs(DocsRequest<'a>),
 }
 
 /// A validated request.
@@ -178,19 +188,39 @@ impl<'a> AgentEndpoint<'a> {
         self.handle.config().backpressure_retry_after_s()
     }
 
-    /// Which shape `rest` (the path below `/agents/{name}`) and `method` ask for, or the 404/405.
+    /// What `rest` (the path below `/agents/{name}`) and `method` ask for: a chat request of one
+    /// of the two shapes, or one of the docs paths (`/openapi.json`, `/docs...`, which check
+    /// their method themselves); else the 404 or 405.
     #[allow(clippy::result_large_err)]
-    pub(crate) fn shape(rest: &str, method: &Method) -> Result<Shape, Response<Body>> {
+    pub(crate) fn route<'r>(
+        rest: &'r str,
+        method: &Method,
+    ) -> Result<AgentRoute<'r>, Response<Body>> {
         let shape = match rest {
             "/chat" => Shape::Chat,
             "/" => Shape::Query,
-            _ => return Err(error::not_found()),
+            _ => {
+                return DocsRequest::of(rest)
+                    .map(AgentRoute::Docs)
+                    .ok_or_else(error::not_found);
+            }
         };
         if method == Method::POST {
-            Ok(shape)
+            Ok(AgentRoute::Chat(shape))
         } else {
             Err(error::method_not_allowed("POST"))
         }
+    }
+
+    /// Answers a docs request: `mount` is where the agent's routes hang, `root_path` included.
+    pub(crate) fn docs(
+        &self,
+        request: DocsRequest<'_>,
+        method: &Method,
+        mount: &str,
+        query: Option<&str>,
+    ) -> Response<Body> {
+        crate::docs::agent_docs(self.handle, request, method, mount, query)
     }
 
     /// Answers a validated request.

@@ -1,20 +1,30 @@
 //! Connections: one accept loop and one way to serve a connection, shared by every listener
 //! (the serving port and the dashboard), with the same timeouts: the request head must arrive
 //! within `header_read_timeout_s`, an idle keep-alive connection closes after
-//! `keep_alive_timeout_s`, and on shutdown connections get the grace period to finish.
+//! `keep_alive_timeout_s`, and on shutdown connections get the grace period to finish, then are
+//! cut.
+//!
+//! Connections can upgrade (HTTP/1.1 `Upgrade: websocket`, HTTP/2's extended `CONNECT`): the
+//! request carries hyper's `OnUpgrade` to the application, which takes the connection over once
+//! the `101` is sent. An upgraded connection is no longer hyper's, but it is still counted here
+//! until it closes, and it is cut at the end of the grace period like any other.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
+use futures::task::AtomicWaker;
 use http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 use crate::body::Body;
 use crate::idle::{Activity, Tracked, idle_timeout};
@@ -84,7 +94,8 @@ impl<S: ConnService> hyper::service::Service<Request<Incoming>> for Counted<S> {
 }
 
 /// Accepts connections on `listener` and serves each with `service` until `stop` turns true;
-/// then waits (at most the grace period) for open connections and sets `stopped`.
+/// then waits (at most the grace period) for open connections, upgraded ones included, cuts
+/// those still open, and sets `stopped`.
 pub(crate) async fn accept_loop<S: ConnService>(
     listener: TcpListener,
     service: S,
@@ -95,6 +106,9 @@ pub(crate) async fn accept_loop<S: ConnService>(
     let builder = Arc::new(connection_builder(options.header_read_timeout));
     // Every connection holds a receiver; when they are all gone, the connections are closed.
     let (open_tx, open_rx) = watch::channel(());
+    // Turns true when the grace period is over (or is dropped, when this loop ends):
+    // connections still open are cut.
+    let (cut_tx, cut_rx) = watch::channel(false);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -119,6 +133,7 @@ pub(crate) async fn accept_loop<S: ConnService>(
             activity,
             keep_alive: options.keep_alive,
             stop: stop.clone(),
+            cut: cut_rx.clone(),
             _open: open_rx.clone(),
         };
         match options.tls.clone() {
@@ -142,7 +157,14 @@ pub(crate) async fn accept_loop<S: ConnService>(
     }
     drop(listener);
     drop(open_rx);
-    let _ = tokio::time::timeout(options.grace, open_tx.closed()).await;
+    drop(cut_rx);
+    if tokio::time::timeout(options.grace, open_tx.closed())
+        .await
+        .is_err()
+    {
+        tracing::debug!("the grace period is over: cutting the connections still open");
+        let _ = cut_tx.send(true);
+    }
     let _ = stopped.send(true);
 }
 
@@ -153,7 +175,11 @@ fn connection_builder(header_read_timeout: Option<Duration>) -> auto::Builder<To
         .timer(TokioTimer::new())
         .header_read_timeout(header_read_timeout)
         .keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    // RFC 8441: WebSockets over HTTP/2 (`CONNECT` with `:protocol websocket`).
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .enable_connect_protocol();
     builder
 }
 
@@ -169,38 +195,154 @@ struct Conn<S> {
     activity: Arc<Activity>,
     keep_alive: Option<Duration>,
     stop: watch::Receiver<bool>,
+    /// True once the grace period is over.
+    cut: watch::Receiver<bool>,
     /// Held while the connection is open.
     _open: watch::Receiver<()>,
 }
 
 impl<S: ConnService> Conn<S> {
     /// Serves the connection until it closes; gracefully once the listener stops or it has
-    /// been idle for the keep-alive timeout.
+    /// been idle for the keep-alive timeout. An upgraded connection lives on in the
+    /// application's hands: this waits for it to close, and cuts it (and any connection still
+    /// open) when the grace period is over.
     async fn serve<I>(mut self, io: I)
     where
-        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let io = Tracked::new(io, self.activity.clone());
-        let conn = self
-            .builder
-            .serve_connection(TokioIo::new(io), self.service.clone());
-        let mut conn = std::pin::pin!(conn);
-        let idle = async {
-            match self.keep_alive {
-                Some(timeout) => idle_timeout(&self.activity, timeout).await,
-                None => std::future::pending().await,
+        let (io, mut closed) = Cuttable::new(Tracked::new(io, self.activity.clone()));
+        let cut = io.cut.clone();
+        let serving = async {
+            {
+                let conn = self
+                    .builder
+                    .serve_connection_with_upgrades(TokioIo::new(io), self.service.clone());
+                let mut conn = std::pin::pin!(conn);
+                let idle = async {
+                    match self.keep_alive {
+                        Some(timeout) => idle_timeout(&self.activity, timeout).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    () = stopping(&mut self.stop) => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                    () = idle => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
             }
+            // Hyper is done with the connection and has dropped it; an upgraded one lives on
+            // until the application drops it.
+            let _ = (&mut closed).await;
         };
         tokio::select! {
-            _ = conn.as_mut() => {}
-            () = stopping(&mut self.stop) => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
-            () = idle => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.await;
-            }
+            () = serving => {}
+            () = stopping(&mut self.cut) => cut.cut(),
         }
+    }
+}
+
+/// A connection's I/O that can be cut: once cut, reads and writes fail, and a task waiting on
+/// either is woken to see it. This is how the end of the grace period reaches a connection
+/// that hyper no longer serves (an upgraded one, in the application's hands) or that a request
+/// keeps busy.
+struct Cuttable<I> {
+    io: I,
+    cut: Arc<Cut>,
+    /// Dropped with the I/O, wherever it is by then.
+    _alive: oneshot::Sender<()>,
+}
+
+/// The switch of a [`Cuttable`], and the tasks to wake when it is thrown.
+#[derive(Default)]
+struct Cut {
+    done: AtomicBool,
+    read: AtomicWaker,
+    write: AtomicWaker,
+}
+
+impl Cut {
+    fn cut(&self) {
+        self.done.store(true, Ordering::Release);
+        self.read.wake();
+        self.write.wake();
+    }
+
+    /// Registers the task to wake on a cut, then whether it happened.
+    fn check(&self, waker: &AtomicWaker, cx: &Context<'_>) -> std::io::Result<()> {
+        waker.register(cx.waker());
+        if self.done.load(Ordering::Acquire) {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionAborted,
+                "the server is shutting down",
+            ))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+impl<I> Cuttable<I> {
+    /// The I/O, and a future that resolves when it is dropped.
+    fn new(io: I) -> (Self, oneshot::Receiver<()>) {
+        let (alive, closed) = oneshot::channel();
+        let io = Cuttable {
+            io,
+            cut: Arc::default(),
+            _alive: alive,
+        };
+        (io, closed)
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for Cuttable<I> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        self.cut.check(&self.cut.read, cx)?;
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for Cuttable<I> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        self.cut.check(&self.cut.write, cx)?;
+        Pin::new(&mut self.io).poll_write(cx, data)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        self.cut.check(&self.cut.write, cx)?;
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.cut.check(&self.cut.write, cx)?;
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        if self.cut.done.load(Ordering::Acquire) {
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

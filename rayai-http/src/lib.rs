@@ -11,6 +11,7 @@
 //! | `conn` | the accept loop and one connection, with the timeouts, shared by every listener |
 //! | `service` | one request: request id, route lookup, timeouts, dispatch, metrics, access log |
 //! | `chat`, `sse` | the agent chat contract: body validation, JSON answers, SSE frames |
+//! | [`docs`] | each agent's OpenAPI document and Swagger UI; `docs::router` for an axum ingress |
 //! | `error` | [`Error`], and the one place errors become HTTP responses |
 //! | `monitor` | metrics, the status API, time series and process figures |
 //! | `dashboard` | the dashboard's listener and page, and [`LogLayer`] |
@@ -22,13 +23,14 @@
 //!
 //! | flag | default | what it enables |
 //! |---|---|---|
-//! | (none) | | this crate has no optional features |
+//! | `axum` | no | `docs::router`: `/openapi.json` and `/docs` for an axum ingress's utoipa document |
 
 pub mod auth;
 mod body;
 mod chat;
 mod conn;
 mod dashboard;
+pub mod docs;
 mod error;
 mod idle;
 mod logging;

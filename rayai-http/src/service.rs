@@ -20,7 +20,7 @@ use tower::ServiceExt;
 
 use crate::HttpOptions;
 use crate::body::{Body, DeadlineBody};
-use crate::chat::{self, AgentEndpoint, Exchange};
+use crate::chat::{self, AgentEndpoint, AgentRoute, Exchange};
 use crate::error;
 use crate::monitor::{Monitor, method_label};
 
@@ -340,8 +340,20 @@ impl Shared {
             };
             return error::redirect(&location);
         }
-        let shape = match AgentEndpoint::shape(rest, req.method()) {
-            Ok(shape) => shape,
+        let shape = match AgentEndpoint::route(rest, req.method()) {
+            Ok(AgentRoute::Chat(shape)) => shape,
+            Ok(AgentRoute::Docs(docs)) => {
+                // Where the agent's routes hang, as the client sees them: the server's
+                // `root_path` and the path up to `rest`.
+                let path = req.uri().path();
+                let own = path.strip_suffix(rest).unwrap_or(path);
+                let mount = rayai_core::route::join_prefix(
+                    self.options.root_path.trim_end_matches('/'),
+                    own,
+                );
+                let mount = mount.trim_end_matches('/');
+                return agent.docs(docs, req.method(), mount, req.uri().query());
+            }
             Err(resp) => return resp,
         };
         let http11 = req.version() == Version::HTTP_11;

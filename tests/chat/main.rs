@@ -9,6 +9,7 @@ mod common;
 mod agent_status;
 mod cancellation;
 mod connections;
+mod docs;
 mod errors;
 mod fixtures;
 mod load;

@@ -3,12 +3,14 @@
 //! validation, streaming, bearer auth, OpenAPI, CORS) and `Slow` at `/slow`, with
 //! `request_timeout_s = 1`. Handlers of the tests' own (`handlers`) pin what the example does not
 //! show: the root path, a panic, a stream gated by the test, a stream that never ends. Then what
-//! wraps the whole server: tower layers, keep-alive, TLS.
+//! wraps the whole server: tower layers, keep-alive, TLS. And the example's additions: Swagger UI
+//! at `/api/v1/docs` (`rayai::docs::router`) and the WebSocket echo at `/ws/echo`.
 
 #[path = "../common/mod.rs"]
 mod common;
 
 mod bad_input;
+mod docs;
 mod handlers;
 mod ingress;
 mod keep_alive;
@@ -19,6 +21,7 @@ mod startup;
 mod status;
 mod timeout;
 mod tls;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::time::Duration;

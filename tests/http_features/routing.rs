@@ -16,7 +16,7 @@ async fn routes_lists_every_prefix_with_its_app() {
     assert_eq!(reply.status, StatusCode::OK, "{reply:?}");
     assert_eq!(
         reply.json(),
-        json!({ "/": "hello", "/api/v1": "api", "/slow": "slow" })
+        json!({ "/": "hello", "/api/v1": "api", "/slow": "slow", "/ws": "ws" })
     );
     server.shutdown().await;
 }
@@ -92,7 +92,7 @@ async fn another_app_at_a_taken_prefix_is_refused_and_the_same_name_replaces() {
     let routes = common::get(addr, "/-/routes").await;
     assert_eq!(
         routes.json(),
-        json!({ "/": "hello", "/api/v1": "api", "/slow": "slow" })
+        json!({ "/": "hello", "/api/v1": "api", "/slow": "slow", "/ws": "ws" })
     );
     server.shutdown().await;
 }

@@ -5,9 +5,10 @@ use std::time::Duration;
 use axum::Json;
 use axum::extract::Path;
 use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as AxumResponse};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use rayai::handler::full;
 use rayai::prelude::*;
 use rayai::{BearerAuthLayer, Deployment, DeploymentConfig, Request, Response};
@@ -118,7 +119,34 @@ pub fn api(token: &str) -> axum::Router {
             "/secret",
             get(secret).route_layer(BearerAuthLayer::new(token)),
         )
-        .route("/openapi.json", get(|| async { Json(ApiDoc::openapi()) }))
+        // `/openapi.json` (the document) and `/docs` (Swagger UI, offline).
+        .merge(rayai::docs::router(ApiDoc::openapi()))
+}
+
+/// The `/ws` ingress: `/echo` answers each text or binary message with the same, and a close
+/// with a close. `any` takes HTTP/1.1's `GET` upgrade and HTTP/2's extended `CONNECT`.
+pub fn websockets() -> axum::Router {
+    axum::Router::new().route("/echo", any(ws_echo))
+}
+
+async fn ws_echo(upgrade: WebSocketUpgrade) -> AxumResponse {
+    upgrade.on_upgrade(echo)
+}
+
+/// Echoes until the client closes or the connection drops.
+async fn echo(mut socket: WebSocket) {
+    while let Some(Ok(message)) = socket.recv().await {
+        match message {
+            Message::Text(_) | Message::Binary(_) => {
+                if socket.send(message).await.is_err() {
+                    break;
+                }
+            }
+            // The socket answers pings, and a close with a close (sent as it reads on, after
+            // which the stream ends).
+            Message::Ping(_) | Message::Pong(_) | Message::Close(_) => {}
+        }
+    }
 }
 
 /// Every app of the example, with its route prefix.
@@ -139,5 +167,14 @@ pub fn apps(token: String) -> Vec<(App, &'static str)> {
             "/api/v1",
         ),
         (App::named("slow").handler::<Slow>(), "/slow"),
+        (
+            App::named("ws").deployment(Deployment::ingress(
+                DeploymentConfig::new("ws")
+                    .with_num_cpus(0.1)
+                    .with_memory_bytes(32 << 20),
+                |_ctx| websockets(),
+            )),
+            "/ws",
+        ),
     ]
 }

@@ -13,7 +13,9 @@
 //! | `GET /api/v1/stream` | `chunk 0\n` .. `chunk 9\n`, each sent as produced |
 //! | `GET /api/v1/secret` | `{"ok": true}` with `Authorization: Bearer $RAYAI_EXAMPLE_TOKEN` (default `secret`), else 401 |
 //! | `GET /api/v1/openapi.json` | the OpenAPI document of the routes above |
+//! | `GET /api/v1/docs` | Swagger UI for that document (its assets under `/api/v1/docs/`, served offline) |
 //! | `GET /slow?ms=N` | sleeps N ms; the server's `request_timeout_s = 1` makes it a 408 past a second |
+//! | `GET /ws/echo` (WebSocket) | each text or binary message answered with the same; a close answered with a close |
 //!
 //! The `/api/v1` app allows any origin (CORS, preflight answered).
 
