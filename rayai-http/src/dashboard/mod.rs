@@ -153,7 +153,8 @@ fn reads(method: &Method) -> bool {
     method == Method::GET || method == Method::HEAD
 }
 
-/// `GET /metrics`, on the dashboard or the metrics export port.
+/// `GET /metrics`, on the dashboard or the metrics export port: the one place both listeners
+/// answer it, with the request at hand for what it asks of the format.
 fn metrics<B>(monitor: &Monitor, _req: &Request<B>) -> Response<Body> {
     monitor.metrics_response()
 }
