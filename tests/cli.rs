@@ -533,9 +533,9 @@ fn project_end_to_end() {
         assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
     }
     // And the status API's whole answer, Ray's ServeInstanceDetails.
-    let out = run(&dir, &["status", "--address", &dashboard_url, "--json"]);
-    assert!(out.status.success(), "{}", text(&out));
-    let details: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let json = run(&dir, &["status", "--address", &dashboard_url, "--json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let details: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
     let replicas =
         &details["applications"]["echo-service"]["deployments"]["echo-deployment"]["replicas"];
     assert_eq!(replicas[0]["replica_id"], "echo#0", "{details}");
