@@ -13,7 +13,7 @@
 //! | `chat`, `sse` | the agent chat contract: body validation, JSON answers, SSE frames |
 //! | `error` | [`Error`], and the one place errors become HTTP responses |
 //! | `monitor` | metrics, the status API, time series and process figures |
-//! | `dashboard` | the dashboard's listener and page, and [`LogLayer`] |
+//! | `dashboard` | the dashboard's listener, page and router (the status API, `/metrics`), the metrics export port, and [`LogLayer`] |
 //! | `auth` | [`auth::BearerAuthLayer`] |
 //! | `body`, `idle`, `options` | [`Body`], keep-alive tracking, [`HttpOptions`] |
 //! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, the dashboard's feed |

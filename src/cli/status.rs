@@ -48,7 +48,8 @@ pub(crate) struct StatusArgs {
     /// Show only this application.
     #[arg(long, short = 'n', value_name = "APPLICATION")]
     name: Option<String>,
-    /// Print the status API's whole answer (Ray's ServeInstanceDetails) as JSON.
+    /// Print the status API's answer (Ray's ServeInstanceDetails; with --name, the
+    /// application's details) as JSON.
     #[arg(long)]
     json: bool,
 }
@@ -316,21 +317,26 @@ async fn applications(address: &str, token: Option<&str>) -> Result<Value, Strin
     serde_json::from_slice(&body).map_err(|e| format!("{address}{STATUS_PATH} is not JSON: {e}"))
 }
 
-/// Ray's `serve status` of the answer as YAML (of one application with a name), or the whole
-/// answer as JSON.
+/// Ray's `serve status` of the answer as YAML, or the answer as JSON; of one application when
+/// `shown` names one.
 fn render(json: &Value, shown: Shown<'_>) -> Result<String, String> {
+    let status = if shown.json {
+        json.clone()
+    } else {
+        yaml::serve_status(json)
+    };
+    let shown_value = match shown.name {
+        None => &status,
+        Some(name) => status["applications"]
+            .get(name)
+            .ok_or_else(|| format!("Application \"{name}\" does not exist."))?,
+    };
     if shown.json {
-        let mut text = serde_json::to_string_pretty(json).map_err(|e| e.to_string())?;
+        let mut text = serde_json::to_string_pretty(shown_value).map_err(|e| e.to_string())?;
         text.push('\n');
-        return Ok(text);
-    }
-    let status = yaml::serve_status(json);
-    match shown.name {
-        None => Ok(yaml::to_yaml(&status)),
-        Some(name) => match status["applications"].get(name) {
-            Some(app) => Ok(yaml::to_yaml(app)),
-            None => Err(format!("Application \"{name}\" does not exist.")),
-        },
+        Ok(text)
+    } else {
+        Ok(yaml::to_yaml(shown_value))
     }
 }
 
@@ -504,6 +510,13 @@ mod tests {
         };
         let out = render(&details(), json).unwrap();
         assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), details());
+        let one = Shown {
+            name: Some("seed-service"),
+            json: true,
+        };
+        let out = render(&details(), one).unwrap();
+        let app = serde_json::from_str::<Value>(&out).unwrap();
+        assert_eq!(app, details()["applications"]["seed-service"]);
     }
 
     /// Serves one connection on 127.0.0.1:0 with hyper, answering `status` and `body` (JSON);

@@ -511,6 +511,20 @@ async fn the_composition_example_lists_every_deployment_it_composes() {
     }
     // The ingress, six typed callables and three agents.
     assert_eq!(names.len(), 10, "{names:?}");
+
+    // An application that no route serves (typed callables only) has no route prefix.
+    server
+        .deploy(
+            App::named("library").callable::<composition::apps::Preprocess>(),
+            "/lib",
+        )
+        .await
+        .expect("the library deploys");
+    let body = details(dashboard(&server)).await;
+    assert_rays_shape(&body);
+    let library = &body["applications"]["library"];
+    assert_eq!(library["route_prefix"], Value::Null, "{library}");
+    assert_eq!(deployment_names(library), ["preprocess"], "{library}");
     server.shutdown().await;
 }
 
