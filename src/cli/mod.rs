@@ -29,7 +29,8 @@ enum Command {
     Serve(ServeArgs),
     /// Show the CPUs, GPUs and memory a project's agents reserve, against this machine.
     Plan(PlanArgs),
-    /// Show a running server's deployments and replicas, and which project it serves.
+    /// Show a running server's applications, deployments and replicas as Ray's `serve status`
+    /// does (--json: its status API's answer), and which project it serves.
     Status(status::StatusArgs),
 }
 
