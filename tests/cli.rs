@@ -188,6 +188,7 @@ fn help_on_every_subcommand_and_version() {
         "--host",
         "--agents",
         "--dashboard-port",
+        "--metrics-export-port",
         "--debug",
     ] {
         assert!(text(&out).contains(flag), "{flag}: {}", text(&out));
@@ -209,6 +210,8 @@ fn help_on_every_subcommand_and_version() {
         "--dashboard-port",
         "--token",
         "--any-project",
+        "--json",
+        "--name",
     ] {
         assert!(text(&out).contains(flag), "{flag}: {}", text(&out));
     }
@@ -515,13 +518,28 @@ fn project_end_to_end() {
     let out = run(&dir, &["status", "--address", &dashboard_url]);
     let shown = text(&out);
     assert!(out.status.success(), "{shown}");
-    assert!(shown.contains("DEPLOYMENT"), "{shown}");
-    assert!(
-        shown
-            .lines()
-            .any(|l| l.contains("echo#0") && l.contains("RUNNING")),
-        "{shown}"
-    );
+    // Ray's `serve status`: the proxy, each agent's application and deployment, replicas by state.
+    for line in [
+        "proxies:",
+        "applications:",
+        "  echo-service:",
+        "    status: RUNNING",
+        "      echo-deployment:",
+        "        status: HEALTHY",
+        "        status_trigger: CONFIG_UPDATE_COMPLETED",
+        "          RUNNING: 1",
+        "target_capacity: null",
+    ] {
+        assert!(shown.lines().any(|l| l == line), "no `{line}` in:\n{shown}");
+    }
+    // And the status API's whole answer, Ray's ServeInstanceDetails.
+    let json = run(&dir, &["status", "--address", &dashboard_url, "--json"]);
+    assert!(json.status.success(), "{}", text(&json));
+    let details: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    let replicas =
+        &details["applications"]["echo-service"]["deployments"]["echo-deployment"]["replicas"];
+    assert_eq!(replicas[0]["replica_id"], "echo#0", "{details}");
+    assert_eq!(replicas[0]["pid"], child.id(), "{details}");
     // The server says which it is; `rayai serve` told it its project (and, on Unix, became it).
     let canonical = project.canonicalize().unwrap();
     let server_line = format!(

@@ -46,6 +46,8 @@ pub struct ReplicaStatus {
     pub starts: u32,
     /// Why it stopped, if it died.
     pub last_error: Option<String>,
+    /// When it started (its constructor finished); Ray's `start_time_s`.
+    pub start_time: std::time::SystemTime,
 }
 
 /// A snapshot of one deployment.

@@ -1,5 +1,6 @@
-//! Connections: one accept loop and one way to serve a connection, shared by every listener
-//! (the serving port and the dashboard), with the same timeouts: the request head must arrive
+//! Connections: one way to bind, one accept loop and one way to serve a connection, shared by
+//! every listener (the serving port, the dashboard, the metrics export port), with the same
+//! timeouts: the request head must arrive
 //! within `header_read_timeout_s`, an idle keep-alive connection closes after
 //! `keep_alive_timeout_s`, and on shutdown connections get the grace period to finish, then are
 //! cut.
@@ -11,6 +12,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -27,6 +29,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
 use crate::body::Body;
+use crate::error::Error;
 use crate::idle::{Activity, Tracked, idle_timeout};
 
 /// How a listener treats its connections.
@@ -40,6 +43,24 @@ pub(crate) struct ConnOptions {
     pub(crate) grace: Duration,
     /// TLS, when the listener speaks HTTPS.
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Binds `host:port` for `what` (`the dashboard`, ...); the error names the address and `hint`,
+/// the option that changes it.
+pub(crate) async fn bind(
+    what: &'static str,
+    host: &str,
+    port: u16,
+    hint: &'static str,
+) -> Result<(TcpListener, SocketAddr), Error> {
+    let address = || format!("{host}:{port}");
+    let listener = TcpListener::bind((host, port))
+        .await
+        .map_err(|e| Error::bind(what, address(), hint, e))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::bind(what, address(), hint, e))?;
+    Ok((listener, addr))
 }
 
 /// The service of one connection: answers requests, never fails.

@@ -14,7 +14,7 @@
 //! | [`docs`] | each agent's OpenAPI document and Swagger UI; `docs::router` for an axum ingress |
 //! | `error` | [`Error`], and the one place errors become HTTP responses |
 //! | `monitor` | metrics, the status API, time series and process figures |
-//! | `dashboard` | the dashboard's listener and page, and [`LogLayer`] |
+//! | `dashboard` | the dashboard's listener, page and router (the status API, `/metrics`), the metrics export port, and [`LogLayer`] |
 //! | `auth` | [`auth::BearerAuthLayer`] |
 //! | `body`, `idle`, `options` | [`Body`], keep-alive tracking, [`HttpOptions`] |
 //! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, the dashboard's feed |

@@ -48,8 +48,14 @@ pub struct HttpOptions {
     pub dashboard_port: Option<u16>,
     /// Address the dashboard binds (default `127.0.0.1`).
     pub dashboard_host: String,
-    /// When set, the dashboard asks for `Authorization: Bearer <token>` (or `?token=<token>`).
+    /// When set, the dashboard and its status API ask for `Authorization: Bearer <token>` (or
+    /// `?token=<token>`); anything else is a 401. From the environment: `RAYAI_DASHBOARD_TOKEN`,
+    /// else `RAYAI_AUTH_TOKEN`, else Ray's `RAY_AUTH_TOKEN`.
     pub dashboard_token: Option<String>,
+    /// Port of a listener that serves only `GET /metrics`, for scrapers (Ray's
+    /// `metrics_export_port`), on `host`; it works with the dashboard off and asks for no token.
+    /// Default `None` (no such listener); 0 picks a free one.
+    pub metrics_export_port: Option<u16>,
     /// When the dashboard cannot bind its port, serve without it (a warning) instead of failing
     /// to start (default `false`).
     pub dashboard_best_effort: bool,
@@ -76,6 +82,7 @@ impl Default for HttpOptions {
             dashboard_port: Some(8265),
             dashboard_host: "127.0.0.1".to_owned(),
             dashboard_token: None,
+            metrics_export_port: None,
             dashboard_best_effort: false,
             strict_placement: false,
         }
@@ -85,8 +92,10 @@ impl Default for HttpOptions {
 impl HttpOptions {
     /// The defaults, with `RAYAI_HOST` and `RAYAI_PORT` from the environment when set (this is
     /// how `rayai serve --host --port` reaches a project's `main`), and `RAYAI_DASHBOARD_PORT`
-    /// (0 turns the dashboard off), `RAYAI_DASHBOARD_HOST`, `RAYAI_DASHBOARD_TOKEN` and
-    /// `RAYAI_STRICT` (`1` refuses what does not fit, see `strict_placement`).
+    /// (0 turns the dashboard off), `RAYAI_DASHBOARD_HOST`, `RAYAI_DASHBOARD_TOKEN` (else
+    /// `RAYAI_AUTH_TOKEN`, else Ray's `RAY_AUTH_TOKEN`), `RAYAI_METRICS_EXPORT_PORT` (0 or unset:
+    /// no metrics listener of its own) and `RAYAI_STRICT` (`1` refuses what does not fit, see
+    /// `strict_placement`).
     ///
     /// A variable whose value is wrong is ignored with a warning that names it; use
     /// [`HttpOptions::try_from_env`] to refuse it instead.
@@ -123,8 +132,12 @@ impl HttpOptions {
         if let Some(host) = lookup("RAYAI_DASHBOARD_HOST") {
             opts.dashboard_host = host;
         }
-        if let Some(token) = lookup("RAYAI_DASHBOARD_TOKEN") {
+        if let Some(token) = TOKEN_VARIABLES.iter().find_map(|name| lookup(name)) {
             opts.dashboard_token = Some(token).filter(|t| !t.is_empty());
+        }
+        let metrics = "a port number (0 to 65535; 0 turns the metrics listener off)";
+        if let Some(port) = var::<u16>(&lookup, "RAYAI_METRICS_EXPORT_PORT", metrics)? {
+            opts.metrics_export_port = (port != 0).then_some(port);
         }
         if let Some(strict) = lookup("RAYAI_STRICT") {
             opts.strict_placement = match strict.trim() {
@@ -158,6 +171,13 @@ impl HttpOptions {
         secs(self.graceful_shutdown_timeout_s).unwrap_or(Duration::ZERO)
     }
 }
+
+/// The variables the dashboard's token is read from, first set first.
+pub(crate) const TOKEN_VARIABLES: [&str; 3] = [
+    "RAYAI_DASHBOARD_TOKEN",
+    "RAYAI_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN",
+];
 
 /// The variable `name` parsed, `None` when unset or blank.
 fn var<T: std::str::FromStr>(
@@ -203,6 +223,39 @@ mod tests {
         assert_eq!(opts.port, 9000);
         assert_eq!(opts.dashboard_port, None);
         assert!(opts.strict_placement);
+        assert_eq!(opts.metrics_export_port, None);
+        assert_eq!(opts.dashboard_token, None);
+    }
+
+    #[test]
+    fn the_token_comes_from_the_first_variable_set() {
+        let token =
+            |vars: &[(&str, &str)]| HttpOptions::read_env(env(vars)).unwrap().dashboard_token;
+        assert_eq!(token(&[("RAY_AUTH_TOKEN", "ray")]).as_deref(), Some("ray"));
+        let both = [("RAY_AUTH_TOKEN", "ray"), ("RAYAI_AUTH_TOKEN", "rayai")];
+        assert_eq!(token(&both).as_deref(), Some("rayai"));
+        let all = [
+            ("RAY_AUTH_TOKEN", "ray"),
+            ("RAYAI_AUTH_TOKEN", "rayai"),
+            ("RAYAI_DASHBOARD_TOKEN", "dash"),
+        ];
+        assert_eq!(token(&all).as_deref(), Some("dash"));
+        assert_eq!(token(&[("RAYAI_DASHBOARD_TOKEN", "")]), None);
+    }
+
+    #[test]
+    fn the_metrics_export_port_is_read_and_zero_turns_it_off() {
+        let port = |v: &str| {
+            HttpOptions::read_env(env(&[("RAYAI_METRICS_EXPORT_PORT", v)]))
+                .map(|o| o.metrics_export_port)
+        };
+        assert_eq!(port("9100").unwrap(), Some(9100));
+        assert_eq!(port("0").unwrap(), None);
+        let e = port("x").unwrap_err();
+        assert!(
+            e.to_string().starts_with("RAYAI_METRICS_EXPORT_PORT=\"x\""),
+            "{e}"
+        );
     }
 
     #[test]

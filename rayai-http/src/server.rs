@@ -61,6 +61,7 @@ impl std::fmt::Debug for Server {
 struct Inner {
     shared: Arc<Shared>,
     local_addr: SocketAddr,
+    metrics_export_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     stopped: watch::Receiver<bool>,
 }
@@ -150,7 +151,7 @@ impl Server {
             .map_err(|e| Error::bind("the server", address, hint, e))?;
         let monitor = Arc::new(Monitor::new(
             controller.clone(),
-            Identity::of_this_process(local_addr),
+            Identity::of_this_process(local_addr, &options),
         ));
         let (stop, stop_rx) = watch::channel(false);
         let (stopped_tx, stopped) = watch::channel(false);
@@ -166,6 +167,22 @@ impl Server {
                 let _ = stop.send(true);
                 return Err(e);
             }
+        }
+        let metrics_export_addr = match crate::dashboard::start_metrics_export(
+            &options,
+            monitor.clone(),
+            stop_rx.clone(),
+        )
+        .await
+        {
+            Ok(addr) => addr,
+            Err(e) => {
+                let _ = stop.send(true);
+                return Err(e);
+            }
+        };
+        if let Some(addr) = metrics_export_addr {
+            tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
         let conn = ConnOptions {
             header_read_timeout: options.header_read_timeout(),
@@ -190,6 +207,7 @@ impl Server {
             inner: Arc::new(Inner {
                 shared,
                 local_addr,
+                metrics_export_addr,
                 stop,
                 stopped,
             }),
@@ -248,6 +266,7 @@ impl Server {
     /// replicas stop. Returns when all of that is done.
     pub async fn shutdown(&self) {
         self.inner.shared.draining.store(true, Ordering::SeqCst);
+        self.inner.shared.monitor.set_draining();
         let _ = self.inner.stop.send(true);
         self.stopped().await;
         let grace = self.inner.shared.options.graceful_shutdown_timeout();
@@ -260,9 +279,16 @@ impl Server {
         let _ = stopped.wait_for(|s| *s).await;
     }
 
-    /// The address the dashboard listens on; `None` when it is off or could not bind.
+    /// The address the dashboard (the page, `/metrics` and the status API) listens on; `None`
+    /// when it is off or could not bind.
     pub fn dashboard_addr(&self) -> Option<SocketAddr> {
         self.inner.shared.monitor.dashboard_addr()
+    }
+
+    /// The address of the metrics export port, which serves `/metrics` alone; `None` unless
+    /// [`HttpOptions::metrics_export_port`] asks for one.
+    pub fn metrics_export_addr(&self) -> Option<SocketAddr> {
+        self.inner.metrics_export_addr
     }
 }
 

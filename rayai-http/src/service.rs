@@ -215,18 +215,6 @@ impl Shared {
             }
         };
         let method = method_label(req.method());
-        match req.uri().path() {
-            "/metrics" | "/api/serve/applications" => {
-                let mut resp = if req.uri().path() == "/metrics" {
-                    self.monitor.metrics_response()
-                } else {
-                    self.monitor.applications_response()
-                };
-                resp.headers_mut().insert(X_REQUEST_ID, id_header);
-                return resp;
-            }
-            _ => {}
-        }
         // One read of the published routes, one lookup, for the metrics and the dispatch.
         let (metrics, target) = {
             let snapshot = self.controller.snapshot();

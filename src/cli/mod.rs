@@ -29,7 +29,8 @@ enum Command {
     Serve(ServeArgs),
     /// Show the CPUs, GPUs and memory a project's agents reserve, against this machine.
     Plan(PlanArgs),
-    /// Show a running server's deployments and replicas, and which project it serves.
+    /// Show a running server's applications, deployments and replicas as Ray's `serve status`
+    /// does (--json: its status API's answer), and which project it serves.
     Status(status::StatusArgs),
 }
 
@@ -57,9 +58,13 @@ struct ServeArgs {
     /// Serve only these agents (comma-separated names).
     #[arg(long, value_delimiter = ',')]
     agents: Vec<String>,
-    /// Port of the dashboard and status API [default: 8265]; 0 turns it off.
+    /// Port of the dashboard, the status API and /metrics [default: 8265]; 0 turns it off.
     #[arg(long)]
     dashboard_port: Option<u16>,
+    /// Also serve /metrics alone on this port, for scrapers (Ray's metrics_export_port), with
+    /// the dashboard on or off [default: none, or rayai.toml's http.metrics_export_port].
+    #[arg(long, value_name = "PORT")]
+    metrics_export_port: Option<u16>,
     /// Refuse to start unless every replica fits on this machine now (by default what fits
     /// starts and the rest waits as pending).
     #[arg(long)]
@@ -112,6 +117,9 @@ fn serve(args: ServeArgs) -> CliResult {
     }
     if let Some(port) = args.dashboard_port {
         env.push(("RAYAI_DASHBOARD_PORT".into(), port.to_string()));
+    }
+    if let Some(port) = args.metrics_export_port {
+        env.push(("RAYAI_METRICS_EXPORT_PORT".into(), port.to_string()));
     }
     if args.strict {
         env.push(("RAYAI_STRICT".into(), "1".to_owned()));

@@ -1,6 +1,10 @@
-//! `rayai status`: a running server's deployments and replicas, from its status API
-//! (`GET /api/serve/applications` on the dashboard port), after the server it is (its `server`
-//! field), refused when that server serves another project than the one `status` runs for.
+//! `rayai status`: a running server's applications, deployments and replicas, from Ray's status
+//! API (`GET /api/serve/applications/` on the dashboard port), printed as Ray's `serve status`
+//! prints them (or the whole `ServeInstanceDetails` with `--json`), after the server it is (its
+//! `controller_info`), refused when that server serves another project than the one `status`
+//! runs for.
+
+mod yaml;
 
 use std::error::Error;
 use std::io::ErrorKind;
@@ -34,14 +38,30 @@ pub(crate) struct StatusArgs {
     /// The server's dashboard port on this machine, as given to `rayai serve --dashboard-port`.
     #[arg(long, value_name = "PORT", conflicts_with = "address")]
     dashboard_port: Option<u16>,
-    /// The dashboard's bearer token, if it asks for one [default: $RAYAI_DASHBOARD_TOKEN, or the
-    /// project's .env].
+    /// The dashboard's bearer token, if it asks for one [default: $RAYAI_DASHBOARD_TOKEN,
+    /// $RAYAI_AUTH_TOKEN or $RAY_AUTH_TOKEN, from the environment or the project's .env].
     #[arg(long)]
     token: Option<String>,
     /// Show the server whatever it serves, without comparing its project with this directory.
     #[arg(long, conflicts_with = "project_path")]
     any_project: bool,
+    /// Show only this application.
+    #[arg(long, short = 'n', value_name = "APPLICATION")]
+    name: Option<String>,
+    /// Print the status API's answer (Ray's ServeInstanceDetails; with --name, the
+    /// application's details) as JSON.
+    #[arg(long)]
+    json: bool,
 }
+
+/// The variables the server reads its dashboard token from, first set first.
+const TOKEN_VARIABLES: [&str; 3] = [
+    "RAYAI_DASHBOARD_TOKEN",
+    "RAYAI_AUTH_TOKEN",
+    "RAY_AUTH_TOKEN",
+];
+/// The status API's path.
+const STATUS_PATH: &str = "/api/serve/applications/";
 
 /// How long to wait for a TCP connection, to each of the address's IPs.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -60,14 +80,22 @@ pub(crate) fn status(args: &StatusArgs) -> CliResult {
     let token = args
         .token
         .clone()
-        .or_else(|| setting(project.as_deref(), "RAYAI_DASHBOARD_TOKEN"))
+        .or_else(|| {
+            TOKEN_VARIABLES
+                .iter()
+                .find_map(|key| setting(project.as_deref(), key))
+        })
         .filter(|t| !t.is_empty());
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start tokio: {e}"))?;
     let json = runtime.block_on(applications(&address, token.as_deref()))?;
-    let report = report(&json, project.as_deref(), &address)?;
+    let shown = Shown {
+        name: args.name.as_deref(),
+        json: args.json,
+    };
+    let report = report(&json, project.as_deref(), &address, shown)?;
     if let Some(warning) = &report.warning {
         eprintln!("warning: {warning}");
     }
@@ -147,10 +175,10 @@ fn default_address(project: Option<&Path>) -> Result<String, String> {
     ))
 }
 
-/// Which server answered, from the status API's `server` field.
+/// Which server answered, from what the status API says of its controller.
 #[derive(Debug, Clone, PartialEq)]
 enum Identity {
-    /// No `server` field: a server older than this command.
+    /// Not said: a rayai older than this command, or Ray itself.
     Unknown,
     /// The server's own account.
     Known {
@@ -165,8 +193,8 @@ enum Identity {
 
 impl Identity {
     fn of(json: &Value) -> Self {
-        let server = &json["server"];
-        if !server.is_object() {
+        let server = &json["controller_info"];
+        if server.get("project").is_none() {
             return Identity::Unknown;
         }
         Identity::Known {
@@ -177,6 +205,15 @@ impl Identity {
     }
 }
 
+/// What `status` shows of the status API's answer.
+#[derive(Debug, Clone, Copy, Default)]
+struct Shown<'a> {
+    /// Only this application.
+    name: Option<&'a str>,
+    /// The whole answer as JSON.
+    json: bool,
+}
+
 /// What `status` prints: its output and a warning for stderr.
 #[derive(Debug)]
 struct Report {
@@ -184,17 +221,23 @@ struct Report {
     warning: Option<String>,
 }
 
-/// The `server: ...` line, then the tables; or the refusal when the server at `dashboard` serves
-/// another project than `this` (the project `status` runs for, absolute, if any).
-fn report(json: &Value, this: Option<&Path>, dashboard: &str) -> Result<Report, String> {
+/// The `server: ...` line, then Ray's `serve status` (or the JSON); or the refusal when the
+/// server at `dashboard` serves another project than `this` (the project `status` runs for,
+/// absolute, if any).
+fn report(
+    json: &Value,
+    this: Option<&Path>,
+    dashboard: &str,
+    shown: Shown<'_>,
+) -> Result<Report, String> {
     let identity = Identity::of(json);
     let mut text = String::new();
     let mut warning = None;
     match &identity {
         Identity::Unknown => {
             warning = Some(format!(
-                "the server at {dashboard} does not say which project it serves (a rayai older \
-                 than this command){}",
+                "the server at {dashboard} does not say which project it serves (Ray, or a \
+                 rayai older than this command){}",
                 this.map_or_else(String::new, |p| format!("; it may not be {}", p.display()))
             ));
         }
@@ -221,18 +264,21 @@ fn report(json: &Value, this: Option<&Path>, dashboard: &str) -> Result<Report, 
                 ));
             }
             let unknown = || "-".to_owned();
-            text += &format!(
-                "server: http://{} (pid {}, {})\n",
+            let server = format!(
+                "http://{} (pid {}, {})",
                 address.clone().unwrap_or_else(unknown),
                 pid.map_or_else(unknown, |p| p.to_string()),
                 match project {
                     Some(p) => format!("project {p}"),
-                    None => "no project: not started by `rayai serve`".to_owned(),
+                    None => "no project, not started by `rayai serve`".to_owned(),
                 }
             );
+            if !shown.json {
+                text += &yaml::to_yaml(&serde_json::json!({ "server": server }));
+            }
         }
     }
-    text += &render(json);
+    text += &render(json, shown)?;
     Ok(Report { text, warning })
 }
 
@@ -245,135 +291,53 @@ fn same_project(server: Option<&str>, this: &Path) -> bool {
     server == this || server.canonicalize().is_ok_and(|s| s == this)
 }
 
-/// `GET {address}/api/serve/applications`, as JSON.
+/// `GET {address}/api/serve/applications/`, as JSON.
 async fn applications(address: &str, token: Option<&str>) -> Result<Value, String> {
-    let (status, body) = get(address, "/api/serve/applications", token, RESPONSE_TIMEOUT).await?;
+    let (status, body) = get(address, STATUS_PATH, token, RESPONSE_TIMEOUT).await?;
     if status == 404 {
         return Err(format!(
-            "{address} answers, but has no status API (/api/serve/applications is a 404): is it a rayai dashboard?"
+            "{address} answers, but has no status API ({STATUS_PATH} is a 404): is it a rayai dashboard?"
         ));
     }
     if status == 401 {
         return Err(match token {
             None => format!(
-                "{address} asks for a dashboard token: pass --token or set RAYAI_DASHBOARD_TOKEN"
+                "{address} asks for a dashboard token: pass --token or set RAYAI_DASHBOARD_TOKEN \
+                 (or RAYAI_AUTH_TOKEN, RAY_AUTH_TOKEN)"
             ),
             Some(_) => format!("{address} does not accept this dashboard token (401)"),
         });
     }
     if status != 200 {
         return Err(format!(
-            "{address}/api/serve/applications answered {status}: {}",
+            "{address}{STATUS_PATH} answered {status}: {}",
             String::from_utf8_lossy(&body).trim()
         ));
     }
-    serde_json::from_slice(&body)
-        .map_err(|e| format!("{address}/api/serve/applications is not JSON: {e}"))
+    serde_json::from_slice(&body).map_err(|e| format!("{address}{STATUS_PATH} is not JSON: {e}"))
 }
 
-/// The deployments table, then one table of replicas per deployment.
-fn render(json: &Value) -> String {
-    let empty = serde_json::Map::new();
-    let apps = json["applications"].as_object().unwrap_or(&empty);
-    if apps.is_empty() {
-        return "No applications are running.\n".to_owned();
-    }
-    let s = |v: &Value| match v {
-        Value::Null => "-".to_owned(),
-        Value::String(s) if s.is_empty() => "-".to_owned(),
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+/// Ray's `serve status` of the answer as YAML, or the answer as JSON; of one application when
+/// `shown` names one.
+fn render(json: &Value, shown: Shown<'_>) -> Result<String, String> {
+    let status = if shown.json {
+        json.clone()
+    } else {
+        yaml::serve_status(json)
     };
-    let mut deployments = vec![row(&[
-        "APPLICATION",
-        "ROUTE",
-        "DEPLOYMENT",
-        "STATUS",
-        "REPLICAS",
-        "PENDING",
-        "QUEUED",
-        "MESSAGE",
-    ])];
-    let mut replicas = vec![row(&[
-        "DEPLOYMENT",
-        "REPLICA",
-        "STATE",
-        "ONGOING",
-        "SERVED",
-        "GPUS",
-        "STARTS",
-        "LAST ERROR",
-    ])];
-    for (app_name, app) in apps {
-        let empty = serde_json::Map::new();
-        for (name, d) in app["deployments"].as_object().unwrap_or(&empty) {
-            deployments.push(vec![
-                app_name.clone(),
-                s(&app["route_prefix"]),
-                name.clone(),
-                s(&d["status"]),
-                format!("{}/{}", s(&d["running_replicas"]), s(&d["target_replicas"])),
-                match d["pending_replicas"].as_u64() {
-                    Some(n) if n > 0 => n.to_string(),
-                    _ => "-".to_owned(),
-                },
-                s(&d["queued_requests"]),
-                s(&d["message"]),
-            ]);
-            for r in d["replicas"].as_array().into_iter().flatten() {
-                let gpus = match r["gpu_ids"].as_array() {
-                    Some(ids) if !ids.is_empty() => {
-                        ids.iter().map(&s).collect::<Vec<_>>().join(",")
-                    }
-                    _ => "-".to_owned(),
-                };
-                replicas.push(vec![
-                    name.clone(),
-                    s(&r["replica_id"]),
-                    s(&r["state"]),
-                    s(&r["ongoing_requests"]),
-                    s(&r["served"]),
-                    gpus,
-                    s(&r["starts"]),
-                    s(&r["last_error"]),
-                ]);
-            }
-        }
+    let shown_value = match shown.name {
+        None => &status,
+        Some(name) => status["applications"]
+            .get(name)
+            .ok_or_else(|| format!("Application \"{name}\" does not exist."))?,
+    };
+    if shown.json {
+        let mut text = serde_json::to_string_pretty(shown_value).map_err(|e| e.to_string())?;
+        text.push('\n');
+        Ok(text)
+    } else {
+        Ok(yaml::to_yaml(shown_value))
     }
-    let mut out = table(&deployments);
-    if replicas.len() > 1 {
-        out.push('\n');
-        out += &table(&replicas);
-    }
-    out
-}
-
-fn row(cells: &[&str]) -> Vec<String> {
-    cells.iter().map(|c| (*c).to_owned()).collect()
-}
-
-fn table(rows: &[Vec<String>]) -> String {
-    let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..columns)
-        .map(|i| {
-            rows.iter()
-                .filter_map(|r| r.get(i))
-                .map(|c| c.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut out = String::new();
-    for r in rows {
-        let line: Vec<String> = r
-            .iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        out += line.join("  ").trim_end();
-        out.push('\n');
-    }
-    out
 }
 
 /// `GET {address}{path}` over HTTP/1.1, with `Authorization: Bearer {token}` if there is one: the
@@ -502,44 +466,57 @@ mod tests {
 
     use super::*;
 
-    #[test]
-    fn renders_deployments_and_replicas() {
-        let json = serde_json::json!({"applications": {"default": {"name": "default", "route_prefix": "/",
-            "status": "RUNNING", "deployments": {"echo": {"name": "echo", "status": "HEALTHY", "message": "",
-            "target_replicas": 2, "running_replicas": 2, "queued_requests": 0, "replicas_started": 2,
-            "replicas": [{"replica_id": "echo#0", "state": "RUNNING", "ongoing_requests": 1, "served": 7,
-            "gpu_ids": [], "starts": 1, "last_error": null}]}}}}});
-        let out = render(&json);
-        assert!(out.contains("DEPLOYMENT"), "{out}");
-        let line = out.lines().find(|l| l.starts_with("default")).unwrap();
-        assert!(
-            line.contains("echo") && line.contains("HEALTHY") && line.contains("2/2"),
-            "{out}"
-        );
-        assert!(
-            out.lines()
-                .any(|l| l.contains("echo#0") && l.contains("RUNNING")),
-            "{out}"
-        );
-        assert_eq!(
-            render(&serde_json::json!({"applications": {}})),
-            "No applications are running.\n"
-        );
+    /// A status API answer: one application `seed` whose deployment runs two of four replicas.
+    fn details() -> Value {
+        serde_json::json!({"controller_info": {"node_id": "n1", "project": null, "pid": 7,
+            "address": "127.0.0.1:8000"}, "proxies": {"n1": {"node_id": "n1", "status": "HEALTHY"}},
+            "applications": {"seed-service": {"name": "seed-service", "route_prefix": "/agents/seed",
+            "docs_path": null, "status": "DEPLOYING", "message": "", "last_deployed_time_s": 1.5,
+            "source": "imperative", "deployed_app_config": null, "deployments": {"seed-deployment": {
+            "name": "seed-deployment", "status": "UPDATING", "status_trigger": "CONFIG_UPDATE_STARTED",
+            "message": "2 of 4 replicas pending: needs 1 CPU but 0 of 2 are free",
+            "target_num_replicas": 4, "replicas": [{"replica_id": "seed#0", "state": "RUNNING"},
+            {"replica_id": "seed#1", "state": "RUNNING"}]}}}}, "target_capacity": null})
     }
 
     #[test]
-    fn pending_replicas_are_shown_with_their_reason() {
-        let json = serde_json::json!({"applications": {"seed": {"name": "seed", "route_prefix": "/agents/seed",
-            "status": "DEPLOYING", "deployments": {"seed": {"name": "seed", "status": "UPDATING",
-            "message": "2 of 4 replicas pending: needs 1 CPU but 0 of 2 are free",
-            "target_replicas": 4, "running_replicas": 2, "pending_replicas": 2, "queued_requests": 0,
-            "replicas_started": 2, "replicas": []}}}}});
-        let out = render(&json);
-        let header = out.lines().next().unwrap();
-        assert!(header.contains("PENDING"), "{out}");
-        let line = out.lines().find(|l| l.starts_with("seed")).unwrap();
-        assert!(line.contains("2/4"), "{out}");
-        assert!(line.contains("2 of 4 replicas pending"), "{out}");
+    fn renders_rays_serve_status() {
+        let out = render(&details(), Shown::default()).unwrap();
+        assert_eq!(
+            out,
+            "proxies:\n  n1: HEALTHY\napplications:\n  seed-service:\n    status: DEPLOYING\n    \
+             message: ''\n    last_deployed_time_s: 1.5\n    deployments:\n      seed-deployment:\n        \
+             status: UPDATING\n        status_trigger: CONFIG_UPDATE_STARTED\n        replica_states:\n          \
+             RUNNING: 2\n        message: '2 of 4 replicas pending: needs 1 CPU but 0 of 2 are free'\n\
+             target_capacity: null\n"
+        );
+        let one = Shown {
+            name: Some("seed-service"),
+            json: false,
+        };
+        let out = render(&details(), one).unwrap();
+        assert!(out.starts_with("status: DEPLOYING\nmessage: ''\n"), "{out}");
+        let missing = Shown {
+            name: Some("nope"),
+            json: false,
+        };
+        assert_eq!(
+            render(&details(), missing).unwrap_err(),
+            "Application \"nope\" does not exist."
+        );
+        let json = Shown {
+            name: None,
+            json: true,
+        };
+        let out = render(&details(), json).unwrap();
+        assert_eq!(serde_json::from_str::<Value>(&out).unwrap(), details());
+        let one = Shown {
+            name: Some("seed-service"),
+            json: true,
+        };
+        let out = render(&details(), one).unwrap();
+        let app = serde_json::from_str::<Value>(&out).unwrap();
+        assert_eq!(app, details()["applications"]["seed-service"]);
     }
 
     /// Serves one connection on 127.0.0.1:0 with hyper, answering `status` and `body` (JSON);
@@ -608,7 +585,7 @@ mod tests {
             .unwrap();
         assert_eq!(json, serde_json::json!({"applications": {}}));
         let (path, auth) = seen.await.unwrap();
-        assert_eq!(path, "/base/api/serve/applications");
+        assert_eq!(path, "/base/api/serve/applications/");
         assert_eq!(auth.as_deref(), Some("Bearer s3cret"));
 
         let (address, seen) = serve_once(200, "{}").await;
@@ -637,7 +614,7 @@ mod tests {
         let (address, _) = serve_once(401, r#"{"detail": "A dashboard token is required."}"#).await;
         let err = applications(&address, None).await.unwrap_err();
         assert!(
-            err.contains("pass --token or set RAYAI_DASHBOARD_TOKEN"),
+            err.contains("pass --token or set RAYAI_DASHBOARD_TOKEN (or RAYAI_AUTH_TOKEN"),
             "{err}"
         );
         let (address, _) = serve_once(401, "").await;
@@ -700,15 +677,21 @@ mod tests {
             dashboard_port: None,
             token: None,
             any_project: true,
+            name: None,
+            json: false,
         };
         let err = status(&args).unwrap_err();
         assert!(err.contains("nothing is running"), "{err}");
     }
 
     fn with_server(project: Value) -> Value {
-        serde_json::json!({"server": {"project": project, "pid": 4242, "address": "127.0.0.1:8000",
-            "started_at_s": 1700000000.5}, "applications": {}})
+        serde_json::json!({"controller_info": {"node_id": "n1", "project": project, "pid": 4242,
+            "address": "127.0.0.1:8000", "started_at_s": 1700000000.5}, "proxies": {},
+            "applications": {}, "target_capacity": null})
     }
+
+    /// What `status` prints of a server with no applications, after its `server:` line.
+    const NOTHING: &str = "proxies: {}\napplications: {}\ntarget_capacity: null\n";
 
     #[test]
     fn names_the_server_first() {
@@ -718,26 +701,30 @@ mod tests {
         let shown = this.display().to_string();
         let json = with_server(Value::String(shown.clone()));
         for project in [None, Some(this.as_path())] {
-            let got = report(&json, project, "http://127.0.0.1:8265").unwrap();
+            let got = report(&json, project, "http://127.0.0.1:8265", Shown::default()).unwrap();
             assert_eq!(
                 got.text,
-                format!(
-                    "server: http://127.0.0.1:8000 (pid 4242, project {shown})\n\
-                     No applications are running.\n"
-                )
+                format!("server: http://127.0.0.1:8000 (pid 4242, project {shown})\n{NOTHING}")
             );
             assert_eq!(got.warning, None);
         }
         // Not run for a project: any server is shown, and says what it is.
-        let got = report(&with_server(Value::Null), None, "http://x").unwrap();
+        let got = report(
+            &with_server(Value::Null),
+            None,
+            "http://x",
+            Shown::default(),
+        )
+        .unwrap();
         assert!(
             got.text.starts_with(
-                "server: http://127.0.0.1:8000 (pid 4242, no project: not started by `rayai serve`)\n"
+                "server: http://127.0.0.1:8000 (pid 4242, no project, not started by `rayai serve`)\n"
             ),
             "{}",
             got.text
         );
-        let got = report(&serde_json::json!({"server": {}}), None, "http://x").unwrap();
+        let bare = serde_json::json!({"controller_info": {"project": null}});
+        let got = report(&bare, None, "http://x", Shown::default()).unwrap();
         assert!(
             got.text.starts_with("server: http://- (pid -, no project"),
             "{}",
@@ -751,7 +738,13 @@ mod tests {
             .canonicalize()
             .unwrap();
         let json = with_server(Value::String("/elsewhere/other".into()));
-        let err = report(&json, Some(&this), "http://127.0.0.1:8265").unwrap_err();
+        let err = report(
+            &json,
+            Some(&this),
+            "http://127.0.0.1:8265",
+            Shown::default(),
+        )
+        .unwrap_err();
         assert!(
             err.starts_with(&format!(
                 "the server at http://127.0.0.1:8265 serves project /elsewhere/other, not {}: ",
@@ -767,6 +760,7 @@ mod tests {
             &with_server(Value::Null),
             Some(&this),
             "http://127.0.0.1:8265",
+            Shown::default(),
         )
         .unwrap_err();
         assert!(
@@ -797,16 +791,20 @@ mod tests {
 
     #[test]
     fn an_older_server_is_shown_with_a_warning() {
-        let json = serde_json::json!({"applications": {}});
-        let got = report(&json, None, "http://127.0.0.1:8265").unwrap();
-        assert_eq!(got.text, "No applications are running.\n");
+        // Ray's own dashboard says nothing of a project.
+        let json = serde_json::json!({"controller_info": {"node_id": "n1"}, "proxies": {},
+            "applications": {}, "target_capacity": null});
+        let got = report(&json, None, "http://127.0.0.1:8265", Shown::default()).unwrap();
+        assert_eq!(got.text, NOTHING);
         let warning = got.warning.unwrap();
         assert!(
             warning.starts_with("the server at http://127.0.0.1:8265 does not say which project"),
             "{warning}"
         );
         let this = Path::new("/my/project");
-        let warning = report(&json, Some(this), "http://d").unwrap().warning;
+        let warning = report(&json, Some(this), "http://d", Shown::default())
+            .unwrap()
+            .warning;
         assert!(
             warning
                 .as_deref()
@@ -875,8 +873,8 @@ mod tests {
             .unwrap();
         let (address, _) = runtime.block_on(serve_once(
             200,
-            r#"{"server": {"project": "/elsewhere", "pid": 1, "address": "127.0.0.1:8000",
-                "started_at_s": 0}, "applications": {}}"#,
+            r#"{"controller_info": {"project": "/elsewhere", "pid": 1, "address": "127.0.0.1:8000",
+                "started_at_s": 0}, "proxies": {}, "applications": {}}"#,
         ));
         let args = StatusArgs {
             project_path: Some(dir.clone()),
@@ -884,6 +882,8 @@ mod tests {
             dashboard_port: None,
             token: None,
             any_project: false,
+            name: None,
+            json: false,
         };
         let err = status(&args).unwrap_err();
         assert!(

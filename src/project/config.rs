@@ -113,6 +113,7 @@ struct HttpSection {
     keep_alive_timeout_s: Option<Spanned<f64>>,
     root_path: Option<String>,
     dashboard_port: Option<u16>,
+    metrics_export_port: Option<u16>,
     strict_placement: Option<bool>,
 }
 
@@ -404,6 +405,9 @@ impl ProjectConfig {
         if let Some(v) = h.dashboard_port {
             options.dashboard_port = (v != 0).then_some(v);
         }
+        if let Some(v) = h.metrics_export_port {
+            options.metrics_export_port = (v != 0).then_some(v);
+        }
         if let Some(v) = h.strict_placement {
             options.strict_placement = v;
         }
@@ -662,6 +666,11 @@ mod tests {
         assert_eq!((o.host.as_str(), o.port), ("0.0.0.0", 9000));
         assert_eq!(o.request_timeout_s, Some(30.0));
         assert_eq!(o.max_body_bytes, 1024);
+        assert_eq!(o.metrics_export_port, None);
+        let cfg =
+            ProjectConfig::parse("rayai.toml", "[http]\nmetrics_export_port = 9100\n").unwrap();
+        let o = cfg.apply_http(HttpOptions::default()).unwrap();
+        assert_eq!(o.metrics_export_port, Some(9100));
 
         let err = ProjectConfig::parse("rayai.toml", "[http]\nport = 70000\n").unwrap_err();
         assert_eq!((err.line, err.key.as_deref()), (2, Some("port")), "{err}");

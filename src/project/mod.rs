@@ -14,7 +14,9 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `RAYAI_HOST`, `RAYAI_PORT` | where to listen (over `rayai.toml`'s `[http]`; default 127.0.0.1:8000) |
-//! | `RAYAI_DASHBOARD_PORT` | the dashboard and status API's port (default 8265; 0 turns it off) |
+//! | `RAYAI_DASHBOARD_PORT` | the port of the dashboard, the status API and `/metrics` (default 8265; 0 turns it off) |
+//! | `RAYAI_DASHBOARD_TOKEN` (else `RAYAI_AUTH_TOKEN`, `RAY_AUTH_TOKEN`) | the bearer token the dashboard and the status API ask for (default: none) |
+//! | `RAYAI_METRICS_EXPORT_PORT` | serve `/metrics` alone on this port too (default: no such port) |
 //! | `RAYAI_AGENTS` | comma-separated agents to serve (default: all) |
 //! | `RAYAI_CONFIG` | the config file (default `rayai.toml` in the working directory, if there) |
 //! | `RAYAI_PLAN` | `1`: print the resource plan and exit instead of serving |
@@ -196,8 +198,19 @@ pub fn http_options() -> Result<HttpOptions, ProjectError> {
     if std::env::var_os("RAYAI_DASHBOARD_HOST").is_some() {
         options.dashboard_host = from_env.dashboard_host;
     }
-    if std::env::var_os("RAYAI_DASHBOARD_TOKEN").is_some() {
+    let token_variables = [
+        "RAYAI_DASHBOARD_TOKEN",
+        "RAYAI_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN",
+    ];
+    if token_variables
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+    {
         options.dashboard_token = from_env.dashboard_token;
+    }
+    if std::env::var_os("RAYAI_METRICS_EXPORT_PORT").is_some() {
+        options.metrics_export_port = from_env.metrics_export_port;
     }
     if std::env::var_os("RAYAI_STRICT").is_some() {
         options.strict_placement = from_env.strict_placement;
@@ -254,7 +267,10 @@ fn print_endpoints(addr: &str, dashboard: Option<std::net::SocketAddr>, names: &
     }
     out += &format!("\n  routes: http://{addr}/-/routes   health: http://{addr}/-/healthz\n");
     if let Some(dashboard) = dashboard {
-        out += &format!("  dashboard: http://{dashboard}\n");
+        out += &format!(
+            "  dashboard: http://{dashboard}   status: http://{dashboard}/api/serve/applications/   \
+             metrics: http://{dashboard}/metrics\n"
+        );
     }
     out += "\nPress Ctrl-C to stop.\n";
     println!("{out}");

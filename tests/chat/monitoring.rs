@@ -1,5 +1,6 @@
-//! Monitoring over real sockets: `/metrics` on the serving port, the status API's schema, the
-//! dashboard's listener and its token.
+//! Monitoring over real sockets: `/metrics` and Ray's status API on the dashboard's port (not on
+//! the serving port), the status API's schema, the dashboard's listener and its token, the
+//! metrics export port.
 
 use http::{Method, StatusCode, header};
 use rayai::{HttpOptions, Server, Value};
@@ -41,7 +42,10 @@ async fn metrics_count_requests_by_route_pattern() {
     let r = post(addr, "/agents/nope-12345/chat", "{}").await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 
-    let m = get(addr, "/metrics").await;
+    // The serving port leaves /metrics to the applications: none is at `/` here.
+    assert_eq!(get(addr, "/metrics").await.status, StatusCode::NOT_FOUND);
+    let dash = server.dashboard_addr().expect("the dashboard runs");
+    let m = get(dash, "/metrics").await;
     assert_eq!(m.status, StatusCode::OK);
     assert!(
         m.header("content-type")
@@ -86,17 +90,16 @@ async fn metrics_count_requests_by_route_pattern() {
     );
     assert!(text.contains("serve_replica_processing_queries{deployment=\"echo\""));
     assert!(text.contains("serve_deployment_queued_queries{deployment=\"slow\"} 0"));
-
-    // The dashboard's port serves the same metrics.
-    let dash = server.dashboard_addr().expect("the dashboard runs");
-    let m = get(dash, "/metrics").await;
-    assert_eq!(sample(&m.body, ok), Some(3.0));
     server.shutdown().await;
 }
 
-/// Asserts that `v` (the value of `what`) is a number.
-fn assert_number(v: &Value, what: &str) {
-    assert!(v.is_number(), "{what} is not a number: {v}");
+/// The keys of the object `v`, in order.
+fn keys(v: &Value) -> Vec<&str> {
+    v.as_object()
+        .unwrap_or_else(|| panic!("not an object: {v}"))
+        .keys()
+        .map(String::as_str)
+        .collect()
 }
 
 #[tokio::test]
@@ -105,113 +108,178 @@ async fn status_api_schema_is_pinned() {
     let dash = server.dashboard_addr().expect("the dashboard runs");
     // Deployments report UPDATING until the controller's first reconciliation.
     eventually(EXCHANGE_TIMEOUT, "every application RUNNING", || async {
-        let body = get(dash, "/api/serve/applications").await.json();
+        let body = get(dash, "/api/serve/applications/").await.json();
         body["applications"]
             .as_object()
             .is_some_and(|apps| apps.values().all(|a| a["status"] == "RUNNING"))
     })
     .await;
+    // Not on the serving port: its paths belong to the applications.
     let serving = server.local_addr();
-    for addr in [dash, serving] {
-        let r = get(addr, "/api/serve/applications").await;
-        assert_eq!(r.status, StatusCode::OK);
-        assert_eq!(r.header("content-type"), "application/json");
-        let body = r.json();
-        let top: Vec<&str> = body
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(top, ["applications", "node", "process", "server"]);
-        let identity = &body["server"];
-        assert_eq!(identity["pid"], std::process::id(), "{identity}");
-        assert_eq!(identity["address"], serving.to_string(), "{identity}");
+    assert_eq!(
+        get(serving, "/api/serve/applications/").await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = get(dash, "/api/serve/applications/").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.header("content-type"), "application/json");
+    let body = r.json();
+    assert_eq!(
+        keys(&body),
+        [
+            "controller_info",
+            "proxy_location",
+            "http_options",
+            "grpc_options",
+            "proxies",
+            "deploy_mode",
+            "applications",
+            "target_capacity",
+            "target_groups"
+        ]
+    );
+    let controller = &body["controller_info"];
+    assert_eq!(
+        keys(controller),
+        [
+            "node_id",
+            "node_ip",
+            "node_instance_id",
+            "actor_id",
+            "actor_name",
+            "worker_id",
+            "log_file_path",
+            "project",
+            "pid",
+            "address",
+            "started_at_s"
+        ]
+    );
+    assert_eq!(controller["actor_name"], "SERVE_CONTROLLER_ACTOR");
+    assert_eq!(controller["pid"], std::process::id(), "{controller}");
+    assert_eq!(controller["address"], serving.to_string(), "{controller}");
+    assert_eq!(body["proxy_location"], "EveryNode");
+    assert_eq!(body["deploy_mode"], "MULTI_APP");
+    assert_eq!(body["target_capacity"], Value::Null);
+    assert_eq!(
+        keys(&body["http_options"]),
+        [
+            "host",
+            "port",
+            "root_path",
+            "request_timeout_s",
+            "keep_alive_timeout_s",
+            "ssl_keyfile",
+            "ssl_certfile"
+        ]
+    );
+    assert_eq!(body["http_options"]["keep_alive_timeout_s"], 90);
+    assert_eq!(
+        body["grpc_options"],
+        serde_json::json!({"port": 9000, "grpc_servicer_functions": []})
+    );
+    let node_id = controller["node_id"].as_str().unwrap();
+    assert_eq!(node_id.len(), 56, "{node_id}");
+    let proxy = &body["proxies"][node_id];
+    assert_eq!(proxy["status"], "HEALTHY", "{body}");
+    assert_eq!(
+        proxy["actor_name"],
+        format!("SERVE_PROXY_ACTOR-{node_id}"),
+        "{proxy}"
+    );
 
-        let apps = body["applications"].as_object().unwrap();
-        let mut names: Vec<&str> = apps.keys().map(String::as_str).collect();
-        names.sort_unstable();
-        assert_eq!(
-            names,
-            ["blocking", "counter", "echo", "panicky", "plain", "slow"]
-        );
-        let echo = &apps["echo"];
-        let keys: Vec<&str> = echo
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(keys, ["name", "route_prefix", "status", "deployments"]);
-        assert_eq!(echo["name"], "echo");
-        assert_eq!(echo["route_prefix"], "/agents/echo");
-        assert_eq!(echo["status"], "RUNNING");
+    let apps = body["applications"].as_object().unwrap();
+    let mut names: Vec<&str> = apps.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(
+        names,
+        [
+            "blocking-service",
+            "counter-service",
+            "echo-service",
+            "panicky-service",
+            "plain-service",
+            "slow-service"
+        ]
+    );
+    let echo = &apps["echo-service"];
+    assert_eq!(
+        keys(echo),
+        [
+            "name",
+            "route_prefix",
+            "docs_path",
+            "status",
+            "message",
+            "last_deployed_time_s",
+            "deployed_app_config",
+            "source",
+            "deployments"
+        ]
+    );
+    assert_eq!(echo["route_prefix"], "/agents/echo");
+    assert_eq!(echo["status"], "RUNNING");
+    assert_eq!(echo["message"], "");
+    assert!(echo["last_deployed_time_s"].is_f64());
 
-        let counter = &apps["counter"]["deployments"]["counter"];
-        let keys: Vec<&str> = counter
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
-        assert_eq!(
-            keys,
-            [
-                "name",
-                "status",
-                "message",
-                "target_replicas",
-                "running_replicas",
-                "pending_replicas",
-                "queued_requests",
-                "replicas_started",
-                "replicas"
-            ]
-        );
-        assert_eq!(counter["status"], "HEALTHY");
-        assert_eq!(counter["target_replicas"], 2);
-        let replica = &counter["replicas"][0];
-        for key in [
+    let counter = &apps["counter-service"]["deployments"]["counter-deployment"];
+    assert_eq!(
+        keys(counter),
+        [
+            "name",
+            "status",
+            "status_trigger",
+            "message",
+            "deployment_config",
+            "target_num_replicas",
+            "required_resources",
+            "replicas"
+        ]
+    );
+    assert_eq!(counter["status"], "HEALTHY");
+    assert_eq!(counter["target_num_replicas"], 2);
+    assert_eq!(
+        keys(&counter["deployment_config"]),
+        [
+            "name",
+            "num_replicas",
+            "max_ongoing_requests",
+            "max_queued_requests",
+            "user_config",
+            "graceful_shutdown_timeout_s",
+            "health_check_period_s",
+            "health_check_timeout_s",
+            "ray_actor_options"
+        ]
+    );
+    assert_eq!(
+        keys(&counter["deployment_config"]["ray_actor_options"]),
+        ["num_cpus", "num_gpus", "memory"]
+    );
+    let replica = &counter["replicas"][0];
+    assert_eq!(
+        keys(replica),
+        [
+            "node_id",
+            "node_ip",
+            "node_instance_id",
+            "actor_id",
+            "actor_name",
+            "worker_id",
+            "log_file_path",
             "replica_id",
             "state",
+            "pid",
+            "start_time_s",
             "ongoing_requests",
             "served",
             "gpu_ids",
             "starts",
-            "last_error",
-        ] {
-            assert!(
-                replica.get(key).is_some(),
-                "replica has no `{key}`: {replica}"
-            );
-        }
-        assert!(replica["gpu_ids"].is_array());
-
-        let node = body["node"].as_object().unwrap();
-        let keys: Vec<&str> = node.keys().map(String::as_str).collect();
-        assert_eq!(
-            keys,
-            [
-                "num_cpus",
-                "memory_bytes",
-                "num_gpus",
-                "reserved_cpus",
-                "reserved_gpus",
-                "reserved_memory_bytes"
-            ]
-        );
-        for (k, v) in node {
-            assert_number(v, k);
-        }
-        assert_eq!(node["num_cpus"], 64.0);
-        assert!(node["reserved_cpus"].as_f64().unwrap() > 0.0);
-
-        let process = body["process"].as_object().unwrap();
-        let keys: Vec<&str> = process.keys().map(String::as_str).collect();
-        assert_eq!(keys, ["cpu_percent", "rss_bytes"]);
-        assert!(process["cpu_percent"].is_f64());
-        assert!(process["rss_bytes"].is_u64());
-    }
+            "last_error"
+        ]
+    );
+    assert!(replica["gpu_ids"].is_array());
+    assert!(replica["start_time_s"].is_f64());
     server.shutdown().await;
 }
 
@@ -237,6 +305,13 @@ async fn dashboard_serves_the_page_series_and_logs() {
         },
     )
     .await;
+    // Beside the points, the node, the process and the queues the page shows.
+    let series = get(dash, "/api/timeseries").await.json();
+    let node = series["node"].as_object().unwrap();
+    assert_eq!(node["num_cpus"], 64.0);
+    assert!(node["reserved_cpus"].as_f64().unwrap() > 0.0);
+    assert!(series["process"]["rss_bytes"].is_u64(), "{series}");
+    assert_eq!(series["queued"]["slow-deployment"], 0, "{series}");
     let logs = get(dash, "/api/logs?since=0").await.json();
     assert!(logs["last_seq"].is_u64());
     assert!(logs["lines"].is_array());
@@ -251,8 +326,11 @@ async fn dashboard_token_is_enforced_when_set() {
     for path in [
         "/",
         "/api/serve/applications",
+        "/api/serve/applications/",
         "/api/timeseries",
         "/api/logs",
+        "/api/unknown",
+        "/metrics",
     ] {
         let r = get(dash, path).await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{path}");
@@ -277,20 +355,32 @@ async fn dashboard_token_is_enforced_when_set() {
 }
 
 #[tokio::test]
-async fn dashboard_can_be_turned_off() {
+async fn dashboard_can_be_turned_off_and_the_metrics_export_port_serves_metrics() {
     let server = serve(
         agents::app(),
         HttpOptions {
             dashboard_port: None,
+            metrics_export_port: Some(0),
+            dashboard_token: Some("s3cret".to_owned()),
             ..HttpOptions::default()
         },
     )
     .await;
     assert_eq!(server.dashboard_addr(), None);
-    // The serving port still answers /metrics.
-    assert_eq!(
-        get(server.local_addr(), "/metrics").await.status,
-        StatusCode::OK
-    );
+    let addr = server.local_addr();
+    assert_eq!(get(addr, "/metrics").await.status, StatusCode::NOT_FOUND);
+    post(addr, "/agents/echo/chat", r#"{"data": {}}"#).await;
+    // A port of its own, with the metrics alone, for scrapers (no token asked).
+    let metrics = server.metrics_export_addr().expect("the metrics port runs");
+    let m = get(metrics, "/metrics").await;
+    assert_eq!(m.status, StatusCode::OK);
+    assert!(m.body.contains("route=\"/agents/echo\""), "{}", m.body);
+    for path in ["/", "/api/serve/applications/", "/-/healthz"] {
+        assert_eq!(
+            get(metrics, path).await.status,
+            StatusCode::NOT_FOUND,
+            "{path}"
+        );
+    }
     server.shutdown().await;
 }

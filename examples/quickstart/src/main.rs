@@ -183,10 +183,11 @@ async fn main() -> rayai::Result<()> {
     println!(
         "       -d '{{\"data\": {{\"text\": \"rayai serves agents as HTTP endpoints with replicas and streaming\"}}}}'"
     );
-    println!("  curl {base}/-/routes");
-    println!();
+    println!("  curl {base}/-/routes\n");
     if let Some(dash) = server.dashboard_addr() {
-        println!("dashboard: http://{dash}   metrics: http://{dash}/metrics\n");
+        println!("dashboard: http://{dash}");
+        println!("  curl http://{dash}/metrics");
+        println!("  curl http://{dash}/api/serve/applications/\n");
     }
     rayai::serve::shutdown_signal().await;
     println!("shutting down: draining in-flight requests");

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::Notify;
 
@@ -83,6 +83,8 @@ pub(crate) struct Replica {
     pub(super) executor: Executor,
     dead: AtomicBool,
     last_error: Mutex<Option<String>>,
+    /// When its constructor finished.
+    started_at: SystemTime,
     /// Wakes the deployment's control loop (a replica died).
     kick: Arc<Notify>,
 }
@@ -125,6 +127,7 @@ impl Replica {
             executor,
             dead: AtomicBool::new(false),
             last_error: Mutex::new(None),
+            started_at: SystemTime::now(),
             kick,
         }))
     }
@@ -173,6 +176,11 @@ impl Replica {
     pub(crate) async fn drain(&self, timeout: Duration) {
         self.load.stop_accepting();
         let _ = tokio::time::timeout(timeout, self.load.idle()).await;
+    }
+
+    /// When the replica started (its constructor finished).
+    pub(crate) fn started_at(&self) -> SystemTime {
+        self.started_at
     }
 
     pub(crate) fn id(&self) -> &str {

@@ -432,6 +432,7 @@ impl Running {
                     gpu_ids: m.held.reservation.gpu_ids.clone(),
                     starts: m.starts,
                     last_error: m.replica.last_error(),
+                    start_time: m.replica.started_at(),
                 })
                 .collect(),
         }

@@ -1,27 +1,31 @@
 //! The dashboard: its own listener (default `127.0.0.1:8265`, optional bearer token), served by
 //! the same connection code and timeouts as the serving port, with an embedded page and the JSON
-//! it polls: the status API, time series, captured logs and the metrics.
+//! it polls: Ray's status API (`/api/serve/applications/`), time series, captured logs and the
+//! metrics. Also the metrics export port, which serves `/metrics` alone.
 
 mod logs;
+mod metrics_port;
 
 use std::borrow::Cow;
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use serde_json::json;
-use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use logs::LogLayer;
+pub(crate) use metrics_port::start as start_metrics_export;
 
 use crate::HttpOptions;
 use crate::auth;
 use crate::body::Body;
-use crate::conn::{ConnOptions, accept_loop, stopping};
+use crate::conn::{ConnOptions, accept_loop, bind, stopping};
 use crate::error::{self, Error};
 use crate::monitor::Monitor;
 
@@ -40,15 +44,8 @@ pub(crate) async fn start(
     let Some(port) = options.dashboard_port else {
         return Ok(None);
     };
-    let host = options.dashboard_host.as_str();
-    let address = format!("{host}:{port}");
     let hint = "choose another port with --dashboard-port or RAYAI_DASHBOARD_PORT (0 turns it off)";
-    let listener = TcpListener::bind((host, port))
-        .await
-        .map_err(|e| Error::bind("the dashboard", address.clone(), hint, e))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| Error::bind("the dashboard", address, hint, e))?;
+    let (listener, addr) = bind("the dashboard", &options.dashboard_host, port, hint).await?;
     monitor.set_dashboard_addr(addr);
     tokio::spawn(sample_loop(monitor.clone(), stop.clone()));
     let service = Dashboard {
@@ -59,15 +56,26 @@ pub(crate) async fn start(
             .filter(|t| !t.is_empty())
             .map(Arc::from),
     };
-    let conn = ConnOptions {
+    let (stopped, _) = watch::channel(false);
+    tokio::spawn(accept_loop(
+        listener,
+        service,
+        conn_options(options),
+        stop,
+        stopped,
+    ));
+    Ok(Some(addr))
+}
+
+/// How the dashboard's and the metrics port's listeners treat connections: the server's header
+/// and keep-alive timeouts, plain HTTP, no grace period on shutdown.
+fn conn_options(options: &HttpOptions) -> ConnOptions {
+    ConnOptions {
         header_read_timeout: options.header_read_timeout(),
         keep_alive: options.keep_alive_timeout(),
         grace: Duration::ZERO,
         tls: None,
-    };
-    let (stopped, _) = watch::channel(false);
-    tokio::spawn(accept_loop(listener, service, conn, stop, stopped));
-    Ok(Some(addr))
+    }
 }
 
 async fn sample_loop(monitor: Arc<Monitor>, mut stop: watch::Receiver<bool>) {
@@ -95,10 +103,11 @@ struct Dashboard {
 impl hyper::service::Service<Request<Incoming>> for Dashboard {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        std::future::ready(Ok(self.serve(&req)))
+        let dashboard = self.clone();
+        Box::pin(async move { Ok(dashboard.serve(req).await) })
     }
 }
 
@@ -107,6 +116,47 @@ fn query_param<'a>(query: Option<&'a str>, key: &str) -> Option<Cow<'a, str>> {
     form_urlencoded::parse(query?.as_bytes())
         .find(|(k, _)| k == key)
         .map(|(_, v)| v)
+}
+
+/// What the dashboard serves at a path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Page {
+    /// The page itself.
+    Index,
+    /// Ray's status API: `/api/serve/applications/`, with or without the slash.
+    Applications,
+    /// The time series the page draws.
+    Timeseries,
+    /// The captured logs.
+    Logs,
+    /// The Prometheus metrics.
+    Metrics,
+    /// Nothing.
+    NotFound,
+}
+
+impl Page {
+    fn of(path: &str) -> Page {
+        match path {
+            "/" | "/index.html" => Page::Index,
+            "/api/serve/applications" | "/api/serve/applications/" => Page::Applications,
+            "/api/timeseries" => Page::Timeseries,
+            "/api/logs" => Page::Logs,
+            "/metrics" => Page::Metrics,
+            _ => Page::NotFound,
+        }
+    }
+}
+
+/// Whether `method` only reads (`GET` or `HEAD`).
+fn reads(method: &Method) -> bool {
+    method == Method::GET || method == Method::HEAD
+}
+
+/// `GET /metrics`, on the dashboard or the metrics export port: the one place both listeners
+/// answer it, with the request at hand for what it asks of the format.
+fn metrics<B>(monitor: &Monitor, _req: &Request<B>) -> Response<Body> {
+    monitor.metrics_response()
 }
 
 impl Dashboard {
@@ -121,16 +171,25 @@ impl Dashboard {
                 .is_some_and(|t| auth::constant_time_eq(t.as_bytes(), token.as_bytes()))
     }
 
-    fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
-        if !self.authorized(req) {
+    /// Answers one request. The token, when set, covers every path: the page, every `/api/`
+    /// path and the metrics.
+    async fn serve<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<rayai_core::handler::BoxError>,
+    {
+        if !self.authorized(&req) {
             return error::unauthorized("A dashboard token is required.");
         }
-        if req.method() != Method::GET && req.method() != Method::HEAD {
-            return error::method_not_allowed("GET");
-        }
         let monitor = &self.monitor;
-        match req.uri().path() {
-            "/" | "/index.html" => {
+        let page = Page::of(req.uri().path());
+        match (page, req.method()) {
+            (Page::NotFound, _) => error::not_found(),
+            // Writes to the status API (Ray's `PUT` and `DELETE /api/serve/applications/`)
+            // dispatch here, before the arm that refuses every other write.
+            (_, m) if !reads(m) => error::method_not_allowed("GET"),
+            (Page::Applications, _) => monitor.applications_response(),
+            (Page::Index, _) => {
                 let mut resp = error::text(StatusCode::OK, PAGE);
                 resp.headers_mut().insert(
                     header::CONTENT_TYPE,
@@ -138,33 +197,33 @@ impl Dashboard {
                 );
                 resp
             }
-            "/api/serve/applications" => monitor.applications_response(),
-            "/api/timeseries" => monitor.timeseries_response(),
-            "/api/logs" => {
-                let q = req.uri().query();
-                let text = |key| {
-                    query_param(q, key)
-                        .filter(|s| !s.is_empty())
-                        .map(Cow::into_owned)
-                };
-                let query = logs::Query {
-                    since: query_param(q, "since")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(0),
-                    deployment: text("deployment"),
-                    replica: text("replica"),
-                    request_id: text("request_id"),
-                    limit: query_param(q, "limit")
-                        .and_then(|s| s.parse().ok())
-                        .unwrap_or(500),
-                };
-                let (lines, last) = logs::select(&query);
-                error::json_response(StatusCode::OK, &json!({ "last_seq": last, "lines": lines }))
-            }
-            "/metrics" => monitor.metrics_response(),
-            _ => error::not_found(),
+            (Page::Timeseries, _) => monitor.timeseries_response(),
+            (Page::Logs, _) => logs_response(req.uri().query()),
+            (Page::Metrics, _) => metrics(monitor, &req),
         }
     }
+}
+
+/// `GET /api/logs?since=&deployment=&replica=&request_id=&limit=`.
+fn logs_response(q: Option<&str>) -> Response<Body> {
+    let text = |key| {
+        query_param(q, key)
+            .filter(|s| !s.is_empty())
+            .map(Cow::into_owned)
+    };
+    let query = logs::Query {
+        since: query_param(q, "since")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0),
+        deployment: text("deployment"),
+        replica: text("replica"),
+        request_id: text("request_id"),
+        limit: query_param(q, "limit")
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(500),
+    };
+    let (lines, last) = logs::select(&query);
+    error::json_response(StatusCode::OK, &json!({ "last_seq": last, "lines": lines }))
 }
 
 #[cfg(test)]
@@ -185,21 +244,24 @@ mod tests {
         let controller = rayai_core::Controller::new(rayai_core::NodeResources::new(1.0, 1 << 30));
         let address = SocketAddr::from(([127, 0, 0, 1], 8000));
         Dashboard {
-            monitor: Arc::new(Monitor::new(controller, Identity::of_this_process(address))),
+            monitor: Arc::new(Monitor::new(
+                controller,
+                Identity::of_this_process(address, &HttpOptions::default()),
+            )),
             token: token.map(Arc::from),
         }
     }
 
-    fn get(uri: &str, auth: Option<&str>) -> Request<()> {
+    fn get(uri: &str, auth: Option<&str>) -> Request<http_body_util::Empty<bytes::Bytes>> {
         let mut req = Request::get(uri);
         if let Some(value) = auth {
             req = req.header(header::AUTHORIZATION, value);
         }
-        req.body(()).unwrap()
+        req.body(http_body_util::Empty::new()).unwrap()
     }
 
-    #[test]
-    fn a_token_is_asked_for_by_header_or_query_and_compared_exactly() {
+    #[tokio::test]
+    async fn a_token_is_asked_for_by_header_or_query_and_compared_exactly() {
         let d = dashboard(Some("s3cret"));
         assert!(!d.authorized(&get("/api/logs", None)));
         assert!(!d.authorized(&get("/api/logs", Some("Bearer s3cre"))));
@@ -207,7 +269,34 @@ mod tests {
         assert!(d.authorized(&get("/api/logs", Some("Bearer s3cret"))));
         assert!(d.authorized(&get("/api/logs?token=s3cret", None)));
         assert!(d.authorized(&get("/api/logs?token=s3%63ret", None)));
-        assert_eq!(d.serve(&get("/", None)).status(), StatusCode::UNAUTHORIZED);
+        for path in [
+            "/",
+            "/api/serve/applications/",
+            "/api/anything",
+            "/metrics",
+            "/nope",
+        ] {
+            let status = d.serve(get(path, None)).await.status();
+            assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        }
         assert!(dashboard(None).authorized(&get("/", None)));
+    }
+
+    #[test]
+    fn both_forms_of_the_status_api_path_are_one_page() {
+        assert_eq!(Page::of("/api/serve/applications"), Page::Applications);
+        assert_eq!(Page::of("/api/serve/applications/"), Page::Applications);
+        assert_eq!(Page::of("/api/serve/applications//"), Page::NotFound);
+        assert_eq!(Page::of("/api/serve"), Page::NotFound);
+    }
+
+    #[tokio::test]
+    async fn writes_are_refused_and_unknown_paths_are_404() {
+        let d = dashboard(None);
+        let mut put = get("/api/serve/applications/", None);
+        *put.method_mut() = Method::PUT;
+        assert_eq!(d.serve(put).await.status(), StatusCode::METHOD_NOT_ALLOWED);
+        let status = d.serve(get("/api/nope", None)).await.status();
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 }

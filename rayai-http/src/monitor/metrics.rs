@@ -403,6 +403,7 @@ mod tests {
                 gpu_ids: vec![],
                 starts: 1,
                 last_error: None,
+                start_time: std::time::SystemTime::UNIX_EPOCH,
             }],
         }
     }

@@ -3,10 +3,12 @@
 //! dashboard draws. The serving port and the dashboard both read it; it knows neither.
 
 mod metrics;
+mod schema;
 mod series;
 mod status;
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use http::{HeaderValue, Response, StatusCode, header};
@@ -18,43 +20,8 @@ use crate::body::Body;
 use crate::error;
 pub(crate) use metrics::{Metrics, RouteMetrics, method_label};
 use series::Series;
+pub(crate) use status::Identity;
 use status::ProcessSampler;
-
-/// Which server this is, as the status API reports it: `rayai status` compares it with the
-/// project it was asked about.
-#[derive(Debug, Clone)]
-pub(crate) struct Identity {
-    /// `RAYAI_PROJECT`, which `rayai serve` sets to the project's directory.
-    project: Option<String>,
-    pid: u32,
-    address: SocketAddr,
-    started_at_s: f64,
-}
-
-impl Identity {
-    /// This process, serving at `address`.
-    pub(crate) fn of_this_process(address: SocketAddr) -> Self {
-        Identity {
-            project: std::env::var("RAYAI_PROJECT")
-                .ok()
-                .filter(|p| !p.is_empty()),
-            pid: std::process::id(),
-            address,
-            started_at_s: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0.0, |d| d.as_secs_f64()),
-        }
-    }
-
-    fn to_json(&self) -> serde_json::Value {
-        json!({
-            "project": self.project,
-            "pid": self.pid,
-            "address": self.address.to_string(),
-            "started_at_s": self.started_at_s,
-        })
-    }
-}
 
 /// Metrics, time series and process sampling of one server.
 pub(crate) struct Monitor {
@@ -64,6 +31,8 @@ pub(crate) struct Monitor {
     series: Mutex<Series>,
     process: Mutex<ProcessSampler>,
     dashboard_addr: OnceLock<SocketAddr>,
+    /// Set when the server shuts down: its proxy is draining.
+    draining: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -79,12 +48,18 @@ impl Monitor {
             series: Mutex::default(),
             process: Mutex::default(),
             dashboard_addr: OnceLock::new(),
+            draining: AtomicBool::new(false),
         }
     }
 
     /// The address the dashboard listens on, when it runs.
     pub(crate) fn dashboard_addr(&self) -> Option<SocketAddr> {
         self.dashboard_addr.get().copied()
+    }
+
+    /// Records that the server is shutting down.
+    pub(crate) fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
     }
 
     /// Records where the dashboard listens.
@@ -119,18 +94,29 @@ impl Monitor {
         resp
     }
 
-    /// `GET /api/serve/applications`.
+    /// `GET /api/serve/applications/`: Ray's `ServeInstanceDetails`.
     pub(crate) fn applications_response(&self) -> Response<Body> {
-        let process = lock(&self.process).sample();
-        let mut body = status::applications(&self.controller.snapshot(), &self.controller, process);
-        if let Some(map) = body.as_object_mut() {
-            map.insert("server".to_owned(), self.identity.to_json());
+        let draining = self.draining.load(Ordering::SeqCst);
+        let details = status::details(&self.controller.snapshot(), &self.identity, draining);
+        match serde_json::to_value(&details) {
+            Ok(body) => error::json_response(StatusCode::OK, &body),
+            Err(e) => error::detail(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("the status could not be written: {e}"),
+            ),
         }
-        error::json_response(StatusCode::OK, &body)
     }
 
-    /// `GET /api/timeseries`: the last ten minutes, a point a second.
+    /// `GET /api/timeseries`: the last ten minutes, a point a second, and what the dashboard
+    /// shows beside Ray's status: the node, the process's use now, each deployment's queue.
     pub(crate) fn timeseries_response(&self) -> Response<Body> {
+        let process = lock(&self.process).sample();
+        let snapshot = self.controller.snapshot();
+        let queued: serde_json::Map<String, serde_json::Value> = snapshot
+            .deployments()
+            .into_iter()
+            .map(|d| (d.served_name().into_owned(), json!(d.queued_requests())))
+            .collect();
         let series = lock(&self.series);
         let points: Vec<_> = series.points().collect();
         error::json_response(
@@ -138,6 +124,8 @@ impl Monitor {
             &json!({
                 "interval_s": 1,
                 "node": status::node(&self.controller),
+                "process": { "cpu_percent": process.cpu_percent, "rss_bytes": process.rss_bytes },
+                "queued": queued,
                 "points": points,
             }),
         )

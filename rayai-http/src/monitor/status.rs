@@ -1,71 +1,361 @@
-//! The status API (`GET /api/serve/applications`) and the process's own CPU and memory use.
+//! The status API (`GET /api/serve/applications/`, Ray's `ServeInstanceDetails`) and the
+//! process's own CPU and memory use.
 
-use std::time::Instant;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::OnceLock;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use rayai_core::{Controller, DeploymentState, DeploymentStatus, Snapshot};
+use rayai_core::{
+    Controller, DeploymentConfig, DeploymentHandle, DeploymentState, DeploymentStatus as Status,
+    ReplicaState, Snapshot,
+};
 use serde_json::{Map, Value, json};
 
-/// An application's status from its deployments' states: Ray Serve's names.
-pub(crate) fn app_status(states: impl IntoIterator<Item = DeploymentState>) -> &'static str {
-    let mut status = "RUNNING";
-    for state in states {
-        match state {
-            DeploymentState::Healthy => {}
-            DeploymentState::Unhealthy => {
-                if status != "DEPLOY_FAILED" {
-                    status = "UNHEALTHY";
-                }
-            }
-            DeploymentState::DeployFailed => status = "DEPLOY_FAILED",
-            // Updating, and any state added later: not settled yet.
-            _ => {
-                if status == "RUNNING" {
-                    status = "DEPLOYING";
-                }
-            }
-        }
-    }
-    status
+use super::schema::{
+    ActorDetails, ApplicationDetails, ApplicationStatus, AutoscalingSchema, ControllerInfo,
+    DeploymentDetails, DeploymentSchema, DeploymentStatus, GrpcOptionsSchema, HttpOptionsSchema,
+    ProxyDetails, ProxyStatus, RayActorOptions, ReplicaDetails, ServeInstanceDetails,
+    StatusTrigger, Target, TargetGroup,
+};
+use crate::HttpOptions;
+
+/// Ray's name for the controller actor.
+const CONTROLLER_NAME: &str = "SERVE_CONTROLLER_ACTOR";
+/// Ray's default gRPC port (no gRPC server runs without servicer functions).
+const DEFAULT_GRPC_PORT: u16 = 9000;
+
+/// Which server this is and where it runs, as the status API reports it.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    /// `RAYAI_PROJECT`, which `rayai serve` sets to the project's directory.
+    project: Option<String>,
+    pid: u32,
+    address: SocketAddr,
+    started_at_s: f64,
+    node_id: String,
+    node_ip: String,
+    http: HttpOptionsSchema,
 }
 
-/// The body of `GET /api/serve/applications`: every application of the controller's snapshot,
-/// with its route prefix and each of its deployments (found by identity, not by name), plus the
-/// node and this process.
-pub(crate) fn applications(
-    snapshot: &Snapshot,
-    controller: &Controller,
-    process: ProcessUsage,
-) -> Value {
-    let mut apps = Map::new();
-    for app in snapshot.applications() {
-        let statuses: Vec<DeploymentStatus> =
-            app.deployments().iter().map(|d| d.status()).collect();
-        let mut by_name = Map::new();
-        for d in &statuses {
-            by_name.insert(
-                d.name.clone(),
-                serde_json::to_value(d).unwrap_or(Value::Null),
-            );
+impl Identity {
+    /// This process, serving at `address` with `options`.
+    pub(crate) fn of_this_process(address: SocketAddr, options: &HttpOptions) -> Self {
+        let path = |p: &Option<std::path::PathBuf>| p.as_ref().map(|p| p.display().to_string());
+        Identity {
+            project: std::env::var("RAYAI_PROJECT")
+                .ok()
+                .filter(|p| !p.is_empty()),
+            pid: std::process::id(),
+            address,
+            started_at_s: unix_seconds(SystemTime::now()),
+            node_id: node_id().to_owned(),
+            node_ip: node_ip(address.ip()).to_string(),
+            http: HttpOptionsSchema {
+                host: options.host.clone(),
+                port: address.port(),
+                root_path: options.root_path.clone(),
+                request_timeout_s: options.request_timeout().map(|t| t.as_secs_f64()),
+                keep_alive_timeout_s: whole_seconds(options.keep_alive_timeout_s),
+                ssl_keyfile: path(&options.tls_key_path),
+                ssl_certfile: path(&options.tls_cert_path),
+            },
         }
-        apps.insert(
-            app.name().to_owned(),
-            json!({
-                "name": app.name(),
-                "route_prefix": app.route_prefix(),
-                "status": app_status(statuses.iter().map(|d| d.status)),
-                "deployments": by_name,
-            }),
-        );
     }
-    json!({
-        "applications": apps,
-        "node": node(controller),
-        "process": { "cpu_percent": process.cpu_percent, "rss_bytes": process.rss_bytes },
+
+    /// Ray's details of a Serve actor named `actor_name` running in this process.
+    fn actor(&self, actor_name: String) -> ActorDetails {
+        ActorDetails {
+            node_id: self.node_id.clone(),
+            node_ip: self.node_ip.clone(),
+            node_instance_id: None,
+            actor_id: None,
+            actor_name,
+            worker_id: None,
+            log_file_path: None,
+        }
+    }
+
+    /// Ray's name of the proxy of this node.
+    fn proxy_name(&self) -> String {
+        format!("SERVE_PROXY_ACTOR-{}", self.node_id)
+    }
+}
+
+/// This node's id: 56 hex digits as Ray's, drawn once per process.
+fn node_id() -> &'static str {
+    static NODE_ID: OnceLock<String> = OnceLock::new();
+    NODE_ID.get_or_init(|| {
+        let mut id = uuid::Uuid::new_v4().simple().to_string();
+        id.push_str(&uuid::Uuid::new_v4().simple().to_string());
+        id.truncate(56);
+        id
     })
 }
 
+/// The node's IP address: the one bound, or for an unspecified address (`0.0.0.0`, `::`) the
+/// one its outgoing traffic would leave from (no packet is sent), else loopback.
+fn node_ip(bound: IpAddr) -> IpAddr {
+    if !bound.is_unspecified() {
+        return bound;
+    }
+    let probe = || {
+        let socket = UdpSocket::bind((bound, 0)).ok()?;
+        let remote: SocketAddr = if bound.is_ipv4() {
+            ([192, 0, 2, 1], 9).into()
+        } else {
+            "[2001:db8::1]:9".parse().ok()?
+        };
+        socket.connect(remote).ok()?;
+        socket.local_addr().ok().map(|a| a.ip())
+    };
+    probe()
+        .filter(|ip| !ip.is_unspecified())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
+}
+
+/// Seconds since the Unix epoch.
+fn unix_seconds(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A non-negative number of seconds rounded to whole seconds (Ray's integer fields).
+fn whole_seconds(secs: f64) -> u64 {
+    if secs.is_finite() && secs > 0.0 {
+        secs.round() as u64
+    } else {
+        0
+    }
+}
+
+/// A deployment's status and its trigger in Ray's terms, from what the deployment is now.
+///
+/// rayai records no history of scaling decisions, so a healthy autoscaling deployment's last
+/// scaling is read from where its target stands against the replicas it started with.
+pub(crate) fn ray_status(
+    status: &Status,
+    config: &DeploymentConfig,
+) -> (DeploymentStatus, StatusTrigger) {
+    use DeploymentStatus as S;
+    use StatusTrigger as T;
+    let running = status
+        .replicas
+        .iter()
+        .filter(|r| r.state == ReplicaState::Running)
+        .count() as u32;
+    let autoscales = config.autoscaling().is_some();
+    match status.status {
+        DeploymentState::DeployFailed => (S::DeployFailed, T::ReplicaStartupFailed),
+        DeploymentState::Unhealthy => (S::Unhealthy, T::ReplicaStartupFailed),
+        DeploymentState::Healthy => {
+            let initial = config.initial_replicas();
+            let trigger = match status.target_replicas.cmp(&initial) {
+                std::cmp::Ordering::Greater if autoscales => T::UpscaleCompleted,
+                std::cmp::Ordering::Less if autoscales => T::DownscaleCompleted,
+                _ => T::ConfigUpdateCompleted,
+            };
+            (S::Healthy, trigger)
+        }
+        // Updating, and any state added later: replicas are on their way.
+        _ if running < status.replicas.len() as u32 => (S::Unhealthy, T::HealthCheckFailed),
+        _ if autoscales && running < status.target_replicas => (S::Upscaling, T::Autoscaling),
+        _ if autoscales && running > status.target_replicas => (S::Downscaling, T::Autoscaling),
+        _ => (S::Updating, T::ConfigUpdateStarted),
+    }
+}
+
+/// An application's status and message from its deployments' (Ray's rules: a failed deploy
+/// first, then unhealthy deployments, then ones still updating).
+pub(crate) fn app_status<'a>(
+    deployments: impl IntoIterator<Item = (&'a str, DeploymentStatus, StatusTrigger)>,
+) -> (ApplicationStatus, String) {
+    let (mut failed, mut unhealthy, mut updating) = (Vec::new(), Vec::new(), false);
+    for (name, status, trigger) in deployments {
+        match status {
+            DeploymentStatus::DeployFailed => failed.push(name),
+            DeploymentStatus::Unhealthy => unhealthy.push(name),
+            DeploymentStatus::Updating => updating = true,
+            DeploymentStatus::Upscaling | DeploymentStatus::Downscaling => {
+                updating |= trigger == StatusTrigger::ConfigUpdateStarted;
+            }
+            DeploymentStatus::Healthy => {}
+        }
+    }
+    // As Python prints a list of names.
+    let names = |names: &[&str]| {
+        let quoted: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    if !failed.is_empty() {
+        let message = format!("Failed to update the deployments {}.", names(&failed));
+        (ApplicationStatus::DeployFailed, message)
+    } else if !unhealthy.is_empty() {
+        let message = format!("The deployments {} are UNHEALTHY.", names(&unhealthy));
+        (ApplicationStatus::Unhealthy, message)
+    } else if updating {
+        (ApplicationStatus::Deploying, String::new())
+    } else {
+        (ApplicationStatus::Running, String::new())
+    }
+}
+
+/// Ray's details of one deployment of the application `app`.
+fn deployment(identity: &Identity, app: &str, handle: &DeploymentHandle) -> DeploymentDetails {
+    let status = handle.status();
+    let config = handle.config();
+    let served = handle.served_name().into_owned();
+    let (ray, trigger) = ray_status(&status, config);
+    let resources = config.resources();
+    let mut required = Map::new();
+    required.insert("CPU".to_owned(), json!(resources.num_cpus));
+    if resources.num_gpus > 0.0 {
+        required.insert("GPU".to_owned(), json!(resources.num_gpus));
+    }
+    if resources.memory_bytes > 0 {
+        required.insert("memory".to_owned(), json!(resources.memory_bytes));
+    }
+    let replicas = status
+        .replicas
+        .iter()
+        .map(|r| {
+            let unique = r.replica_id.rsplit('#').next().unwrap_or(&r.replica_id);
+            ReplicaDetails {
+                actor: identity.actor(format!("SERVE_REPLICA::{app}#{served}#{unique}")),
+                replica_id: r.replica_id.clone(),
+                state: r.state,
+                pid: identity.pid,
+                start_time_s: unix_seconds(r.start_time),
+                ongoing_requests: r.ongoing_requests,
+                served: r.served,
+                gpu_ids: r.gpu_ids.clone(),
+                starts: r.starts,
+                last_error: r.last_error.clone(),
+            }
+        })
+        .collect();
+    DeploymentDetails {
+        name: served.clone(),
+        status: ray,
+        status_trigger: trigger,
+        message: status.message.clone(),
+        deployment_config: deployment_schema(served, config),
+        target_num_replicas: status.target_replicas,
+        required_resources: required,
+        replicas,
+    }
+}
+
+/// Ray's `DeploymentSchema` of `config`, named `name`.
+fn deployment_schema(name: String, config: &DeploymentConfig) -> DeploymentSchema {
+    let resources = config.resources();
+    let autoscaling = config.autoscaling().map(|a| AutoscalingSchema {
+        min_replicas: a.min_replicas,
+        initial_replicas: a.initial_replicas,
+        max_replicas: a.max_replicas,
+        target_ongoing_requests: a.target_ongoing_requests,
+        upscale_delay_s: a.upscale_delay.as_secs_f64(),
+        downscale_delay_s: a.downscale_delay.as_secs_f64(),
+        downscale_to_zero_delay_s: a.downscale_to_zero_delay.as_secs_f64(),
+    });
+    DeploymentSchema {
+        name,
+        num_replicas: autoscaling.is_none().then(|| config.num_replicas()),
+        autoscaling_config: autoscaling,
+        max_ongoing_requests: config.max_ongoing_requests(),
+        max_queued_requests: config.max_queued_requests().map_or(-1, i64::from),
+        user_config: config.user_config().cloned(),
+        graceful_shutdown_timeout_s: config.graceful_shutdown_timeout().as_secs_f64(),
+        health_check_period_s: config.health_check_period().as_secs_f64(),
+        health_check_timeout_s: config.health_check_timeout().as_secs_f64(),
+        ray_actor_options: RayActorOptions {
+            num_cpus: resources.num_cpus,
+            num_gpus: resources.num_gpus,
+            memory: resources.memory_bytes,
+        },
+    }
+}
+
+/// The body of `GET /api/serve/applications/`: Ray's `ServeInstanceDetails` of every
+/// application of the controller's snapshot, each with every deployment it runs (found by
+/// identity, not by name), this process as the controller and the node's one proxy.
+pub(crate) fn details(
+    snapshot: &Snapshot,
+    identity: &Identity,
+    draining: bool,
+) -> ServeInstanceDetails {
+    let mut applications = BTreeMap::new();
+    for app in snapshot.applications() {
+        let deployments: BTreeMap<String, DeploymentDetails> = app
+            .deployments()
+            .iter()
+            .map(|handle| {
+                let details = deployment(identity, app.name(), handle);
+                (details.name.clone(), details)
+            })
+            .collect();
+        let (status, message) = app_status(
+            deployments
+                .values()
+                .map(|d| (d.name.as_str(), d.status, d.status_trigger)),
+        );
+        applications.insert(
+            app.name().to_owned(),
+            ApplicationDetails {
+                name: app.name().to_owned(),
+                route_prefix: app.ingress().map(|_| app.route_prefix().to_owned()),
+                docs_path: None,
+                status,
+                message,
+                last_deployed_time_s: unix_seconds(app.deployed_at()),
+                deployed_app_config: None,
+                source: "imperative",
+                deployments,
+            },
+        );
+    }
+    let proxy = ProxyDetails {
+        actor: identity.actor(identity.proxy_name()),
+        status: if draining {
+            ProxyStatus::Draining
+        } else {
+            ProxyStatus::Healthy
+        },
+    };
+    let target = Target {
+        ip: identity.node_ip.clone(),
+        port: identity.http.port,
+        instance_id: String::new(),
+        name: identity.proxy_name(),
+    };
+    ServeInstanceDetails {
+        controller_info: ControllerInfo {
+            actor: identity.actor(CONTROLLER_NAME.to_owned()),
+            project: identity.project.clone(),
+            pid: identity.pid,
+            address: identity.address.to_string(),
+            started_at_s: identity.started_at_s,
+        },
+        proxy_location: "EveryNode",
+        http_options: identity.http.clone(),
+        grpc_options: GrpcOptionsSchema {
+            port: DEFAULT_GRPC_PORT,
+            grpc_servicer_functions: Vec::new(),
+        },
+        proxies: BTreeMap::from([(identity.node_id.clone(), proxy)]),
+        deploy_mode: "MULTI_APP",
+        applications,
+        target_capacity: None,
+        target_groups: vec![TargetGroup {
+            targets: vec![target],
+            route_prefix: "/".to_owned(),
+            protocol: "HTTP",
+        }],
+    }
+}
+
 /// Every deployment of the snapshot's applications, each once, by name.
-pub(crate) fn deployments(snapshot: &Snapshot) -> Vec<DeploymentStatus> {
+pub(crate) fn deployments(snapshot: &Snapshot) -> Vec<Status> {
     snapshot
         .deployments()
         .into_iter()
@@ -168,14 +458,137 @@ fn rss_bytes() -> Option<u64> {
 mod tests {
     use super::*;
 
+    fn status(state: DeploymentState, target: u32, replicas: &[ReplicaState]) -> Status {
+        Status {
+            name: "d".to_owned(),
+            served_name: "d".to_owned(),
+            status: state,
+            message: String::new(),
+            target_replicas: target,
+            running_replicas: replicas.len() as u32,
+            pending_replicas: 0,
+            queued_requests: 0,
+            replicas_started: replicas.len() as u64,
+            replicas: replicas
+                .iter()
+                .enumerate()
+                .map(|(i, &state)| rayai_core::ReplicaStatus {
+                    replica_id: format!("d#{i}"),
+                    state,
+                    ongoing_requests: 0,
+                    served: 0,
+                    gpu_ids: vec![],
+                    starts: 1,
+                    last_error: None,
+                    start_time: UNIX_EPOCH,
+                })
+                .collect(),
+        }
+    }
+
     #[test]
-    fn app_status_follows_the_worst_deployment() {
+    fn deployment_states_read_as_rays_status_and_trigger() {
         use DeploymentState::*;
-        let s = |states: &[DeploymentState]| app_status(states.iter().copied());
-        assert_eq!(s(&[Healthy, Healthy]), "RUNNING");
-        assert_eq!(s(&[Healthy, Updating]), "DEPLOYING");
-        assert_eq!(s(&[Updating, Unhealthy]), "UNHEALTHY");
-        assert_eq!(s(&[Unhealthy, DeployFailed, Updating]), "DEPLOY_FAILED");
+        use DeploymentStatus as S;
+        use ReplicaState::{Running, Stopping};
+        use StatusTrigger as T;
+        let fixed = DeploymentConfig::new("d").with_num_replicas(2);
+        let scaling = DeploymentConfig::new("d")
+            .with_autoscaling(rayai_core::AutoscalingConfig::new(1, 4, 2.0));
+        let ray = |s: Status, c: &DeploymentConfig| ray_status(&s, c);
+        let cases = [
+            (
+                status(Healthy, 2, &[Running; 2]),
+                &fixed,
+                (S::Healthy, T::ConfigUpdateCompleted),
+            ),
+            (
+                status(Updating, 2, &[Running]),
+                &fixed,
+                (S::Updating, T::ConfigUpdateStarted),
+            ),
+            (
+                status(Updating, 2, &[Running, Stopping]),
+                &fixed,
+                (S::Unhealthy, T::HealthCheckFailed),
+            ),
+            (
+                status(Unhealthy, 2, &[Running]),
+                &fixed,
+                (S::Unhealthy, T::ReplicaStartupFailed),
+            ),
+            (
+                status(DeployFailed, 2, &[]),
+                &fixed,
+                (S::DeployFailed, T::ReplicaStartupFailed),
+            ),
+            (
+                status(Updating, 3, &[Running]),
+                &scaling,
+                (S::Upscaling, T::Autoscaling),
+            ),
+            (
+                status(Updating, 1, &[Running; 2]),
+                &scaling,
+                (S::Downscaling, T::Autoscaling),
+            ),
+            (
+                status(Healthy, 3, &[Running; 3]),
+                &scaling,
+                (S::Healthy, T::UpscaleCompleted),
+            ),
+            (
+                status(Healthy, 1, &[Running]),
+                &scaling,
+                (S::Healthy, T::ConfigUpdateCompleted),
+            ),
+        ];
+        for (i, (s, config, want)) in cases.into_iter().enumerate() {
+            assert_eq!(ray(s, config), want, "case {i}");
+        }
+    }
+
+    #[test]
+    fn app_status_follows_rays_rules() {
+        use DeploymentStatus as S;
+        use StatusTrigger as T;
+        let app = |ds: &[(&'static str, S, T)]| app_status(ds.iter().copied());
+        let healthy = ("a", S::Healthy, T::ConfigUpdateCompleted);
+        assert_eq!(app(&[healthy]), (ApplicationStatus::Running, String::new()));
+        let scaling = ("b", S::Upscaling, T::Autoscaling);
+        assert_eq!(app(&[healthy, scaling]).0, ApplicationStatus::Running);
+        let updating = ("b", S::Updating, T::ConfigUpdateStarted);
+        assert_eq!(app(&[healthy, updating]).0, ApplicationStatus::Deploying);
+        let sick = ("c", S::Unhealthy, T::HealthCheckFailed);
+        assert_eq!(
+            app(&[healthy, updating, sick]),
+            (
+                ApplicationStatus::Unhealthy,
+                "The deployments ['c'] are UNHEALTHY.".to_owned()
+            )
+        );
+        let failed = ("d", S::DeployFailed, T::ReplicaStartupFailed);
+        let other = ("e", S::DeployFailed, T::ReplicaStartupFailed);
+        assert_eq!(
+            app(&[sick, failed, other]),
+            (
+                ApplicationStatus::DeployFailed,
+                "Failed to update the deployments ['d', 'e'].".to_owned()
+            )
+        );
+    }
+
+    #[test]
+    fn the_node_is_named_once_and_located_where_it_listens() {
+        assert_eq!(node_id().len(), 56);
+        assert!(node_id().chars().all(|c| c.is_ascii_hexdigit()));
+        assert_eq!(node_id(), node_id());
+        let bound: IpAddr = [10, 1, 2, 3].into();
+        assert_eq!(node_ip(bound), bound);
+        assert!(!node_ip(IpAddr::V4(Ipv4Addr::UNSPECIFIED)).is_unspecified());
+        assert_eq!(whole_seconds(90.0), 90);
+        assert_eq!(whole_seconds(-1.0), 0);
+        assert_eq!(whole_seconds(f64::NAN), 0);
     }
 
     #[test]
