@@ -28,7 +28,7 @@
 //!
 //! | flag | default | what it enables |
 //! |---|---|---|
-//! | (none) | | rayai has no optional features yet |
+//! | `axum` | yes | an axum `Router` served as an ingress reports the route pattern each request matched, so the metrics label it `/items/{item_id}`, as Ray labels a FastAPI route |
 
 //!
 //! # Errors

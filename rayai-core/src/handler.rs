@@ -26,6 +26,44 @@ pub type HttpService =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootPath(pub String);
 
+/// The route pattern that answered a request, below the route prefix (`/items/{item_id}`),
+/// in the response's extensions. The proxy labels the request's metrics with it (joined to the
+/// route prefix), never with the raw path, so the labels stay bounded. An axum `Router` served
+/// with [`crate::Deployment::ingress`] reports it by itself (the `axum` feature); another
+/// service can insert it into its responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRoute(pub Arc<str>);
+
+/// An axum `Router` with a route layer that puts axum's `MatchedPath` into the response as a
+/// [`MatchedRoute`]; any other service as it is.
+#[cfg(feature = "axum")]
+pub(crate) fn report_matched_routes<S: 'static>(mut service: S) -> S {
+    let any: &mut dyn std::any::Any = &mut service;
+    if let Some(router) = any.downcast_mut::<axum::Router>()
+        && router.has_routes()
+    {
+        let taken = std::mem::take(router);
+        *router = taken.route_layer(axum::middleware::from_fn(matched_route));
+    }
+    service
+}
+
+#[cfg(feature = "axum")]
+async fn matched_route(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let pattern = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| Arc::<str>::from(m.as_str()));
+    let mut resp = next.run(req).await;
+    if let Some(pattern) = pattern {
+        resp.extensions_mut().insert(MatchedRoute(pattern));
+    }
+    resp
+}
+
 /// A whole body.
 pub fn full(bytes: impl Into<Bytes>) -> HttpBody {
     http_body_util::Full::new(bytes.into())

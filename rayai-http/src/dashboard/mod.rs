@@ -161,7 +161,7 @@ impl Dashboard {
                 let (lines, last) = logs::select(&query);
                 error::json_response(StatusCode::OK, &json!({ "last_seq": last, "lines": lines }))
             }
-            "/metrics" => monitor.metrics_response(),
+            "/metrics" => monitor.metrics_response(req.headers().get(header::ACCEPT)),
             _ => error::not_found(),
         }
     }

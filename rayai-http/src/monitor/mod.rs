@@ -2,7 +2,9 @@
 //! from the controller's snapshot, and the per-second time series and process figures the
 //! dashboard draws. The serving port and the dashboard both read it; it knows neither.
 
+mod exposition;
 mod metrics;
+mod node;
 mod series;
 mod status;
 
@@ -16,7 +18,9 @@ use serde_json::json;
 
 use crate::body::Body;
 use crate::error;
-pub(crate) use metrics::{Metrics, RouteMetrics, method_label};
+use exposition::Format;
+pub(crate) use metrics::{Metrics, OngoingGuard, RouteMetrics, method_label};
+use node::NodeSampler;
 use series::Series;
 use status::ProcessSampler;
 
@@ -63,6 +67,7 @@ pub(crate) struct Monitor {
     controller: Controller,
     series: Mutex<Series>,
     process: Mutex<ProcessSampler>,
+    node: Mutex<NodeSampler>,
     dashboard_addr: OnceLock<SocketAddr>,
 }
 
@@ -78,6 +83,7 @@ impl Monitor {
             controller,
             series: Mutex::default(),
             process: Mutex::default(),
+            node: Mutex::default(),
             dashboard_addr: OnceLock::new(),
         }
     }
@@ -92,29 +98,35 @@ impl Monitor {
         let _ = self.dashboard_addr.set(addr);
     }
 
-    /// The metrics a request counts under: its route's (labelled with the route's deployment),
-    /// one of the proxy's own paths, or unmatched.
+    /// The labels a request counts under: its route's (its application, the route's
+    /// deployment), one of the proxy's own paths, or no route.
     pub(crate) fn route_for(
         &self,
         path: &str,
         route: Option<&Route<Endpoint>>,
     ) -> Arc<RouteMetrics> {
         match (path, route) {
-            ("/-/healthz" | "/-/routes", _) => self.metrics.route(path, None),
-            (_, Some(route)) => self
-                .metrics
-                .route(route.prefix(), Some(route.target().deployment().name())),
+            ("/-/healthz" | "/-/routes", _) => self.metrics.route(path, "", None),
+            (_, Some(route)) => self.metrics.route(
+                route.prefix(),
+                route.app(),
+                Some(route.target().deployment()),
+            ),
             (_, None) => self.metrics.unmatched(),
         }
     }
 
-    /// `GET /metrics`.
-    pub(crate) fn metrics_response(&self) -> Response<Body> {
-        let deployments = status::deployments(&self.controller.snapshot());
-        let mut resp = error::text(StatusCode::OK, self.metrics.encode(&deployments));
+    /// `GET /metrics`: OpenMetrics when `accept` (the request's `Accept` header) asks for it,
+    /// as Prometheus does, else the classic text format.
+    pub(crate) fn metrics_response(&self, accept: Option<&HeaderValue>) -> Response<Body> {
+        let format = Format::negotiate(accept.and_then(|v| v.to_str().ok()));
+        let mut families = self.metrics.http_families();
+        families.extend(metrics::deployment_families(&self.controller.snapshot()));
+        families.extend(lock(&self.node).families());
+        let mut resp = error::text(StatusCode::OK, exposition::encode(&families, format));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            HeaderValue::from_static(format.content_type()),
         );
         resp
     }
