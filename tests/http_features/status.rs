@@ -39,7 +39,9 @@ async fn an_application_is_reported_with_its_own_deployments_whatever_their_name
     assert_eq!(get(addr, "/api/alive").await.status, StatusCode::OK);
     let metrics = get(addr, "/metrics").await.body;
     assert!(
-        metrics.contains("serve_deployment_processing_latency_ms_count{deployment=\"boom\"} 1"),
+        metrics.contains(
+            "ray_serve_deployment_processing_latency_ms_count{application=\"api\",deployment=\"boom\",replica=\"boom#0\",route=\"/api\"} 1"
+        ),
         "{metrics}"
     );
     server.shutdown().await;
