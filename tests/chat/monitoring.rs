@@ -113,7 +113,10 @@ async fn metrics_count_requests_by_route_pattern() {
         om.header("content-type"),
         "application/openmetrics-text; version=1.0.0; charset=utf-8"
     );
-    assert!(om.body.contains("# TYPE ray_serve_num_http_requests counter\n"));
+    assert!(
+        om.body
+            .contains("# TYPE ray_serve_num_http_requests counter\n")
+    );
     assert!(om.body.ends_with("# EOF\n"));
 
     // The dashboard's port serves the same metrics.
