@@ -109,6 +109,12 @@ fn the_fixture_holds_every_panel_of_both_dashboards() {
         BTreeSet::from(["application".to_owned(), "route".to_owned()])
     );
     assert!(resolve(&all[0].expr).contains("ray_io_cluster=~\".*\""));
+    for t in &all {
+        assert!(
+            t.need == "all" || t.need == "gpu" || t.need.starts_with("n/a: "),
+            "{t:?}"
+        );
+    }
 }
 
 /// Prometheus's data directory and process, removed and stopped when dropped.

@@ -3,6 +3,7 @@
 //! dashboard draws. The serving port and the dashboard both read it; it knows neither.
 
 mod exposition;
+mod gpu;
 mod metrics;
 mod node;
 mod series;
@@ -19,6 +20,7 @@ use serde_json::json;
 use crate::body::Body;
 use crate::error;
 use exposition::Format;
+use gpu::GpuSampler;
 pub(crate) use metrics::{Metrics, OngoingGuard, RouteMetrics, method_label};
 use node::NodeSampler;
 use series::Series;
@@ -68,6 +70,7 @@ pub(crate) struct Monitor {
     series: Mutex<Series>,
     process: Mutex<ProcessSampler>,
     node: Mutex<NodeSampler>,
+    gpus: GpuSampler,
     dashboard_addr: OnceLock<SocketAddr>,
 }
 
@@ -84,6 +87,7 @@ impl Monitor {
             series: Mutex::default(),
             process: Mutex::default(),
             node: Mutex::default(),
+            gpus: GpuSampler::default(),
             dashboard_addr: OnceLock::new(),
         }
     }
@@ -123,6 +127,9 @@ impl Monitor {
         let mut families = self.metrics.http_families();
         families.extend(metrics::deployment_families(&self.controller.snapshot()));
         families.extend(lock(&self.node).families());
+        if self.controller.node().num_gpus() > 0 {
+            families.extend(self.gpus.families());
+        }
         let mut resp = error::text(StatusCode::OK, exposition::encode(&families, format));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
