@@ -220,6 +220,14 @@ async fn prometheus_draws_every_panel_of_rays_serve_dashboards() {
     let _traffic = background_traffic(server.local_addr());
     let prometheus = start_prometheus(binary, dash).await;
 
+    // Prometheus asks for OpenMetrics: a scrape it cannot parse would leave `up` at 0.
+    eventually(PANELS_WAIT, "a successful scrape", || async {
+        query(prometheus.addr, "up{job=\"rayai\"}")
+            .await
+            .iter()
+            .any(|s| s["value"][1] == "1")
+    })
+    .await;
     let wanted: Vec<Target> = targets().into_iter().filter(|t| t.need == "all").collect();
     assert!(wanted.len() >= 40, "{} targets", wanted.len());
     let mut missing: Vec<String> = Vec::new();
