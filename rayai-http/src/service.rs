@@ -206,20 +206,21 @@ struct Counted<'a> {
 }
 
 impl Counted<'_> {
-    /// Records one answered request and writes its access log line.
-    fn record(
-        monitor: &Monitor,
-        metrics: &RouteMetrics,
-        route: Arc<str>,
-        method: &'static str,
-        status: u16,
-        started: tokio::time::Instant,
-        request_id: &str,
-    ) {
-        let elapsed = started.elapsed();
+    /// Records the request as answered with `resp`, under the route pattern it reports.
+    fn answered(mut self, resp: &Response<Body>) {
+        if let Some(metrics) = self.metrics.take() {
+            let route = metrics.route_label(resp.extensions().get::<MatchedRoute>());
+            self.record(&metrics, route, resp.status().as_u16());
+        }
+    }
+
+    /// Counts the request and writes its access log line.
+    fn record(&self, metrics: &RouteMetrics, route: Arc<str>, status: u16) {
+        let elapsed = self.started.elapsed();
+        let method = self.method;
         tracing::info!(
             target: "rayai::access",
-            request_id,
+            request_id = &*self.request_id,
             method,
             route = &*route,
             deployment = metrics.deployment_name(),
@@ -227,7 +228,7 @@ impl Counted<'_> {
             latency_ms = elapsed.as_secs_f64() * 1000.0,
             "{method} {route} {status}",
         );
-        monitor
+        self.monitor
             .metrics
             .record(metrics, route, method, status, elapsed);
     }
@@ -237,15 +238,7 @@ impl Drop for Counted<'_> {
     fn drop(&mut self) {
         if let Some(metrics) = self.metrics.take() {
             let route = metrics.route_label(None);
-            Counted::record(
-                self.monitor,
-                &metrics,
-                route,
-                self.method,
-                CLIENT_CLOSED_REQUEST,
-                self.started,
-                &self.request_id,
-            );
+            self.record(&metrics, route, CLIENT_CLOSED_REQUEST);
         }
     }
 }
@@ -304,7 +297,7 @@ impl Shared {
         };
         // Counts the request as ongoing, and as `499` if the client goes away (this future is
         // dropped) before the answer.
-        let mut counted = Counted {
+        let counted = Counted {
             monitor: &self.monitor,
             _ongoing: self.monitor.metrics.ongoing(),
             metrics: Some(metrics),
@@ -312,21 +305,9 @@ impl Shared {
             started,
             request_id: request_id.clone(),
         };
-        let mut resp = self.route(req, target, request_id.clone(), started).await;
+        let mut resp = self.route(req, target, request_id, started).await;
         resp.headers_mut().insert(X_REQUEST_ID, id_header);
-        if let Some(metrics) = counted.metrics.take() {
-            let route = metrics.route_label(resp.extensions().get::<MatchedRoute>());
-            let status = resp.status().as_u16();
-            Counted::record(
-                &self.monitor,
-                &metrics,
-                route,
-                method,
-                status,
-                started,
-                &request_id,
-            );
-        }
+        counted.answered(&resp);
         resp
     }
 
