@@ -163,6 +163,47 @@ mod tests {
         assert!((l.sum_ms - 1_000_007.5).abs() < 1e-6, "{}", l.sum_ms);
     }
 
+    #[tokio::test]
+    async fn a_deployment_counts_its_handles_router_and_replicas() {
+        use crate::NodeResources;
+        use crate::{Agent, AgentError, App, Controller, Deployment, DeploymentConfig};
+        use serde_json::Value;
+
+        struct Picky;
+        impl Agent for Picky {
+            async fn run(&self, data: Value) -> Result<Value, AgentError> {
+                match data.get("fail") {
+                    Some(_) => Err(AgentError::new("asked to fail")),
+                    None => Ok(serde_json::json!({ "ok": true })),
+                }
+            }
+        }
+        let controller = Controller::new(NodeResources::new(2.0, 4 << 30));
+        let picky = Deployment::from_fn(
+            DeploymentConfig::new("picky").with_num_cpus(0.5),
+            |_| async { Ok(Picky) },
+        );
+        controller
+            .deploy_app(App::new().deployment(picky), "/")
+            .await
+            .expect("it deploys");
+        let handle = controller.handle("picky").expect("it runs");
+        handle.call(serde_json::json!({})).await.expect("ok");
+        handle
+            .call(serde_json::json!({ "fail": 1 }))
+            .await
+            .expect_err("it fails");
+        let stats = handle.stats();
+        assert_eq!((stats.handle_requests, stats.router_requests), (2, 2));
+        assert_eq!(stats.replicas.len(), 1);
+        let replica = &stats.replicas[0];
+        assert_eq!(replica.replica_id, "picky#0");
+        assert_eq!((replica.requests, replica.errors), (2, 1));
+        assert_eq!(replica.processing_latency.count, 2);
+        assert_eq!((stats.pending_replicas, stats.replicas_in_backoff), (0, 0));
+        controller.shutdown(Duration::ZERO).await;
+    }
+
     #[test]
     fn replica_counters_count_errors_apart() {
         let c = ReplicaCounters::default();
