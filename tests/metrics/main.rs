@@ -157,7 +157,9 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 /// with `503`; and hangs up on a request it is serving, which counts as `499`.
 async fn backpressure_and_a_client_that_leaves(server: &Server) {
     let addr = server.local_addr();
-    let long = r#"{"data": {"ms": 1500}}"#;
+    // Long enough that the refused request arrives while both places are taken, even on a
+    // loaded machine.
+    let long = r#"{"data": {"ms": 4000}}"#;
     let running = start_post(addr, "/agents/slow/chat", long);
     eventually(EXCHANGE_TIMEOUT, "the slow agent busy", || async {
         let samples = parse(&scrape(server).await);
