@@ -159,3 +159,50 @@ where
 
 /// Wraps an app's service in a layer; kept type-erased so an app can hold several.
 pub(crate) type LayerFn = Arc<dyn Fn(HttpService) -> HttpService + Send + Sync>;
+
+#[cfg(all(test, feature = "axum"))]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn matched(router: axum::Router, path: &str) -> (u16, Option<MatchedRoute>) {
+        let resp = report_matched_routes(router)
+            .oneshot(Request::get(path).body(empty()).unwrap())
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.extensions().get::<MatchedRoute>().cloned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_axum_router_reports_the_pattern_it_matched() {
+        let router = || {
+            axum::Router::new()
+                .route("/items/{item_id}", axum::routing::get(|| async { "item" }))
+                .nest(
+                    "/v2",
+                    axum::Router::new().route("/{x}", axum::routing::get(|| async { "v2" })),
+                )
+        };
+        let pattern = |p: &str| Some(MatchedRoute(Arc::from(p)));
+        assert_eq!(
+            matched(router(), "/items/7").await,
+            (200, pattern("/items/{item_id}"))
+        );
+        assert_eq!(matched(router(), "/v2/a").await, (200, pattern("/v2/{x}")));
+        // No route matched: nothing reported, the proxy labels the request by its prefix.
+        assert_eq!(matched(router(), "/nope").await, (404, None));
+        // A router without routes is left alone (axum refuses a route layer on it).
+        assert_eq!(matched(axum::Router::new(), "/").await, (404, None));
+    }
+
+    #[test]
+    fn any_other_service_is_left_as_it_is() {
+        let service = tower::service_fn(|_: Request<HttpBody>| async {
+            Ok::<_, Infallible>(Response::new(empty()))
+        });
+        let _same: tower::util::ServiceFn<_> = report_matched_routes(service);
+    }
+}
