@@ -28,7 +28,7 @@
 //!
 //! | flag | default | what it enables |
 //! |---|---|---|
-//! | `axum` | yes | [`docs::router`]: `/openapi.json` and Swagger UI at `/docs` for an axum ingress |
+//! | `axum` | yes | [`docs::router`]: `/openapi.json` and Swagger UI at `/docs` for an axum ingress; and an axum `Router` served as an ingress reports the route pattern each request matched, so the metrics label it `/items/{item_id}`, as Ray labels a FastAPI route |
 
 //!
 //! # Errors

@@ -126,6 +126,10 @@ impl Deployment {
     /// A deployment whose HTTP face is a tower `Service` (an axum `Router`): `make` builds one
     /// per replica (Ray Serve's `@serve.ingress(app)`).
     ///
+    /// With the `axum` feature, an axum `Router` reports the route pattern each request
+    /// matched ([`crate::handler::MatchedRoute`]), which labels the request's metrics as Ray
+    /// labels a FastAPI route (`/items/{item_id}`, not the raw path).
+    ///
     /// # Examples
     ///
     /// ```
@@ -153,7 +157,12 @@ impl Deployment {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError> + 'static,
     {
-        Deployment::dyn_handler(config, move |ctx| Arc::new(ServiceHandler(make(&ctx))))
+        Deployment::dyn_handler(config, move |ctx| {
+            let service = make(&ctx);
+            #[cfg(feature = "axum")]
+            let service = crate::handler::report_matched_routes(service);
+            Arc::new(ServiceHandler(service))
+        })
     }
 
     /// What the deployment serves.

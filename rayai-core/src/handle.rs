@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::handler::HttpBody;
 use crate::request::RequestContext;
 use crate::schema::AgentSchema;
+use crate::serving::DeploymentStats;
 use crate::status::{DeploymentStatus, ReplicaStatus};
 use crate::stream::ReplicaStream;
 
@@ -29,6 +30,7 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn schema(&self) -> Option<&AgentSchema>;
     fn status(&self) -> DeploymentStatus;
     fn queued(&self) -> u32;
+    fn stats(&self) -> DeploymentStats;
     /// Runs `run` on a replica (its result as it came, object or not).
     fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>>;
     fn stream_text(
@@ -142,6 +144,12 @@ impl DeploymentHandle {
     /// A snapshot of the deployment and its replicas.
     pub fn status(&self) -> DeploymentStatus {
         self.inner.status()
+    }
+
+    /// The deployment's counters: requests through its handles and router, each replica's
+    /// processed requests, errors and latencies, its control loop; what the metrics export.
+    pub fn stats(&self) -> DeploymentStats {
+        self.inner.stats()
     }
 
     /// A snapshot of the replicas.

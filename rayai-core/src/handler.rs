@@ -26,6 +26,44 @@ pub type HttpService =
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RootPath(pub String);
 
+/// The route pattern that answered a request, below the route prefix (`/items/{item_id}`),
+/// in the response's extensions. The proxy labels the request's metrics with it (joined to the
+/// route prefix), never with the raw path, so the labels stay bounded. An axum `Router` served
+/// with [`crate::Deployment::ingress`] reports it by itself (the `axum` feature); another
+/// service can insert it into its responses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRoute(pub Arc<str>);
+
+/// An axum `Router` with a route layer that puts axum's `MatchedPath` into the response as a
+/// [`MatchedRoute`]; any other service as it is.
+#[cfg(feature = "axum")]
+pub(crate) fn report_matched_routes<S: 'static>(mut service: S) -> S {
+    let any: &mut dyn std::any::Any = &mut service;
+    if let Some(router) = any.downcast_mut::<axum::Router>()
+        && router.has_routes()
+    {
+        let taken = std::mem::take(router);
+        *router = taken.route_layer(axum::middleware::from_fn(matched_route));
+    }
+    service
+}
+
+#[cfg(feature = "axum")]
+async fn matched_route(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let pattern = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|m| Arc::<str>::from(m.as_str()));
+    let mut resp = next.run(req).await;
+    if let Some(pattern) = pattern {
+        resp.extensions_mut().insert(MatchedRoute(pattern));
+    }
+    resp
+}
+
 /// A whole body.
 pub fn full(bytes: impl Into<Bytes>) -> HttpBody {
     http_body_util::Full::new(bytes.into())
@@ -121,3 +159,50 @@ where
 
 /// Wraps an app's service in a layer; kept type-erased so an app can hold several.
 pub(crate) type LayerFn = Arc<dyn Fn(HttpService) -> HttpService + Send + Sync>;
+
+#[cfg(all(test, feature = "axum"))]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn matched(router: axum::Router, path: &str) -> (u16, Option<MatchedRoute>) {
+        let resp = report_matched_routes(router)
+            .oneshot(Request::get(path).body(empty()).unwrap())
+            .await
+            .unwrap();
+        (
+            resp.status().as_u16(),
+            resp.extensions().get::<MatchedRoute>().cloned(),
+        )
+    }
+
+    #[tokio::test]
+    async fn an_axum_router_reports_the_pattern_it_matched() {
+        let router = || {
+            axum::Router::new()
+                .route("/items/{item_id}", axum::routing::get(|| async { "item" }))
+                .nest(
+                    "/v2",
+                    axum::Router::new().route("/{x}", axum::routing::get(|| async { "v2" })),
+                )
+        };
+        let pattern = |p: &str| Some(MatchedRoute(Arc::from(p)));
+        assert_eq!(
+            matched(router(), "/items/7").await,
+            (200, pattern("/items/{item_id}"))
+        );
+        assert_eq!(matched(router(), "/v2/a").await, (200, pattern("/v2/{x}")));
+        // No route matched: nothing reported, the proxy labels the request by its prefix.
+        assert_eq!(matched(router(), "/nope").await, (404, None));
+        // A router without routes is left alone (axum refuses a route layer on it).
+        assert_eq!(matched(axum::Router::new(), "/").await, (404, None));
+    }
+
+    #[test]
+    fn any_other_service_is_left_as_it_is() {
+        let service = tower::service_fn(|_: Request<HttpBody>| async {
+            Ok::<_, Infallible>(Response::new(empty()))
+        });
+        let _same: tower::util::ServiceFn<_> = report_matched_routes(service);
+    }
+}

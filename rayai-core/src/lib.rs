@@ -27,7 +27,7 @@
 //!
 //! | flag | default | what it enables |
 //! |---|---|---|
-//! | (none) | | this crate has no optional features |
+//! | `axum` | no | an axum `Router` served by [`Deployment::ingress`] reports the route pattern each request matched ([`handler::MatchedRoute`]), for the metrics' `route` label |
 
 mod agent;
 mod app;
@@ -68,7 +68,8 @@ pub use schema::AgentSchema;
 /// `schemars`, whose `JsonSchema` derive a [`TypedAgent`]'s types need.
 pub use schemars;
 pub use serving::{
-    Application, AutoscalingConfig, Controller, Decision, Endpoint, Snapshot, SnapshotRef,
+    Application, AutoscalingConfig, Controller, Decision, DeploymentStats, Endpoint,
+    LATENCY_BUCKETS_MS, Latency, ReplicaStats, Snapshot, SnapshotRef,
 };
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 pub use stream::ReplicaStream;

@@ -14,7 +14,7 @@ use hyper::body::Incoming;
 use std::time::Duration;
 
 use rayai_core::handler::HttpService;
-use rayai_core::handler::RootPath;
+use rayai_core::handler::{MatchedRoute, RootPath};
 use rayai_core::{Controller, DeploymentHandle, RequestContext};
 use tower::ServiceExt;
 
@@ -22,7 +22,7 @@ use crate::HttpOptions;
 use crate::body::{Body, DeadlineBody};
 use crate::chat::{self, AgentEndpoint, AgentRoute, Exchange};
 use crate::error;
-use crate::monitor::{Monitor, method_label};
+use crate::monitor::{Monitor, RouteMetrics, method_label};
 
 /// `x-request-id`.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -197,6 +197,59 @@ fn ingress_service(handle: DeploymentHandle, server_retry_after_s: Option<u32>) 
     ))
 }
 
+/// A request on its way: counted as ongoing while it lives, and as `499` (client closed
+/// request) if it is dropped before it was answered.
+struct Counted<'a> {
+    monitor: &'a Monitor,
+    _ongoing: crate::monitor::OngoingGuard<'a>,
+    /// Taken when the request was answered and recorded.
+    metrics: Option<Arc<RouteMetrics>>,
+    method: &'static str,
+    started: tokio::time::Instant,
+    request_id: Arc<str>,
+}
+
+impl Counted<'_> {
+    /// Records the request as answered with `resp`, under the route pattern it reports.
+    fn answered(mut self, resp: &Response<Body>) {
+        if let Some(metrics) = self.metrics.take() {
+            let route = metrics.route_label(resp.extensions().get::<MatchedRoute>());
+            self.record(&metrics, route, resp.status().as_u16());
+        }
+    }
+
+    /// Counts the request and writes its access log line.
+    fn record(&self, metrics: &RouteMetrics, route: Arc<str>, status: u16) {
+        let elapsed = self.started.elapsed();
+        let method = self.method;
+        tracing::info!(
+            target: "rayai::access",
+            request_id = &*self.request_id,
+            method,
+            route = &*route,
+            deployment = metrics.deployment_name(),
+            status,
+            latency_ms = elapsed.as_secs_f64() * 1000.0,
+            "{method} {route} {status}",
+        );
+        self.monitor
+            .metrics
+            .record(metrics, route, method, status, elapsed);
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        if let Some(metrics) = self.metrics.take() {
+            let route = metrics.route_label(None);
+            self.record(&metrics, route, CLIENT_CLOSED_REQUEST);
+        }
+    }
+}
+
+/// nginx's and Ray's status for a request whose client went away before the answer.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 impl Shared {
     async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
         let started = tokio::time::Instant::now();
@@ -233,24 +286,19 @@ impl Shared {
             });
             (metrics, target)
         };
-        let mut resp = self.route(req, target, request_id.clone(), started).await;
-        resp.headers_mut().insert(X_REQUEST_ID, id_header);
-        let elapsed = started.elapsed();
-        let status = resp.status().as_u16();
-        self.monitor
-            .metrics
-            .record(&metrics, method, status, elapsed);
-        tracing::info!(
-            target: "rayai::access",
-            request_id = &*request_id,
+        // Counts the request as ongoing, and as `499` if the client goes away (this future is
+        // dropped) before the answer.
+        let counted = Counted {
+            monitor: &self.monitor,
+            _ongoing: self.monitor.metrics.ongoing(),
+            metrics: Some(metrics),
             method,
-            route = metrics.route_name(),
-            deployment = metrics.deployment_name(),
-            status,
-            latency_ms = elapsed.as_secs_f64() * 1000.0,
-            "{method} {} {status}",
-            metrics.route_name(),
-        );
+            started,
+            request_id: request_id.clone(),
+        };
+        let mut resp = self.route(req, target, request_id, started).await;
+        resp.headers_mut().insert(X_REQUEST_ID, id_header);
+        counted.answered(&resp);
         resp
     }
 

@@ -47,20 +47,19 @@ async fn metrics_count_requests_by_route_pattern() {
     let dash = server.dashboard_addr().expect("the dashboard runs");
     let m = get(dash, "/metrics").await;
     assert_eq!(m.status, StatusCode::OK);
-    assert!(
-        m.header("content-type")
-            .starts_with("application/openmetrics-text")
+    // No `Accept` asking for OpenMetrics: the classic text format.
+    assert_eq!(
+        m.header("content-type"),
+        "text/plain; version=0.0.4; charset=utf-8"
     );
     let text = &m.body;
-    let ok =
-        r#"serve_num_http_requests_total{route="/agents/echo",method="POST",status_code="200"}"#;
+    let ok = r#"ray_serve_num_http_requests_total{application="echo-service",route="/agents/echo",method="POST",status_code="200"}"#;
     assert_eq!(sample(text, ok), Some(3.0), "{text}");
-    let failed = r#"serve_num_http_error_requests_total{route="/agents/echo",method="POST",status_code="500"}"#;
+    let failed = r#"ray_serve_num_http_error_requests_total{application="echo-service",route="/agents/echo",method="POST",error_code="500"}"#;
     assert_eq!(sample(text, failed), Some(1.0), "{text}");
-    let dep_err = r#"serve_num_deployment_http_error_requests_total{deployment="echo",route="/agents/echo",method="POST",status_code="500"}"#;
+    let dep_err = r#"ray_serve_num_deployment_http_error_requests_total{application="echo-service",deployment="echo-deployment",route="/agents/echo",method="POST",error_code="500"}"#;
     assert_eq!(sample(text, dep_err), Some(1.0), "{text}");
-    let unmatched =
-        r#"serve_num_http_requests_total{route="unmatched",method="POST",status_code="404"}"#;
+    let unmatched = r#"ray_serve_num_http_requests_total{application="",route="",method="POST",status_code="404"}"#;
     assert_eq!(sample(text, unmatched), Some(1.0), "{text}");
     assert!(
         !text.contains("nope-12345"),
@@ -69,27 +68,60 @@ async fn metrics_count_requests_by_route_pattern() {
     assert_eq!(
         sample(
             text,
-            r#"serve_http_request_latency_ms_count{route="/agents/echo"}"#
+            r#"ray_serve_http_request_latency_ms_count{application="echo-service",route="/agents/echo",method="POST",status_code="200"}"#
         ),
-        Some(4.0)
+        Some(3.0)
+    );
+    // The replica counts what it processed: the four requests that reached it.
+    assert_eq!(
+        sample(
+            text,
+            r#"ray_serve_deployment_processing_latency_ms_count{application="echo-service",deployment="echo-deployment",replica="echo#0""#
+        ),
+        Some(4.0),
+        "{text}"
     );
     assert_eq!(
         sample(
             text,
-            r#"serve_deployment_processing_latency_ms_count{deployment="echo"}"#
-        ),
-        Some(4.0)
-    );
-    assert_eq!(
-        sample(
-            text,
-            r#"serve_deployment_replica_healthy{deployment="counter",replica="counter#0"}"#
+            r#"ray_serve_deployment_error_counter_total{application="echo-service",deployment="echo-deployment",replica="echo#0""#
         ),
         Some(1.0),
         "{text}"
     );
-    assert!(text.contains("serve_replica_processing_queries{deployment=\"echo\""));
-    assert!(text.contains("serve_deployment_queued_queries{deployment=\"slow\"} 0"));
+    assert_eq!(
+        sample(
+            text,
+            r#"ray_serve_deployment_replica_healthy{application="counter-service",deployment="counter-deployment",replica="counter#0"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert!(text.contains(
+        "ray_serve_replica_processing_queries{application=\"echo-service\",deployment=\"echo-deployment\""
+    ));
+    assert!(text.contains(
+        "ray_serve_deployment_queued_queries{application=\"slow-service\",deployment=\"slow-deployment\"} 0"
+    ));
+
+    // Prometheus asks for OpenMetrics, and gets it.
+    let req = request(dash, Proto::H1, Method::GET, "/metrics")
+        .header(
+            header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0;q=0.5,text/plain;version=0.0.4;q=0.3",
+        )
+        .body(full(""))
+        .expect("a valid request");
+    let om = send(dash, Proto::H1, req).await;
+    assert_eq!(
+        om.header("content-type"),
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(
+        om.body
+            .contains("# TYPE ray_serve_num_http_requests counter\n")
+    );
+    assert!(om.body.ends_with("# EOF\n"));
     server.shutdown().await;
 }
 

@@ -663,7 +663,14 @@ async fn with_no_app_at_the_root_metrics_is_a_404_on_the_serving_port() {
         "{}",
         r.header("content-type")
     );
-    assert!(r.body.contains("serve_"), "{}", r.body);
+    // The metrics label a request with its route's deployment (both requests above reached it).
+    assert!(
+        r.body.contains(
+            "ray_serve_deployment_processing_latency_ms_count{application=\"api\",deployment=\"boom\",replica=\"boom#0\",route=\"/api\"} 2"
+        ),
+        "{}",
+        r.body
+    );
     assert_eq!(get(metrics, STATUS).await.status, StatusCode::NOT_FOUND);
     assert_eq!(get(metrics, "/").await.status, StatusCode::NOT_FOUND);
     server.shutdown().await;

@@ -11,6 +11,7 @@
 //! | `replica` | one replica and its load |
 //! | `executor` | where a replica's code runs: its own threads, or the server's runtime |
 //! | `autoscale` | the autoscaling decision |
+//! | `stats` | the counters and timers the metrics read |
 
 pub(crate) mod autoscale;
 mod controller;
@@ -20,7 +21,9 @@ mod router;
 mod running;
 mod slot;
 mod snapshot;
+mod stats;
 
 pub use autoscale::{AutoscalingConfig, Decision};
 pub use controller::Controller;
 pub use snapshot::{Application, Endpoint, Snapshot, SnapshotRef};
+pub use stats::{DeploymentStats, LATENCY_BUCKETS_MS, Latency, ReplicaStats};

@@ -7,6 +7,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::Notify;
 
 use super::executor::{Executor, join_error};
+use super::stats::{ReplicaCounters, ReplicaStats};
 use crate::config::DeploymentConfig;
 use crate::context::ReplicaContext;
 use crate::error::Error;
@@ -79,6 +80,7 @@ pub(crate) struct Replica {
     ctx: ReplicaContext,
     load: Load,
     served: AtomicU64,
+    counters: ReplicaCounters,
     pub(super) target: Target,
     pub(super) executor: Executor,
     dead: AtomicBool,
@@ -123,6 +125,7 @@ impl Replica {
             ctx,
             load: Load::new(config.max_ongoing_requests()),
             served: AtomicU64::new(0),
+            counters: ReplicaCounters::default(),
             target,
             executor,
             dead: AtomicBool::new(false),
@@ -202,6 +205,17 @@ impl Replica {
 
     pub(crate) fn served(&self) -> u64 {
         self.served.load(Ordering::Relaxed)
+    }
+
+    /// Counts one request the replica finished (`ok`, or its user code failed), `started` when
+    /// the user's code was handed the request.
+    pub(crate) fn record(&self, started: tokio::time::Instant, ok: bool) {
+        self.counters.record(started.elapsed(), ok);
+    }
+
+    /// What the replica processed so far.
+    pub(crate) fn stats(&self) -> ReplicaStats {
+        self.counters.snapshot(self.id())
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::hash_map::DefaultHasher;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
@@ -22,6 +22,8 @@ pub(crate) struct Router {
     max_queued: Option<u32>,
     waiter: Arc<Waiter>,
     closed: AtomicBool,
+    /// Requests routed (assigned a replica or queued), for the metrics.
+    requests: AtomicU64,
     /// Wakes the controller when a request finds no replica at all (scale from zero).
     kick: Arc<Notify>,
 }
@@ -34,6 +36,7 @@ impl Router {
             max_queued,
             waiter: Arc::new(Waiter::default()),
             closed: AtomicBool::new(false),
+            requests: AtomicU64::new(0),
             kick,
         }
     }
@@ -47,6 +50,11 @@ impl Router {
     /// Requests waiting for a slot.
     pub(crate) fn queued(&self) -> u32 {
         self.waiter.queued()
+    }
+
+    /// Requests this router was given (assigned at once, queued, or refused by backpressure).
+    pub(crate) fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
     }
 
     /// Refuses new requests from now on and wakes the waiting ones so they fail.
@@ -78,6 +86,7 @@ impl Router {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::ShuttingDown(self.name.clone()));
         }
+        self.requests.fetch_add(1, Ordering::Relaxed);
         if let Some(slot) = self.try_slot(session) {
             return Ok(slot);
         }

@@ -14,6 +14,7 @@ use super::autoscale::Autoscaler;
 use super::replica::Replica;
 use super::router::Router;
 use super::slot::{Events, Text};
+use super::stats::{DeploymentStats, LoopCounters};
 use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::context::{Registry, ReplicaContext};
 use crate::error::Error;
@@ -55,6 +56,10 @@ pub(crate) struct Running {
     state: Mutex<State>,
     next_replica: AtomicU64,
     closed: AtomicBool,
+    /// Requests sent through the deployment's handles, for the metrics.
+    handle_requests: AtomicU64,
+    /// The control loop's iterations and how long the last one took.
+    loops: LoopCounters,
 }
 
 struct State {
@@ -127,6 +132,8 @@ impl Running {
             kick,
             next_replica: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            handle_requests: AtomicU64::new(0),
+            loops: LoopCounters::default(),
         });
         // The minimum must start; the replicas beyond it start now if they fit, else they wait
         // as pending for the control loop to start them when resources free up.
@@ -438,6 +445,31 @@ impl Running {
         }
     }
 
+    /// The counters the metrics read.
+    pub(crate) fn stats(&self) -> DeploymentStats {
+        let (control_loops, last_control_loop) = self.loops.read();
+        let st = lock(&self.state);
+        let missing = st.target.saturating_sub(st.members.len() as u32);
+        DeploymentStats {
+            handle_requests: self.handle_requests.load(Ordering::Relaxed),
+            router_requests: self.router.requests(),
+            pending_replicas: st.pending.as_ref().map_or(0, |(n, _)| *n),
+            replicas_in_backoff: if st.retry_at.is_some_and(|at| at > Instant::now()) {
+                missing
+            } else {
+                0
+            },
+            control_loops,
+            last_control_loop,
+            replicas: st.members.iter().map(|m| m.replica.stats()).collect(),
+        }
+    }
+
+    /// Counts one request sent through a handle.
+    fn count_handle_request(&self) {
+        self.handle_requests.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Stops taking requests, lets the ongoing ones finish (at most `timeout`), stops the
     /// replicas and gives their resources back.
     pub(crate) async fn shutdown(&self, timeout: Duration) {
@@ -474,7 +506,12 @@ impl Backend for Running {
         self.router.queued()
     }
 
+    fn stats(&self) -> DeploymentStats {
+        Running::stats(self)
+    }
+
     fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>> {
+        self.count_handle_request();
         Box::pin(async move {
             let slot = self.router.acquire(ctx.routing_key()).await?;
             slot.call(ctx, data).await
@@ -486,6 +523,7 @@ impl Backend for Running {
         ctx: RequestContext,
         data: Value,
     ) -> BoxFuture<'_, Result<ReplicaStream<String>, Error>> {
+        self.count_handle_request();
         Box::pin(async move {
             let slot = self.router.acquire(ctx.routing_key()).await?;
             slot.stream::<Text>(ctx, data).await
@@ -497,6 +535,7 @@ impl Backend for Running {
         ctx: RequestContext,
         data: Value,
     ) -> BoxFuture<'_, Result<ReplicaStream<Value>, Error>> {
+        self.count_handle_request();
         Box::pin(async move {
             let slot = self.router.acquire(ctx.routing_key()).await?;
             slot.stream::<Events>(ctx, data).await
@@ -508,6 +547,7 @@ impl Backend for Running {
         ctx: RequestContext,
         request: AnyBox,
     ) -> BoxFuture<'_, Result<AnyBox, Error>> {
+        self.count_handle_request();
         Box::pin(async move {
             let slot = self.router.acquire(ctx.routing_key()).await?;
             slot.call_any(ctx, request).await
@@ -519,6 +559,7 @@ impl Backend for Running {
         ctx: RequestContext,
         req: http::Request<HttpBody>,
     ) -> BoxFuture<'_, Result<http::Response<HttpBody>, Error>> {
+        self.count_handle_request();
         Box::pin(async move {
             let slot = self.router.acquire(ctx.routing_key()).await?;
             slot.serve(ctx, req).await
@@ -569,10 +610,12 @@ async fn control_loop(running: Weak<Running>, kick: Arc<Notify>) {
         if r.closed.load(Ordering::SeqCst) {
             return;
         }
-        if Instant::now() >= next_health {
+        let began = Instant::now();
+        if began >= next_health {
             r.check_health().await;
             next_health = Instant::now() + period;
         }
         r.reconcile().await;
+        r.loops.record(began.elapsed());
     }
 }

@@ -100,7 +100,10 @@ impl Slot {
             let _slot = self;
             agent.run(data).await
         });
-        match replica.executor.run(task).await {
+        let started = tokio::time::Instant::now();
+        let result = replica.executor.run(task).await;
+        replica.record(started, matches!(result, Ok(Ok(_))));
+        match result {
             Ok(result) => result.map_err(Error::Agent),
             Err(error) => {
                 if let Error::Panicked(message) = &error {
@@ -123,6 +126,7 @@ impl Slot {
         let (started_tx, started) = oneshot::channel::<Result<(), Error>>();
         let (tx, rx) = mpsc::channel::<Msg<K::Item>>(32);
         let dying = replica.clone();
+        let began = tokio::time::Instant::now();
         let task = ctx.scope(async move {
             let _slot = self;
             let opened = std::panic::catch_unwind(AssertUnwindSafe(|| K::open(&*agent, data)));
@@ -135,6 +139,7 @@ impl Slot {
                 Err(panic) => {
                     let message = panic_message(&*panic);
                     dying.mark_dead(format!("panicked: {message}"));
+                    dying.record(began, false);
                     let _ = started_tx.send(Err(Error::Panicked(message)));
                     return;
                 }
@@ -152,6 +157,10 @@ impl Slot {
                     }
                 };
                 let last = !matches!(msg, Msg::Item(_));
+                if last {
+                    // The stream ended or failed: one processed request.
+                    dying.record(began, matches!(msg, Msg::End));
+                }
                 if tx.send(msg).await.is_err() || last {
                     return;
                 }
@@ -189,7 +198,10 @@ impl Slot {
             let _slot = self;
             callable.call(request).await
         });
-        match replica.executor.run(task).await {
+        let started = tokio::time::Instant::now();
+        let result = replica.executor.run(task).await;
+        replica.record(started, matches!(result, Ok(Ok(_))));
+        match result {
             Ok(result) => result,
             Err(error) => {
                 if let Error::Panicked(message) = &error {
@@ -217,7 +229,10 @@ impl Slot {
         replica.count_served();
         let handler = handler.clone();
         let task = ctx.scope(async move { handler.call(req).await });
-        match replica.executor.run(task).await {
+        let started = tokio::time::Instant::now();
+        let result = replica.executor.run(task).await;
+        replica.record(started, matches!(result, Ok(Ok(_))));
+        match result {
             Ok(Ok(resp)) => Ok(resp.map(|body| HeldBody { body, _slot: self }.boxed_unsync())),
             Ok(Err(error)) => Err(Error::Service(error)),
             Err(error) => {

@@ -155,8 +155,8 @@ fn reads(method: &Method) -> bool {
 
 /// `GET /metrics`, on the dashboard or the metrics export port: the one place both listeners
 /// answer it, with the request at hand for what it asks of the format.
-fn metrics<B>(monitor: &Monitor, _req: &Request<B>) -> Response<Body> {
-    monitor.metrics_response()
+fn metrics<B>(monitor: &Monitor, req: &Request<B>) -> Response<Body> {
+    monitor.metrics_response(req.headers().get(header::ACCEPT))
 }
 
 impl Dashboard {

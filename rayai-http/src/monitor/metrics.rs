@@ -1,71 +1,32 @@
-//! Prometheus metrics, with Ray Serve's names: request counters and latency histograms recorded
-//! on the request path, replica and queue gauges filled from the controller's status at scrape
+//! Prometheus metrics with Ray Serve's names and labels: the proxy's request counters and
+//! latency histograms recorded on the request path; the deployments' figures (replicas,
+//! queues, processed requests, routers, handles, control loops) read from rayai-core at scrape
 //! time.
 //!
-//! Labels are bounded: `route` is the route prefix that matched (`/agents/echo`), one of the
-//! proxy's own paths, or `unmatched`; never the raw path. `method` is a standard method or
-//! `OTHER`.
+//! Labels are bounded. `route` is the route pattern an ingress matched joined to its prefix
+//! (`/api/v1/items/{item_id}`), an agent's or a pattern-less ingress's route prefix
+//! (`/agents/echo`), one of the proxy's own paths (`/-/healthz`), or `""` when no route
+//! matched; never the raw path. `method` is a standard method or `OTHER`. `application` is the
+//! route's application (`""` when none), `deployment` a deployment's served name.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::Method;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
-use rayai_core::{DeploymentStatus, ReplicaState};
+use rayai_core::handler::MatchedRoute;
+use rayai_core::{DeploymentHandle, LATENCY_BUCKETS_MS, ReplicaState, Snapshot};
 
-/// The `route` label of a request no route matched.
-pub(crate) const UNMATCHED: &str = "unmatched";
+use super::exposition::{Buckets, Family, Kind};
 
-/// Upper bounds (ms) of the latency buckets, Ray Serve's defaults.
-pub(crate) const LATENCY_BUCKETS_MS: [f64; 19] = [
-    1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 1000.0, 2000.0, 5000.0,
-    10000.0, 20000.0, 30000.0, 60000.0, 300000.0,
-];
+/// The `route` (and `application`) label of a request no route matched.
+pub(crate) const UNMATCHED: &str = "";
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RequestLabels {
-    route: Arc<str>,
-    method: &'static str,
-    status_code: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DeploymentErrorLabels {
-    deployment: Arc<str>,
-    route: Arc<str>,
-    method: &'static str,
-    status_code: u16,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabel {
-    route: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DeploymentLabel {
-    deployment: Arc<str>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReplicaLabels {
-    deployment: Arc<str>,
-    replica: Arc<str>,
-}
-
-type LatencyFamily<L> = Family<L, Histogram, fn() -> Histogram>;
-
-fn latency_histogram() -> Histogram {
-    Histogram::new(LATENCY_BUCKETS_MS)
-}
+/// The most route patterns one route keeps labels for; beyond, its requests count under the
+/// route prefix (an application that reported raw paths as patterns cannot grow the labels).
+const MAX_PATTERNS: usize = 256;
 
 /// The label method of a request: the standard ones by name, anything else `OTHER`.
 pub(crate) fn method_label(method: &Method) -> &'static str {
@@ -80,6 +41,38 @@ pub(crate) fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "OTHER",
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A latency histogram over [`LATENCY_BUCKETS_MS`], recorded without a lock.
+#[derive(Default)]
+struct Histogram {
+    counts: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, elapsed: Duration) {
+        let ms = elapsed.as_secs_f64() * 1000.0;
+        let i = LATENCY_BUCKETS_MS.partition_point(|&upper| upper < ms);
+        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn buckets(&self) -> Buckets {
+        Buckets {
+            counts: self
+                .counts
+                .iter()
+                .map(|c| c.load(Ordering::Relaxed))
+                .collect(),
+            sum: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e6,
+        }
     }
 }
 
@@ -116,219 +109,218 @@ impl Window {
     }
 }
 
-/// The metrics of one route, resolved once and reused by every request on it.
+/// The labels of one route, resolved once and reused by every request on it.
 pub(crate) struct RouteMetrics {
+    application: Arc<str>,
+    /// The route prefix, proxy path, or `""`: the `route` label when no pattern is reported.
     route: Arc<str>,
+    /// The deployment's internal name (what the cache and the dashboard key on).
+    deployment_name: Option<Arc<str>>,
+    /// The deployment's served name: the `deployment` label.
     deployment: Option<Arc<str>>,
-    latency: Histogram,
-    deployment_latency: Option<Histogram>,
+    /// `route` labels of the patterns this route's ingress reported, by pattern.
+    patterns: ArcSwap<HashMap<Box<str>, Arc<str>>>,
+    adding: Mutex<()>,
     window: Arc<Window>,
 }
 
 impl RouteMetrics {
-    /// The `route` label: the prefix that matched, a proxy path, or `unmatched`.
-    pub(crate) fn route_name(&self) -> &str {
-        &self.route
+    fn new(
+        application: &str,
+        route: &str,
+        deployment: Option<(&str, &str)>,
+        window: Arc<Window>,
+    ) -> Self {
+        RouteMetrics {
+            application: Arc::from(application),
+            route: Arc::from(route),
+            deployment_name: deployment.map(|(name, _)| Arc::from(name)),
+            deployment: deployment.map(|(_, served)| Arc::from(served)),
+            patterns: ArcSwap::from_pointee(HashMap::new()),
+            adding: Mutex::new(()),
+            window,
+        }
     }
 
-    /// The deployment behind the route (empty for the proxy's own paths and `unmatched`).
+    /// The deployment behind the route (empty for the proxy's own paths and no route).
     pub(crate) fn deployment_name(&self) -> &str {
-        self.deployment.as_deref().unwrap_or("")
+        self.deployment_name.as_deref().unwrap_or("")
+    }
+
+    /// The `route` label of a response: the reported pattern joined to the prefix, else the
+    /// prefix. Allocates only the first time a pattern is seen.
+    pub(crate) fn route_label(&self, matched: Option<&MatchedRoute>) -> Arc<str> {
+        let Some(MatchedRoute(pattern)) = matched else {
+            return self.route.clone();
+        };
+        if let Some(label) = self.patterns.load().get(&**pattern) {
+            return label.clone();
+        }
+        let _adding = lock(&self.adding);
+        let current = self.patterns.load();
+        if let Some(label) = current.get(&**pattern) {
+            return label.clone();
+        }
+        if current.len() >= MAX_PATTERNS {
+            return self.route.clone();
+        }
+        let label: Arc<str> = if &*self.route == "/" {
+            pattern.clone()
+        } else {
+            Arc::from(format!("{}{pattern}", self.route.trim_end_matches('/')))
+        };
+        let mut next = HashMap::clone(&current);
+        next.insert(Box::from(&**pattern), label.clone());
+        self.patterns.store(Arc::new(next));
+        label
     }
 }
 
-/// Every metric of one server.
+/// The labels one request counts under.
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct RequestKey {
+    application: Arc<str>,
+    route: Arc<str>,
+    deployment: Option<Arc<str>>,
+    method: &'static str,
+    status: u16,
+}
+
+/// The count and latencies of one [`RequestKey`].
+#[derive(Default)]
+struct RequestSeries {
+    requests: AtomicU64,
+    latency: Histogram,
+}
+
+/// The proxy's metrics of one server.
 pub(crate) struct Metrics {
-    registry: Registry,
-    requests: Family<RequestLabels, Counter>,
-    errors: Family<RequestLabels, Counter>,
-    deployment_errors: Family<DeploymentErrorLabels, Counter>,
-    latency: LatencyFamily<RouteLabel>,
-    deployment_latency: LatencyFamily<DeploymentLabel>,
-    ongoing: Family<ReplicaLabels, Gauge>,
-    queued: Family<DeploymentLabel, Gauge>,
-    healthy: Family<ReplicaLabels, Gauge>,
     routes: ArcSwap<HashMap<Box<str>, Arc<RouteMetrics>>>,
+    series: ArcSwap<HashMap<RequestKey, Arc<RequestSeries>>>,
     adding: Mutex<()>,
     windows: Mutex<HashMap<Arc<str>, Arc<Window>>>,
     unmatched: Arc<RouteMetrics>,
+    ongoing: AtomicI64,
 }
 
 impl Metrics {
     pub(crate) fn new() -> Self {
-        let mut registry = Registry::default();
-        let requests = Family::<RequestLabels, Counter>::default();
-        let errors = Family::<RequestLabels, Counter>::default();
-        let deployment_errors = Family::<DeploymentErrorLabels, Counter>::default();
-        let latency: LatencyFamily<RouteLabel> = Family::new_with_constructor(latency_histogram);
-        let deployment_latency: LatencyFamily<DeploymentLabel> =
-            Family::new_with_constructor(latency_histogram);
-        let ongoing = Family::<ReplicaLabels, Gauge>::default();
-        let queued = Family::<DeploymentLabel, Gauge>::default();
-        let healthy = Family::<ReplicaLabels, Gauge>::default();
-        registry.register(
-            "serve_num_http_requests",
-            "HTTP requests the proxy answered, by route, method and status code",
-            requests.clone(),
-        );
-        registry.register(
-            "serve_num_http_error_requests",
-            "HTTP requests answered with a status code >= 400",
-            errors.clone(),
-        );
-        registry.register(
-            "serve_num_deployment_http_error_requests",
-            "HTTP requests to a deployment answered with a status code >= 400",
-            deployment_errors.clone(),
-        );
-        registry.register(
-            "serve_http_request_latency_ms",
-            "Time from request to response headers, in milliseconds, by route",
-            latency.clone(),
-        );
-        registry.register(
-            "serve_deployment_processing_latency_ms",
-            "Time a deployment took to answer, in milliseconds, as the proxy sees it",
-            deployment_latency.clone(),
-        );
-        registry.register(
-            "serve_replica_processing_queries",
-            "Requests a replica serves now",
-            ongoing.clone(),
-        );
-        registry.register(
-            "serve_deployment_queued_queries",
-            "Requests waiting for a replica of the deployment",
-            queued.clone(),
-        );
-        registry.register(
-            "serve_deployment_replica_healthy",
-            "1 when the replica is running, 0 when it is stopping or dead",
-            healthy.clone(),
-        );
-        let unmatched_route: Arc<str> = Arc::from(UNMATCHED);
-        let unmatched = Arc::new(RouteMetrics {
-            latency: latency.get_or_create_owned(&RouteLabel {
-                route: unmatched_route.clone(),
-            }),
-            route: unmatched_route,
-            deployment: None,
-            deployment_latency: None,
-            window: Arc::default(),
-        });
         Metrics {
-            registry,
-            requests,
-            errors,
-            deployment_errors,
-            latency,
-            deployment_latency,
-            ongoing,
-            queued,
-            healthy,
             routes: ArcSwap::from_pointee(HashMap::new()),
+            series: ArcSwap::from_pointee(HashMap::new()),
             adding: Mutex::new(()),
             windows: Mutex::new(HashMap::new()),
-            unmatched,
+            unmatched: Arc::new(RouteMetrics::new(
+                UNMATCHED,
+                UNMATCHED,
+                None,
+                Arc::default(),
+            )),
+            ongoing: AtomicI64::new(0),
         }
     }
 
-    /// The metrics of the route `prefix` serving `deployment` (or of the proxy's own path
-    /// `prefix` when `deployment` is `None`), created on first use.
-    pub(crate) fn route(&self, prefix: &str, deployment: Option<&str>) -> Arc<RouteMetrics> {
+    /// The labels of the route `prefix` of `application` served by `deployment` (internal and
+    /// served name), or of the proxy's own path `prefix` when `deployment` is `None`; created
+    /// on first use, and again when the prefix changed hands.
+    pub(crate) fn route(
+        &self,
+        prefix: &str,
+        application: &str,
+        deployment: Option<&DeploymentHandle>,
+    ) -> Arc<RouteMetrics> {
+        let same = |found: &RouteMetrics| {
+            &*found.application == application
+                && found.deployment_name.as_deref() == deployment.map(|d| d.name())
+        };
         if let Some(found) = self.routes.load().get(prefix)
-            && found.deployment.as_deref() == deployment
+            && same(found)
         {
             return found.clone();
         }
-        let _adding = self.adding.lock().unwrap_or_else(|p| p.into_inner());
+        let _adding = lock(&self.adding);
         let current = self.routes.load();
         if let Some(found) = current.get(prefix)
-            && found.deployment.as_deref() == deployment
+            && same(found)
         {
             return found.clone();
         }
-        let route: Arc<str> = Arc::from(prefix);
-        let deployment: Option<Arc<str>> = deployment.map(Arc::from);
-        let window = match &deployment {
-            Some(d) => self
-                .windows
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(d.clone())
+        let window = match deployment {
+            Some(d) => lock(&self.windows)
+                .entry(Arc::from(d.name()))
                 .or_default()
                 .clone(),
             None => Arc::default(),
         };
-        let made = Arc::new(RouteMetrics {
-            latency: self.latency.get_or_create_owned(&RouteLabel {
-                route: route.clone(),
-            }),
-            deployment_latency: deployment.as_ref().map(|d| {
-                self.deployment_latency
-                    .get_or_create_owned(&DeploymentLabel {
-                        deployment: d.clone(),
-                    })
-            }),
-            route,
-            deployment,
+        let served = deployment.map(|d| d.served_name().into_owned());
+        let made = Arc::new(RouteMetrics::new(
+            application,
+            prefix,
+            deployment.map(|d| d.name()).zip(served.as_deref()),
             window,
-        });
+        ));
         let mut next = HashMap::clone(&current);
         next.insert(Box::from(prefix), made.clone());
         self.routes.store(Arc::new(next));
         made
     }
 
-    /// The metrics of requests no route matched.
+    /// The labels of requests no route matched.
     pub(crate) fn unmatched(&self) -> Arc<RouteMetrics> {
         self.unmatched.clone()
     }
 
-    /// Counts one answered request.
+    /// One more request in the proxy until the guard is dropped.
+    pub(crate) fn ongoing(&self) -> OngoingGuard<'_> {
+        self.ongoing.fetch_add(1, Ordering::Relaxed);
+        OngoingGuard(&self.ongoing)
+    }
+
+    /// Counts one answered request under `route_label` (see [`RouteMetrics::route_label`]).
     pub(crate) fn record(
         &self,
         route: &RouteMetrics,
+        route_label: Arc<str>,
         method: &'static str,
         status_code: u16,
         elapsed: Duration,
     ) {
-        let ms = elapsed.as_secs_f64() * 1000.0;
-        let labels = RequestLabels {
-            route: route.route.clone(),
+        let key = RequestKey {
+            application: route.application.clone(),
+            route: route_label,
+            deployment: route.deployment.clone(),
             method,
-            status_code,
+            status: status_code,
         };
-        self.requests.get_or_create(&labels).inc();
-        let is_error = status_code >= 400;
-        if is_error {
-            self.errors.get_or_create(&labels).inc();
+        let series = match self.series.load().get(&key) {
+            Some(series) => series.clone(),
+            None => self.add_series(key),
+        };
+        series.requests.fetch_add(1, Ordering::Relaxed);
+        series.latency.observe(elapsed);
+        if route.deployment.is_some() {
+            route
+                .window
+                .record(status_code >= 400, elapsed.as_secs_f64() * 1000.0);
         }
-        route.latency.observe(ms);
-        if let Some(deployment) = &route.deployment {
-            if is_error {
-                self.deployment_errors
-                    .get_or_create(&DeploymentErrorLabels {
-                        deployment: deployment.clone(),
-                        route: labels.route,
-                        method,
-                        status_code,
-                    })
-                    .inc();
-            }
-            if let Some(h) = &route.deployment_latency {
-                h.observe(ms);
-            }
-            route.window.record(is_error, ms);
+    }
+
+    fn add_series(&self, key: RequestKey) -> Arc<RequestSeries> {
+        let _adding = lock(&self.adding);
+        let current = self.series.load();
+        if let Some(series) = current.get(&key) {
+            return series.clone();
         }
+        let made = Arc::new(RequestSeries::default());
+        let mut next = HashMap::clone(&current);
+        next.insert(key, made.clone());
+        self.series.store(Arc::new(next));
+        made
     }
 
     /// The per-deployment windows, by deployment name.
     pub(crate) fn windows(&self) -> Vec<(Arc<str>, Arc<Window>)> {
-        let mut all: Vec<_> = self
-            .windows
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+        let mut all: Vec<_> = lock(&self.windows)
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -336,108 +328,296 @@ impl Metrics {
         all
     }
 
-    /// Every metric in the Prometheus text format, the gauges set from `statuses` first.
-    pub(crate) fn encode(&self, statuses: &[DeploymentStatus]) -> String {
-        self.ongoing.clear();
-        self.healthy.clear();
-        self.queued.clear();
-        for d in statuses {
-            let deployment: Arc<str> = Arc::from(d.name.as_str());
-            self.queued
-                .get_or_create(&DeploymentLabel {
-                    deployment: deployment.clone(),
-                })
-                .set(i64::from(d.queued_requests));
-            for r in &d.replicas {
-                let labels = ReplicaLabels {
-                    deployment: deployment.clone(),
-                    replica: Arc::from(r.replica_id.as_str()),
-                };
-                self.ongoing
-                    .get_or_create(&labels)
-                    .set(i64::from(r.ongoing_requests));
-                self.healthy
-                    .get_or_create(&labels)
-                    .set(i64::from(r.state == ReplicaState::Running));
+    /// The proxy's families: requests, errors, latencies, ongoing requests.
+    pub(crate) fn http_families(&self) -> Vec<Family> {
+        type Labels = Vec<(&'static str, String)>;
+        let mut requests: BTreeMap<Labels, f64> = BTreeMap::new();
+        let mut errors: BTreeMap<Labels, f64> = BTreeMap::new();
+        let mut deployment_errors: BTreeMap<Labels, f64> = BTreeMap::new();
+        let mut latency: BTreeMap<Labels, Buckets> = BTreeMap::new();
+        for (key, series) in self.series.load().iter() {
+            let n = series.requests.load(Ordering::Relaxed) as f64;
+            let code = key.status.to_string();
+            let base = |code_label: &'static str| {
+                vec![
+                    ("application", key.application.to_string()),
+                    ("route", key.route.to_string()),
+                    ("method", key.method.to_owned()),
+                    (code_label, code.clone()),
+                ]
+            };
+            *requests.entry(base("status_code")).or_default() += n;
+            latency
+                .entry(base("status_code"))
+                .or_default()
+                .add(&series.latency.buckets());
+            if key.status >= 400 {
+                *errors.entry(base("error_code")).or_default() += n;
+                if let Some(deployment) = &key.deployment {
+                    let mut labels = base("error_code");
+                    labels.insert(1, ("deployment", deployment.to_string()));
+                    *deployment_errors.entry(labels).or_default() += n;
+                }
             }
         }
-        let mut out = String::with_capacity(4096);
-        // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
-        out
+        let mut families = vec![
+            Family::new(
+                "ray_serve_num_http_requests",
+                Kind::Counter,
+                "The number of HTTP requests processed",
+            ),
+            Family::new(
+                "ray_serve_num_http_error_requests",
+                Kind::Counter,
+                "The number of HTTP requests answered with a status code of 400 or more",
+            ),
+            Family::new(
+                "ray_serve_num_deployment_http_error_requests",
+                Kind::Counter,
+                "The number of HTTP requests to a deployment answered with a status code of 400 or more",
+            ),
+            Family::new(
+                "ray_serve_http_request_latency_ms",
+                Kind::Histogram,
+                "The end-to-end latency of HTTP requests, measured from the proxy, to the response head",
+            ),
+            Family::new(
+                "ray_serve_num_ongoing_http_requests",
+                Kind::Gauge,
+                "The number of ongoing requests in the HTTP proxy",
+            ),
+        ];
+        for (labels, n) in requests {
+            families[0].number(labels, n);
+        }
+        for (labels, n) in errors {
+            families[1].number(labels, n);
+        }
+        for (labels, n) in deployment_errors {
+            families[2].number(labels, n);
+        }
+        for (labels, b) in latency {
+            families[3].histogram(labels, b);
+        }
+        families[4].number(vec![], self.ongoing.load(Ordering::Relaxed).max(0) as f64);
+        families
     }
+}
 
-    /// How many label sets the request counters hold (bounded by routes x methods x codes).
-    #[cfg(test)]
-    fn request_label_sets(&self) -> usize {
-        self.encode(&[])
-            .lines()
-            .filter(|l| {
-                l.starts_with("serve_num_http_requests_total{")
-                    || l.starts_with("serve_http_request_latency_ms_count{")
-            })
-            .count()
+/// Counts a request as ongoing in the proxy while it lives.
+pub(crate) struct OngoingGuard<'a>(&'a AtomicI64);
+
+impl Drop for OngoingGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// The deployments' families, from each application's deployments in `snapshot` (a deployment
+/// two applications share counts under the first).
+pub(crate) fn deployment_families(snapshot: &Snapshot) -> Vec<Family> {
+    let mut requests = Family::new(
+        "ray_serve_deployment_request_counter",
+        Kind::Counter,
+        "The number of queries that have been processed in this replica",
+    );
+    let mut errors = Family::new(
+        "ray_serve_deployment_error_counter",
+        Kind::Counter,
+        "The number of exceptions that have occurred in this replica",
+    );
+    let mut latency = Family::new(
+        "ray_serve_deployment_processing_latency_ms",
+        Kind::Histogram,
+        "The latency for queries to be processed",
+    );
+    let mut processing = Family::new(
+        "ray_serve_replica_processing_queries",
+        Kind::Gauge,
+        "The current number of queries being processed",
+    );
+    let mut healthy = Family::new(
+        "ray_serve_deployment_replica_healthy",
+        Kind::Gauge,
+        "Whether this deployment replica is healthy: 1 means healthy, 0 unhealthy",
+    );
+    let mut starts = Family::new(
+        "ray_serve_deployment_replica_starts",
+        Kind::Counter,
+        "The number of times this replica was started (constructor attempts)",
+    );
+    let mut queued = Family::new(
+        "ray_serve_deployment_queued_queries",
+        Kind::Gauge,
+        "The current number of requests to this deployment waiting for a replica",
+    );
+    let mut router = Family::new(
+        "ray_serve_num_router_requests",
+        Kind::Counter,
+        "The number of requests processed by the router",
+    );
+    let mut handle = Family::new(
+        "ray_serve_handle_request_counter",
+        Kind::Counter,
+        "The number of requests processed by this deployment's handles",
+    );
+    let mut scheduling = Family::new(
+        "ray_serve_num_scheduling_tasks",
+        Kind::Gauge,
+        "The number of replicas waiting to be placed on the node",
+    );
+    let mut backoff = Family::new(
+        "ray_serve_num_scheduling_tasks_in_backoff",
+        Kind::Gauge,
+        "The number of replicas waiting out a backoff after a failed start",
+    );
+    let mut loop_duration = Family::new(
+        "ray_serve_controller_control_loop_duration_s",
+        Kind::Gauge,
+        "The duration of the deployment's last control loop, in seconds",
+    );
+    let mut loops = Family::new(
+        "ray_serve_controller_num_control_loops",
+        Kind::Gauge,
+        "The number of control loops performed for the deployment; increases monotonically",
+    );
+    let mut seen: Vec<&DeploymentHandle> = Vec::new();
+    for app in snapshot.applications() {
+        for d in app.deployments() {
+            if seen.contains(&d) {
+                continue;
+            }
+            seen.push(d);
+            let status = d.status();
+            let stats = d.stats();
+            let application = app.name().to_owned();
+            let deployment = status.served_name.clone();
+            let of_deployment = || {
+                vec![
+                    ("application", application.clone()),
+                    ("deployment", deployment.clone()),
+                ]
+            };
+            let of_replica = |replica: &str| {
+                let mut labels = of_deployment();
+                labels.push(("replica", replica.to_owned()));
+                labels
+            };
+            for r in &stats.replicas {
+                let mut labels = of_replica(&r.replica_id);
+                labels.push(("route", app.route_prefix().to_owned()));
+                requests.number(labels.clone(), r.requests as f64);
+                errors.number(labels.clone(), r.errors as f64);
+                latency.histogram(
+                    labels,
+                    Buckets {
+                        counts: r.processing_latency.buckets.clone(),
+                        sum: r.processing_latency.sum_ms,
+                    },
+                );
+            }
+            for r in &status.replicas {
+                processing.number(of_replica(&r.replica_id), f64::from(r.ongoing_requests));
+                healthy.number(
+                    of_replica(&r.replica_id),
+                    f64::from(u8::from(r.state == ReplicaState::Running)),
+                );
+                starts.number(of_replica(&r.replica_id), f64::from(r.starts));
+            }
+            queued.number(of_deployment(), f64::from(status.queued_requests));
+            router.number(of_deployment(), stats.router_requests as f64);
+            handle.number(of_deployment(), stats.handle_requests as f64);
+            scheduling.number(of_deployment(), f64::from(stats.pending_replicas));
+            backoff.number(of_deployment(), f64::from(stats.replicas_in_backoff));
+            loop_duration.number(of_deployment(), stats.last_control_loop.as_secs_f64());
+            loops.number(of_deployment(), stats.control_loops as f64);
+        }
+    }
+    vec![
+        requests,
+        errors,
+        latency,
+        processing,
+        healthy,
+        starts,
+        queued,
+        router,
+        handle,
+        scheduling,
+        backoff,
+        loop_duration,
+        loops,
+    ]
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::exposition::{Format, encode};
     use super::*;
 
-    fn status(name: &str) -> DeploymentStatus {
-        DeploymentStatus {
-            name: name.to_owned(),
-            served_name: name.to_owned(),
-            status: rayai_core::DeploymentState::Healthy,
-            message: String::new(),
-            target_replicas: 1,
-            running_replicas: 1,
-            pending_replicas: 0,
-            queued_requests: 2,
-            replicas_started: 1,
-            replicas: vec![rayai_core::ReplicaStatus {
-                replica_id: format!("{name}#0"),
-                state: ReplicaState::Running,
-                ongoing_requests: 3,
-                served: 7,
-                gpu_ids: vec![],
-                starts: 1,
-                last_error: None,
-                start_time: std::time::SystemTime::UNIX_EPOCH,
-            }],
-        }
+    fn text(m: &Metrics) -> String {
+        encode(&m.http_families(), Format::Classic)
     }
 
     #[test]
-    fn exports_ray_serve_names() {
+    fn exports_ray_serve_names_and_labels() {
         let m = Metrics::new();
-        let route = m.route("/agents/echo", Some("echo"));
-        m.record(&route, "POST", 200, Duration::from_millis(3));
-        m.record(&route, "POST", 500, Duration::from_millis(3));
-        let text = m.encode(&[status("echo")]);
-        for name in [
-            "serve_num_http_requests_total{route=\"/agents/echo\",method=\"POST\",status_code=\"200\"} 1",
-            "serve_num_http_error_requests_total{route=\"/agents/echo\",method=\"POST\",status_code=\"500\"} 1",
-            "serve_num_deployment_http_error_requests_total{deployment=\"echo\",route=\"/agents/echo\",method=\"POST\",status_code=\"500\"} 1",
-            "serve_http_request_latency_ms_bucket{le=\"5.0\",route=\"/agents/echo\"} 2",
-            "serve_deployment_processing_latency_ms_count{deployment=\"echo\"} 2",
-            "serve_replica_processing_queries{deployment=\"echo\",replica=\"echo#0\"} 3",
-            "serve_deployment_queued_queries{deployment=\"echo\"} 2",
-            "serve_deployment_replica_healthy{deployment=\"echo\",replica=\"echo#0\"} 1",
-        ] {
-            assert!(text.contains(name), "missing {name} in\n{text}");
-        }
-        assert!(!text.contains("status_code=\"200\"} 1\nserve_num_http_error"));
-    }
-
-    #[test]
-    fn unknown_path_counts_as_unmatched() {
-        let m = Metrics::new();
-        m.record(&m.unmatched(), "GET", 404, Duration::from_millis(1));
-        let text = m.encode(&[]);
-        assert!(text.contains(
-            "serve_num_http_requests_total{route=\"unmatched\",method=\"GET\",status_code=\"404\"} 1"
+        let route = Arc::new(RouteMetrics::new(
+            "echo-service",
+            "/agents/echo",
+            Some(("echo", "echo-deployment")),
+            Arc::default(),
         ));
+        m.record(
+            &route,
+            route.route_label(None),
+            "POST",
+            200,
+            Duration::from_millis(3),
+        );
+        m.record(
+            &route,
+            route.route_label(None),
+            "POST",
+            500,
+            Duration::from_millis(3),
+        );
+        let text = text(&m);
+        for line in [
+            "ray_serve_num_http_requests_total{application=\"echo-service\",route=\"/agents/echo\",method=\"POST\",status_code=\"200\"} 1",
+            "ray_serve_num_http_error_requests_total{application=\"echo-service\",route=\"/agents/echo\",method=\"POST\",error_code=\"500\"} 1",
+            "ray_serve_num_deployment_http_error_requests_total{application=\"echo-service\",deployment=\"echo-deployment\",route=\"/agents/echo\",method=\"POST\",error_code=\"500\"} 1",
+            "ray_serve_http_request_latency_ms_bucket{application=\"echo-service\",route=\"/agents/echo\",method=\"POST\",status_code=\"200\",le=\"5.0\"} 1",
+            "ray_serve_num_ongoing_http_requests 0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(!text.contains("error_code=\"200\""));
+    }
+
+    #[test]
+    fn an_ingress_pattern_is_joined_to_the_prefix_once() {
+        let route = RouteMetrics::new("api", "/api/v1", Some(("api", "api")), Arc::default());
+        let matched = MatchedRoute(Arc::from("/items/{item_id}"));
+        let a = route.route_label(Some(&matched));
+        let b = route.route_label(Some(&matched));
+        assert_eq!(&*a, "/api/v1/items/{item_id}");
+        assert!(Arc::ptr_eq(&a, &b));
+        assert_eq!(&*route.route_label(None), "/api/v1");
+        let root = RouteMetrics::new("app", "/", None, Arc::default());
+        assert_eq!(&*root.route_label(Some(&matched)), "/items/{item_id}");
+    }
+
+    #[test]
+    fn patterns_per_route_are_capped() {
+        let route = RouteMetrics::new("api", "/api", None, Arc::default());
+        for i in 0..MAX_PATTERNS + 50 {
+            let label = route.route_label(Some(&MatchedRoute(Arc::from(format!("/p{i}")))));
+            if i >= MAX_PATTERNS {
+                assert_eq!(&*label, "/api");
+            }
+        }
+        assert_eq!(route.patterns.load().len(), MAX_PATTERNS);
     }
 
     #[test]
@@ -445,32 +625,38 @@ mod tests {
         let m = Metrics::new();
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..1000 {
-            // A random path that no route serves: counted under `unmatched`, whatever it is.
-            let _path: String = (0..rng.usize(1..40)).map(|_| rng.alphanumeric()).collect();
             let method = [
                 Method::GET,
                 Method::POST,
                 Method::from_bytes(b"BREW").unwrap(),
             ][rng.usize(0..3)]
             .clone();
+            let unmatched = m.unmatched();
             m.record(
-                &m.unmatched(),
+                &unmatched,
+                unmatched.route_label(None),
                 method_label(&method),
                 404,
                 Duration::from_micros(rng.u64(1..10_000)),
             );
         }
-        // 3 methods (GET, POST, OTHER) x 1 code, plus one latency histogram.
-        assert_eq!(m.request_label_sets(), 4);
-        assert!(!m.encode(&[]).contains("BREW"));
+        // 3 methods (GET, POST, OTHER) x 1 code.
+        assert_eq!(m.series.load().len(), 3);
+        let text = text(&m);
+        assert!(!text.contains("BREW"));
+        assert!(text.contains(
+            "ray_serve_num_http_requests_total{application=\"\",route=\"\",method=\"OTHER\",status_code=\"404\"}"
+        ));
     }
 
     #[test]
-    fn route_metrics_are_resolved_once() {
+    fn ongoing_requests_count_until_dropped() {
         let m = Metrics::new();
-        let a = m.route("/agents/echo", Some("echo"));
-        let b = m.route("/agents/echo", Some("echo"));
-        assert!(Arc::ptr_eq(&a, &b));
+        let a = m.ongoing();
+        let _b = m.ongoing();
+        assert!(text(&m).contains("ray_serve_num_ongoing_http_requests 2\n"));
+        drop(a);
+        assert!(text(&m).contains("ray_serve_num_ongoing_http_requests 1\n"));
     }
 
     #[test]

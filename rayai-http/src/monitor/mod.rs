@@ -2,8 +2,11 @@
 //! from the controller's snapshot, and the per-second time series and process figures the
 //! dashboard draws. The serving port and the dashboard both read it; it knows neither.
 
+mod exposition;
+mod gpu;
 mod metrics;
 mod schema;
+mod node;
 mod series;
 mod status;
 
@@ -18,7 +21,10 @@ use serde_json::json;
 
 use crate::body::Body;
 use crate::error;
-pub(crate) use metrics::{Metrics, RouteMetrics, method_label};
+use exposition::Format;
+use gpu::GpuSampler;
+pub(crate) use metrics::{Metrics, OngoingGuard, RouteMetrics, method_label};
+use node::NodeSampler;
 use series::Series;
 pub(crate) use status::Identity;
 use status::ProcessSampler;
@@ -30,6 +36,8 @@ pub(crate) struct Monitor {
     controller: Controller,
     series: Mutex<Series>,
     process: Mutex<ProcessSampler>,
+    node: Mutex<NodeSampler>,
+    gpus: GpuSampler,
     dashboard_addr: OnceLock<SocketAddr>,
     /// Set when the server shuts down: its proxy is draining.
     draining: AtomicBool,
@@ -47,6 +55,8 @@ impl Monitor {
             controller,
             series: Mutex::default(),
             process: Mutex::default(),
+            node: Mutex::default(),
+            gpus: GpuSampler::default(),
             dashboard_addr: OnceLock::new(),
             draining: AtomicBool::new(false),
         }
@@ -67,29 +77,38 @@ impl Monitor {
         let _ = self.dashboard_addr.set(addr);
     }
 
-    /// The metrics a request counts under: its route's (labelled with the route's deployment),
-    /// one of the proxy's own paths, or unmatched.
+    /// The labels a request counts under: its route's (its application, the route's
+    /// deployment), one of the proxy's own paths, or no route.
     pub(crate) fn route_for(
         &self,
         path: &str,
         route: Option<&Route<Endpoint>>,
     ) -> Arc<RouteMetrics> {
         match (path, route) {
-            ("/-/healthz" | "/-/routes", _) => self.metrics.route(path, None),
-            (_, Some(route)) => self
-                .metrics
-                .route(route.prefix(), Some(route.target().deployment().name())),
+            ("/-/healthz" | "/-/routes", _) => self.metrics.route(path, "", None),
+            (_, Some(route)) => self.metrics.route(
+                route.prefix(),
+                route.app(),
+                Some(route.target().deployment()),
+            ),
             (_, None) => self.metrics.unmatched(),
         }
     }
 
-    /// `GET /metrics`.
-    pub(crate) fn metrics_response(&self) -> Response<Body> {
-        let deployments = status::deployments(&self.controller.snapshot());
-        let mut resp = error::text(StatusCode::OK, self.metrics.encode(&deployments));
+    /// `GET /metrics`: OpenMetrics when `accept` (the request's `Accept` header) asks for it,
+    /// as Prometheus does, else the classic text format.
+    pub(crate) fn metrics_response(&self, accept: Option<&HeaderValue>) -> Response<Body> {
+        let format = Format::negotiate(accept.and_then(|v| v.to_str().ok()));
+        let mut families = self.metrics.http_families();
+        families.extend(metrics::deployment_families(&self.controller.snapshot()));
+        families.extend(lock(&self.node).families());
+        if self.controller.node().num_gpus() > 0 {
+            families.extend(self.gpus.families());
+        }
+        let mut resp = error::text(StatusCode::OK, exposition::encode(&families, format));
         resp.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
+            HeaderValue::from_static(format.content_type()),
         );
         resp
     }

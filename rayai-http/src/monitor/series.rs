@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::metrics::{LATENCY_BUCKETS_MS, Window};
+use rayai_core::LATENCY_BUCKETS_MS;
+
+use super::metrics::Window;
 use super::status::ProcessUsage;
 
 /// Points kept: ten minutes at one a second.

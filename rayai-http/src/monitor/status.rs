@@ -354,15 +354,6 @@ pub(crate) fn details(
     }
 }
 
-/// Every deployment of the snapshot's applications, each once, by name.
-pub(crate) fn deployments(snapshot: &Snapshot) -> Vec<Status> {
-    snapshot
-        .deployments()
-        .into_iter()
-        .map(|d| d.status())
-        .collect()
-}
-
 /// The node's resources and what the replicas hold of them.
 pub(crate) fn node(controller: &Controller) -> Value {
     let node = controller.node();
