@@ -58,6 +58,9 @@ pub mod handler {
     pub use rayai_core::handler::{BoxError, HttpService, boxed, empty, full, stream_body};
 }
 pub use rayai_http::auth::BearerAuthLayer;
+/// Declarative deploys: Ray's config schema ([`deploy::DeployConfig`]), applied with
+/// [`Server::apply_config`], `PUT /api/serve/applications/` or `rayai deploy`.
+pub use rayai_http::deploy;
 pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
 pub use rayai_macros::{agent, deployment};
 

@@ -14,6 +14,7 @@
 //! | `error` | [`Error`], and the one place errors become HTTP responses |
 //! | `monitor` | metrics, the status API, time series and process figures |
 //! | `dashboard` | the dashboard's listener and page, and [`LogLayer`] |
+//! | `deploy` | declarative deploys: Ray's config schema, import paths, `PUT`/`DELETE /api/serve/applications/` |
 //! | `auth` | [`auth::BearerAuthLayer`] |
 //! | `body`, `idle`, `options` | [`Body`], keep-alive tracking, [`HttpOptions`] |
 //! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, the dashboard's feed |
@@ -29,6 +30,7 @@ mod body;
 mod chat;
 mod conn;
 mod dashboard;
+pub mod deploy;
 mod error;
 mod idle;
 mod logging;

@@ -22,6 +22,7 @@ use crate::HttpOptions;
 use crate::auth;
 use crate::body::Body;
 use crate::conn::{ConnOptions, accept_loop, stopping};
+use crate::deploy::Declarative;
 use crate::error::{self, Error};
 use crate::monitor::Monitor;
 
@@ -35,6 +36,7 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 pub(crate) async fn start(
     options: &HttpOptions,
     monitor: Arc<Monitor>,
+    deploy: Arc<Declarative>,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, Error> {
     let Some(port) = options.dashboard_port else {
@@ -53,6 +55,7 @@ pub(crate) async fn start(
     tokio::spawn(sample_loop(monitor.clone(), stop.clone()));
     let service = Dashboard {
         monitor,
+        deploy,
         token: options
             .dashboard_token
             .clone()
@@ -89,16 +92,22 @@ async fn sample_loop(monitor: Arc<Monitor>, mut stop: watch::Receiver<bool>) {
 #[derive(Clone)]
 struct Dashboard {
     monitor: Arc<Monitor>,
+    deploy: Arc<Declarative>,
     token: Option<Arc<str>>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Dashboard {
     type Response = Response<Body>;
     type Error = Infallible;
-    type Future = std::future::Ready<Result<Response<Body>, Infallible>>;
+    type Future = futures::future::BoxFuture<'static, Result<Response<Body>, Infallible>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
-        std::future::ready(Ok(self.serve(&req)))
+        // Declarative deploys: PUT and DELETE under /api/serve/applications (crate::deploy).
+        let reads = matches!(*req.method(), Method::GET | Method::HEAD);
+        if !reads && crate::deploy::is_api_path(req.uri().path()) && self.authorized(&req) {
+            return Box::pin(futures::FutureExt::map(self.deploy.clone().serve(req), Ok));
+        }
+        Box::pin(std::future::ready(Ok(self.serve(&req))))
     }
 }
 
@@ -184,7 +193,13 @@ mod tests {
     fn dashboard(token: Option<&str>) -> Dashboard {
         let controller = rayai_core::Controller::new(rayai_core::NodeResources::new(1.0, 1 << 30));
         let address = SocketAddr::from(([127, 0, 0, 1], 8000));
+        let deploy = Arc::new(Declarative::new(
+            controller.clone(),
+            crate::HttpOptions::default(),
+            address,
+        ));
         Dashboard {
+            deploy,
             monitor: Arc::new(Monitor::new(controller, Identity::of_this_process(address))),
             token: token.map(Arc::from),
         }
