@@ -371,6 +371,18 @@ impl fmt::Display for SchemaError {
 impl std::error::Error for SchemaError {}
 
 impl DeployConfig {
+    /// A config of these applications, with no server options.
+    pub fn new(applications: Vec<ApplicationConfig>) -> Self {
+        DeployConfig {
+            proxy_location: None,
+            http_options: None,
+            grpc_options: None,
+            logging_config: None,
+            target_capacity: None,
+            applications,
+        }
+    }
+
     /// Parses a JSON document (the body Ray's CLI sends).
     ///
     /// # Errors
