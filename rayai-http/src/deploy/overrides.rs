@@ -290,3 +290,100 @@ pub(crate) fn copy(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rayai_core::{Agent, AgentError};
+
+    struct Nop;
+    impl Agent for Nop {
+        async fn run(&self, data: Value) -> Result<Value, AgentError> {
+            Ok(data)
+        }
+    }
+
+    /// An app whose one agent `echo` autoscales, queues at most 4 and has a user_config.
+    fn app() -> App {
+        let config = DeploymentConfig::new("echo")
+            .with_autoscaling(AutoscalingConfig::new(1, 3, 2.0))
+            .with_max_queued_requests(4)
+            .with_user_config(serde_json::json!({"a": 1}));
+        App::named("code").deployment(Deployment::from_fn(config, |_| async { Ok(Nop) }))
+    }
+
+    fn applied(deployments: Value) -> Result<DeploymentConfig, DeployError> {
+        let config: ApplicationConfig = serde_json::from_value(serde_json::json!({
+            "name": "declared", "import_path": "x:y", "deployments": deployments,
+        }))
+        .unwrap();
+        let app = apply(app(), &config, 0)?;
+        assert_eq!(app.name(), "declared");
+        Ok(app.deployments()[0].config().clone())
+    }
+
+    #[test]
+    fn a_fixed_count_turns_autoscaling_off_and_keeps_the_rest() {
+        let c =
+            applied(serde_json::json!([{"name": "echo-deployment", "num_replicas": 2}])).unwrap();
+        assert_eq!((c.num_replicas(), c.autoscaling()), (2, None));
+        assert_eq!(c.max_queued_requests(), Some(4));
+        assert_eq!(c.user_config(), Some(&serde_json::json!({"a": 1})));
+    }
+
+    #[test]
+    fn auto_autoscaling_and_an_unbounded_queue() {
+        let c = applied(serde_json::json!([{"name": "echo", "num_replicas": "auto",
+            "autoscaling_config": {"max_replicas": 7}, "max_queued_requests": -1}]))
+        .unwrap();
+        let a = c.autoscaling().unwrap();
+        assert_eq!(a.max_replicas, 7);
+        assert_eq!(a.min_replicas, AutoscalingConfig::auto().min_replicas);
+        assert_eq!(c.max_queued_requests(), None);
+        let c = applied(serde_json::json!([{"name": "echo",
+            "autoscaling_config": {"min_replicas": 0, "downscale_delay_s": 5}}]))
+        .unwrap();
+        let a = c.autoscaling().unwrap();
+        assert_eq!((a.min_replicas, a.max_replicas), (0, 3));
+        assert_eq!(a.downscale_to_zero_delay, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn refusals_name_the_config_key() {
+        let path = |deployments| match applied(deployments) {
+            Err(DeployError::Schema(e)) => e.path,
+            other => panic!("{other:?}"),
+        };
+        let cases = [
+            (
+                serde_json::json!([{"name": "echo", "max_queued_requests": 0}]),
+                "max_queued_requests",
+            ),
+            (
+                serde_json::json!([{"name": "echo", "ray_actor_options": {"num_gpus": -1}}]),
+                "ray_actor_options.num_gpus",
+            ),
+            (
+                serde_json::json!([{"name": "echo", "ray_actor_options": {"memory": -1}}]),
+                "ray_actor_options.memory",
+            ),
+            (
+                serde_json::json!([{"name": "echo", "ray_actor_options": {"resources": {"TPU": 1}}}]),
+                "ray_actor_options.resources",
+            ),
+            (
+                serde_json::json!([{"name": "echo", "health_check_period_s": 0}]),
+                "health_check_period_s",
+            ),
+            (
+                serde_json::json!([{"name": "echo"}, {"name": "echo-deployment"}]),
+                "name",
+            ),
+        ];
+        for (deployments, key) in cases {
+            let got = path(deployments.clone());
+            assert!(got.ends_with(key), "{deployments}: {got}");
+            assert!(got.starts_with("applications[0].deployments["), "{got}");
+        }
+    }
+}
