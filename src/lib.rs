@@ -59,6 +59,9 @@ pub mod handler {
 }
 pub use rayai_http::auth::BearerAuthLayer;
 pub use rayai_http::docs;
+/// Declarative deploys: Ray's config schema ([`deploy::DeployConfig`]), applied with
+/// [`Server::apply_config`], `PUT /api/serve/applications/` or `rayai deploy`.
+pub use rayai_http::deploy;
 pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
 pub use rayai_macros::{agent, deployment};
 

@@ -640,3 +640,142 @@ fn project_end_to_end() {
         text(&out)
     );
 }
+
+/// `GET path` on `port`, as JSON.
+fn get_json(port: u16, path: &str) -> serde_json::Value {
+    let (status, body) = http(port, "GET", path, "").unwrap();
+    assert_eq!(status, 200, "{body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"))
+}
+
+/// The target replicas of the deployment of `app` whose name starts with `deployment`, in the
+/// status API (whatever its field's name on this version).
+fn target_replicas(status: &serde_json::Value, app: &str, deployment: &str) -> Option<u64> {
+    let deployments = status["applications"][app]["deployments"].as_object()?;
+    let (_, d) = deployments
+        .iter()
+        .find(|(name, _)| name.starts_with(deployment))?;
+    d.get("target_num_replicas")
+        .or_else(|| d.get("target_replicas"))?
+        .as_u64()
+}
+
+#[test]
+fn deploy_end_to_end() {
+    let dir = scratch("deploy");
+    let out = run(&dir, &["deploy", "--help"]);
+    assert!(out.status.success(), "{}", text(&out));
+    for flag in ["<CONFIG_FILE>", "--address", "--token"] {
+        assert!(text(&out).contains(flag), "{flag}: {}", text(&out));
+    }
+    // A mistake in the file is found before anything is sent: the file, its line, the field.
+    std::fs::write(
+        dir.join("bad.yaml"),
+        "applications:\n  - name: echo-service\n    import_path: agents:echo\n    deployments:\n      - name: echo\n        num_replicas: 0\n",
+    )
+    .unwrap();
+    let out = run(
+        &dir,
+        &["deploy", "bad.yaml", "--address", "http://127.0.0.1:9"],
+    );
+    assert_refused(
+        &out,
+        &["bad.yaml:6:", "applications[0].deployments[0].num_replicas"],
+    );
+
+    let out = run(&dir, &["init", "decl", "--rayai-path", WORKSPACE]);
+    assert!(out.status.success(), "{}", text(&out));
+    let project = dir.join("decl");
+    // rayai.toml in Ray's schema: read at start.
+    let config = project.join("rayai.toml");
+    let original = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "{original}\n[[applications]]\nname = \"echo-service\"\nimport_path = \"agents:echo\"\n\n\
+             [[applications.deployments]]\nname = \"echo\"\nnum_replicas = 2\n"
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let dashboard = free_port();
+    let mut child = rayai(
+        &dir,
+        &[
+            "serve",
+            "decl",
+            "--debug",
+            "--port",
+            &port.to_string(),
+            "--dashboard-port",
+            &dashboard.to_string(),
+        ],
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap();
+    let _guard = KillOnPanic(child.id());
+    wait_until_serving(&mut child, port, Duration::from_secs(300));
+    let status = get_json(dashboard, "/api/serve/applications");
+    assert_eq!(
+        target_replicas(&status, "echo-service", "echo"),
+        Some(2),
+        "{status}"
+    );
+
+    // `rayai deploy` with YAML as Ray writes it: replicas and user_config change.
+    std::fs::write(
+        dir.join("serve.yaml"),
+        "# serve deploy serve.yaml\nproxy_location: EveryNode\napplications:\n  - name: echo-service\n    \
+         route_prefix: /\n    import_path: agents:echo\n    runtime_env: {}\n    deployments:\n      \
+         - name: echo-deployment\n        num_replicas: 3\n        user_config:\n          greeting: hi\n",
+    )
+    .unwrap();
+    let address = format!("http://127.0.0.1:{dashboard}");
+    let out = run(&dir, &["deploy", "serve.yaml", "--address", &address]);
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        text(&out).contains("applied echo-service"),
+        "{}",
+        text(&out)
+    );
+    let status = get_json(dashboard, "/api/serve/applications");
+    assert_eq!(
+        target_replicas(&status, "echo-service", "echo"),
+        Some(3),
+        "{status}"
+    );
+    let (code, body) = http(
+        port,
+        "POST",
+        "/agents/echo/chat",
+        r#"{"data": {"messages": [{"role": "user", "content": "Hello!"}]}}"#,
+    )
+    .unwrap();
+    assert_eq!(code, 200, "{body}");
+
+    // The same in TOML; an unknown import path is refused by the server, with the known ones.
+    std::fs::write(
+        dir.join("serve.toml"),
+        "[[applications]]\nname = \"other\"\nimport_path = \"main:app\"\nroute_prefix = \"/other\"\n",
+    )
+    .unwrap();
+    let out = run(&dir, &["deploy", "serve.toml", "--address", &address]);
+    assert_refused(
+        &out,
+        &[
+            "serve.toml was not applied (400)",
+            "\"main:app\"",
+            "agents:echo",
+        ],
+    );
+    let out = run(
+        &dir,
+        &["deploy", "serve.yaml", "--address", "http://127.0.0.1:9"],
+    );
+    assert_refused(&out, &["nothing is running at http://127.0.0.1:9"]);
+
+    let exit = terminate(&mut child, Duration::from_secs(30));
+    assert!(exit.is_some_and(|s| s.success()), "SIGTERM: {exit:?}");
+}

@@ -77,6 +77,22 @@ impl App {
         }
     }
 
+    /// The same application under another name (a declarative config names the applications it
+    /// deploys): its deployments, layers and exposed agents unchanged.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::App;
+    ///
+    /// assert_eq!(App::new().with_name("shop").name(), "shop");
+    /// ```
+    #[must_use]
+    pub fn with_name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
     /// The application's name (`default` unless named).
     pub fn name(&self) -> &str {
         self.name.as_deref().unwrap_or("default")
@@ -198,6 +214,14 @@ impl App {
     #[must_use]
     pub fn filter(mut self, mut keep: impl FnMut(&str) -> bool) -> Self {
         self.deployments.retain(|d| keep(d.config().name()));
+        self
+    }
+
+    /// The same application with each deployment replaced by `f`'s (overrides from a config
+    /// file), keeping its layers and exposed agents.
+    #[must_use]
+    pub fn map_deployments(mut self, f: impl FnMut(Deployment) -> Deployment) -> Self {
+        self.deployments = self.deployments.into_iter().map(f).collect();
         self
     }
 

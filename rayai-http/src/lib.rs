@@ -15,6 +15,7 @@
 //! | `error` | [`Error`], and the one place errors become HTTP responses |
 //! | `monitor` | metrics, the status API, time series and process figures |
 //! | `dashboard` | the dashboard's listener, page and router (the status API, `/metrics`), the metrics export port, and [`LogLayer`] |
+//! | `deploy` | declarative deploys: Ray's config schema, import paths, `PUT`/`DELETE /api/serve/applications/` |
 //! | `auth` | [`auth::BearerAuthLayer`] |
 //! | `body`, `idle`, `options` | [`Body`], keep-alive tracking, [`HttpOptions`] |
 //! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, the dashboard's feed |
@@ -31,6 +32,7 @@ mod chat;
 mod conn;
 mod dashboard;
 pub mod docs;
+pub mod deploy;
 mod error;
 mod idle;
 mod logging;

@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::HttpOptions;
 use crate::conn::{ConnOptions, accept_loop};
+use crate::deploy::{ApplyReport, Declarative, DeployConfig, DeployError};
 use crate::error::{Error, TlsProblem};
 use crate::monitor::{Identity, Monitor};
 use crate::service::{Proxy, ServerService, Shared, server_service};
@@ -60,6 +61,7 @@ impl std::fmt::Debug for Server {
 
 struct Inner {
     shared: Arc<Shared>,
+    declarative: Arc<Declarative>,
     local_addr: SocketAddr,
     metrics_export_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
@@ -157,7 +159,18 @@ impl Server {
         let (stopped_tx, stopped) = watch::channel(false);
         // A dashboard that cannot bind (the port is taken) is an error, unless the program
         // asked for best effort: then the server serves without it.
-        match crate::dashboard::start(&options, monitor.clone(), stop_rx.clone()).await {
+        let declarative = Arc::new(Declarative::new(
+            controller.clone(),
+            options.clone(),
+            local_addr,
+        ));
+        let dashboard = crate::dashboard::start(
+            &options,
+            monitor.clone(),
+            declarative.clone(),
+            stop_rx.clone(),
+        );
+        match dashboard.await {
             Ok(Some(addr)) => tracing::info!(address = %addr, "dashboard on http://{addr}"),
             Ok(None) => {}
             Err(e) if options.dashboard_best_effort => {
@@ -206,6 +219,7 @@ impl Server {
         Ok(Server {
             inner: Arc::new(Inner {
                 shared,
+                declarative,
                 local_addr,
                 metrics_export_addr,
                 stop,
@@ -236,9 +250,51 @@ impl Server {
         } else {
             Placement::StartWhatFits
         };
+        let deployed = app.clone();
         self.controller()
             .deploy_app_with(app, route_prefix, placement)
-            .await
+            .await?;
+        self.inner.declarative.catalog().deployed(&deployed);
+        Ok(())
+    }
+
+    /// Makes the application `build` returns deployable by a config whose `import_path` is
+    /// `import_path` (`PUT /api/serve/applications/`, `rayai deploy`, [`Server::apply_config`]),
+    /// as Ray imports `module:attr`. Applications deployed with [`Server::deploy`] are found by
+    /// their name as well, and every `#[agent]` of the binary as `agents:<name>` (the whole set
+    /// as `agents:app`).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn example(server: rayai_http::Server) {
+    /// fn shop() -> rayai_core::App { rayai_core::App::named("shop") }
+    /// server.register_app("shop:app", shop);
+    /// # }
+    /// ```
+    pub fn register_app(
+        &self,
+        import_path: &str,
+        build: impl Fn() -> App + Send + Sync + 'static,
+    ) -> &Self {
+        self.inner
+            .declarative
+            .catalog()
+            .register(import_path, Arc::new(build));
+        self
+    }
+
+    /// Applies a declarative config as `PUT /api/serve/applications/` does: every application it
+    /// lists is deployed or updated with its overrides, and the declarative applications it no
+    /// longer lists are deleted (applications deployed in code are left alone).
+    ///
+    /// # Errors
+    ///
+    /// [`DeployError`]: a bad field (with its path), an unknown import path or deployment, an HTTP
+    /// option that differs from this server's (nothing changes then), or an application that
+    /// could not be deployed (those before it in the config were).
+    pub async fn apply_config(&self, config: &DeployConfig) -> Result<ApplyReport, DeployError> {
+        self.inner.declarative.apply(config).await
     }
 
     /// A snapshot of every deployment of the applications served, by name.

@@ -2,6 +2,8 @@
 //! code.
 
 mod build;
+mod deploy;
+mod http;
 mod init;
 mod manifest;
 mod status;
@@ -32,6 +34,8 @@ enum Command {
     /// Show a running server's applications, deployments and replicas as Ray's `serve status`
     /// does (--json: its status API's answer), and which project it serves.
     Status(status::StatusArgs),
+    /// Apply a Ray Serve config file (YAML, TOML or JSON) to a running server, as `serve deploy`.
+    Deploy(deploy::DeployArgs),
 }
 
 /// How to build the project.
@@ -89,6 +93,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve(args),
         Command::Plan(args) => plan(args),
         Command::Status(args) => status::status(&args),
+        Command::Deploy(args) => deploy::deploy(&args),
     };
     match result {
         Ok(code) => code,

@@ -15,6 +15,24 @@
 //! min_replicas = 1
 //! max_replicas = 4
 //! ```
+//!
+//! Or, in Ray Serve's config schema (the body of `PUT /api/serve/applications/`, see
+//! [`crate::deploy`]), the applications to run with their deployments' overrides: when the file
+//! has `[[applications]]`, they are what the project serves (declaratively, so a later
+//! `rayai deploy` replaces them), instead of every agent at `/`.
+//!
+//! ```toml
+//! [[applications]]
+//! name = "echo-service"
+//! import_path = "agents:echo"     # or agents:app for every agent of the project
+//! route_prefix = "/"
+//!
+//! [[applications.deployments]]
+//! name = "echo"
+//! num_replicas = 2
+//! user_config = { greeting = "hi" }
+//! ray_actor_options = { num_cpus = 0.5 }
+//! ```
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -28,6 +46,7 @@ use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
 use crate::HttpOptions;
+use crate::deploy::{ApplicationConfig, DeployConfig};
 
 /// A parsed `rayai.toml`, with the positions of its keys kept for error messages.
 #[derive(Debug, Clone)]
@@ -71,6 +90,8 @@ struct RawFile {
     agents: BTreeMap<Spanned<String>, Spanned<AgentSection>>,
     #[serde(default)]
     http: Option<HttpSection>,
+    #[serde(default)]
+    applications: Vec<ApplicationConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -190,6 +211,13 @@ impl ProjectConfig {
             message: format!("cannot read the file: {e}"),
         })?;
         Self::parse(file, &source)
+    }
+
+    /// The `[[applications]]` of the file (Ray Serve's schema), when it lists any: what the
+    /// project serves instead of every agent at `/`.
+    pub fn applications(&self) -> Option<DeployConfig> {
+        (!self.raw.applications.is_empty())
+            .then(|| DeployConfig::new(self.raw.applications.clone()))
     }
 
     /// The agents the file configures.
@@ -653,6 +681,42 @@ mod tests {
             Some("agents.echo.autoscaling.max_replicas")
         );
         assert_eq!(err.message, "max_replicas must be at least 1");
+    }
+
+    #[test]
+    fn applications_in_ray_s_schema() {
+        let cfg = ProjectConfig::parse(
+            "rayai.toml",
+            "[agents.echo]\nnum_replicas = 2\n\n[[applications]]\nname = \"echo-service\"\n\
+             import_path = \"agents:echo\"\n\n[[applications.deployments]]\nname = \"echo\"\n\
+             num_replicas = 3\nuser_config = { greeting = \"hi\" }\n",
+        )
+        .unwrap();
+        let config = cfg.applications().unwrap();
+        let app = &config.applications[0];
+        assert_eq!(
+            (app.name.as_str(), app.import_path.as_str()),
+            ("echo-service", "agents:echo")
+        );
+        assert_eq!(
+            app.deployments[0].user_config,
+            Some(serde_json::json!({"greeting": "hi"}))
+        );
+        assert!(
+            ProjectConfig::parse("rayai.toml", "")
+                .unwrap()
+                .applications()
+                .is_none()
+        );
+
+        let err = ProjectConfig::parse(
+            "rayai.toml",
+            "[[applications]]\nimport_path = \"agents:echo\"\n\n[[applications.deployments]]\n\
+             name = \"echo\"\nnum_replica = 3\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.line, 6, "{err}");
+        assert!(err.to_string().contains("num_replica"), "{err}");
     }
 
     #[test]

@@ -25,12 +25,14 @@
 //! | `RAYAI_LOG_FORMAT` | `json` for one JSON object per log line (default: readable text) |
 
 mod config;
+mod serve_config;
 
 use std::fmt;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 pub use config::{ConfigError, ProjectConfig};
+pub use serve_config::{Format, load_serve_config, parse_serve_config};
 
 use crate::{App, HttpOptions};
 
@@ -51,6 +53,8 @@ pub enum ProjectError {
     Config(ConfigError),
     /// The runtime refused the application or could not bind.
     Serve(crate::Error),
+    /// `rayai.toml`'s `[[applications]]` could not be applied.
+    Deploy(crate::deploy::DeployError),
 }
 
 impl fmt::Display for ProjectError {
@@ -68,6 +72,15 @@ impl fmt::Display for ProjectError {
             ),
             ProjectError::Config(e) => write!(f, "{e}"),
             ProjectError::Serve(e) => write!(f, "{e}"),
+            ProjectError::Deploy(e) => {
+                write!(f, "{}: [[applications]]: {e}", config_path().display())?;
+                let mut source = std::error::Error::source(e);
+                while let Some(cause) = source {
+                    write!(f, ": {cause}")?;
+                    source = cause.source();
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -77,6 +90,7 @@ impl std::error::Error for ProjectError {
         match self {
             ProjectError::Config(e) => Some(e),
             ProjectError::Serve(e) => Some(e),
+            ProjectError::Deploy(e) => Some(e),
             _ => None,
         }
     }
@@ -221,21 +235,21 @@ pub fn http_options() -> Result<HttpOptions, ProjectError> {
 /// Serves the project's agents ([`discovered_app`]) at `/` until Ctrl-C or SIGTERM, printing the
 /// endpoints once they answer; with `RAYAI_PLAN=1`, prints the resource plan and returns.
 ///
+/// When the config file lists `[[applications]]` (Ray Serve's schema), those are served instead,
+/// applied as a declarative config: `agents:app` names the project's agents (with the file's
+/// `[agents.*]` overrides), `agents:<name>` one of them.
+///
 /// # Errors
 ///
 /// As [`discovered_app`] and [`http_options`], or the runtime refuses the application.
 pub async fn serve_discovered() -> Result<(), ProjectError> {
     let app = discovered_app()?;
     let options = http_options()?;
+    let declared = load_config()?.and_then(|c| c.applications());
     if std::env::var("RAYAI_PLAN").is_ok_and(|v| v == "1") {
         println!("{}", crate::plan(&app).await);
         return Ok(());
     }
-    let names: Vec<String> = app
-        .deployments()
-        .iter()
-        .map(|d| d.config().name().to_owned())
-        .collect();
     let server = crate::serve::start(options).await?;
     let on_signal = server.clone();
     tokio::spawn(async move {
@@ -243,30 +257,49 @@ pub async fn serve_discovered() -> Result<(), ProjectError> {
         eprintln!("shutting down: draining in-flight requests");
         on_signal.shutdown().await;
     });
-    server.deploy(app, "/").await?;
-    print_endpoints(
-        &server.local_addr().to_string(),
-        server.dashboard_addr(),
-        &names,
-    );
+    match declared {
+        Some(config) => {
+            let all = app.clone();
+            server.register_app("agents:app", move || all.clone());
+            for d in app.deployments() {
+                let one = app.clone().filter(|n| n == d.config().name());
+                server.register_app(&format!("agents:{}", d.config().name()), move || {
+                    one.clone()
+                });
+            }
+            server
+                .apply_config(&config)
+                .await
+                .map_err(ProjectError::Deploy)?;
+        }
+        None => server.deploy(app, "/").await?,
+    }
+    print_endpoints(&server);
     server.stopped().await;
     Ok(())
 }
 
-fn print_endpoints(addr: &str, dashboard: Option<std::net::SocketAddr>, names: &[String]) {
-    let mut out = format!(
-        "\nrayai is serving {} agent(s) at http://{addr}\n",
-        names.len()
-    );
-    for name in names {
-        out += &format!("\n  {name}: POST http://{addr}/agents/{name}/chat\n");
+fn print_endpoints(server: &crate::Server) {
+    let addr = server.local_addr().to_string();
+    let snapshot = server.controller().snapshot();
+    let routes: Vec<_> = snapshot.routes().iter().collect();
+    let agents = routes.iter().filter(|r| !r.target().is_ingress()).count();
+    let mut out = format!("\nrayai is serving {agents} agent(s) at http://{addr}\n");
+    for route in &routes {
+        let name = route.target().deployment().name();
+        let prefix = route.prefix().trim_end_matches('/');
+        if route.target().is_ingress() {
+            out += &format!("\n  {}: http://{addr}{prefix}/\n", route.app());
+            continue;
+        }
+        out += &format!("\n  {name}: POST http://{addr}{prefix}/chat\n");
         out += &format!(
-            "    curl -X POST http://{addr}/agents/{name}/chat -H 'content-type: application/json' \
+            "    curl -X POST http://{addr}{prefix}/chat -H 'content-type: application/json' \\
              -d '{{\"data\": {{\"messages\": [{{\"role\": \"user\", \"content\": \"Hello!\"}}]}}}}'\n"
         );
     }
     out += &format!("\n  routes: http://{addr}/-/routes   health: http://{addr}/-/healthz\n");
-    if let Some(dashboard) = dashboard {
+    if let Some(dashboard) = server.dashboard_addr() {
         out += &format!(
             "  dashboard: http://{dashboard}   status: http://{dashboard}/api/serve/applications/   \
              metrics: http://{dashboard}/metrics\n"

@@ -14,6 +14,11 @@
 //! The pipeline and ensemble stages are typed (`Callable`): Rust values pass between them, no
 //! JSON. The router's and the stream's models are JSON agents, reached with `handle.call(data)`
 //! and `handle.stream(data)`.
+//!
+//! Declarative deploys (`rayai deploy FILE`, `PUT /api/serve/applications/` on the dashboard)
+//! find the application by the import path `composition:app` (or `composition`, its name as
+//! deployed here), with the deployments `preprocess`, `word_count`, `postprocess`, `doubler`,
+//! `adder`, `squarer`, `reverse_model`, `upper_model`, `tokens` and `composition` (the ingress).
 
 use clap::Parser;
 use composition::apps;
@@ -38,6 +43,7 @@ async fn main() -> rayai::Result<()> {
     });
     let server = rayai::serve::start(options).await?;
     server.deploy(apps::app(), "/").await?;
+    server.register_app("composition:app", apps::app);
     println!("composition serving on http://{}", server.local_addr());
     rayai::serve::shutdown_signal().await;
     server.shutdown().await;

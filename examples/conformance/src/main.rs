@@ -13,6 +13,10 @@
 //! | `slow` | 1 replica, 1 request at a time, 1 queued: sleeps `data.ms`, returns `{"slept_ms": ms}` |
 //! | `panicky` | panics when `data.panic` is true, else `{"ok": true}` |
 //! | `blocking` | blocks its thread for `data.ms`, returns `{"blocked_ms": ms}` |
+//!
+//! Declarative deploys (`rayai deploy FILE`, `PUT /api/serve/applications/` on the dashboard)
+//! find every agent by the import path `conformance:app` (or `agents:app`), and each alone as
+//! `agents:<name>` (e.g. `agents:echo`, served at `{route_prefix}/agents/echo`).
 
 use clap::Parser;
 use conformance::agents;
@@ -45,6 +49,7 @@ async fn main() -> rayai::Result<()> {
     }))
     .await?;
     server.deploy(app, "/").await?;
+    server.register_app("conformance:app", agents::app);
     println!("conformance server on http://{}", server.local_addr());
     if let Some(dash) = server.dashboard_addr() {
         println!("dashboard on http://{dash}");

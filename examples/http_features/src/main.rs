@@ -18,6 +18,10 @@
 //! | `GET /ws/echo` (WebSocket) | each text or binary message answered with the same; a close answered with a close |
 //!
 //! The `/api/v1` app allows any origin (CORS, preflight answered).
+//!
+//! Declarative deploys (`rayai deploy FILE`, `PUT /api/serve/applications/` on the dashboard)
+//! find the applications by the import paths `http_features:hello` (`/`), `http_features:api`
+//! (`/api/v1`) and `http_features:slow` (`/slow`), or by their names as deployed here.
 
 use clap::Parser;
 use http_features::apps;
@@ -48,6 +52,10 @@ async fn main() -> rayai::Result<()> {
         ..HttpOptions::default()
     });
     let server = rayai::serve::start(options).await?;
+    for (app, _) in apps::apps(token.clone()) {
+        let import_path = format!("http_features:{}", app.name());
+        server.register_app(&import_path, move || app.clone());
+    }
     for (app, prefix) in apps::apps(token) {
         server.deploy(app, prefix).await?;
     }

@@ -9,6 +9,10 @@
 //! | `chat` | a chat agent answering from `data.messages`, keeping per-session history |
 //! | `writer` | a streaming agent: `stream: "text"` yields words, `stream: "events"` yields token events |
 //! | `summarizer` | 4 replicas sharing the load; each answer names the replica that served it |
+//!
+//! Declarative deploys (`rayai deploy FILE`, `PUT /api/serve/applications/` on the dashboard)
+//! find the three agents by the import path `quickstart:app` (or `agents:app`), and each alone
+//! as `agents:chat`, `agents:writer` or `agents:summarizer`.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -167,6 +171,12 @@ async fn main() -> rayai::Result<()> {
             "/",
         )
         .await?;
+    server.register_app("quickstart:app", || {
+        App::new()
+            .agent::<Chat>()
+            .agent::<Writer>()
+            .agent::<Summarizer>()
+    });
     let base = format!("http://{}", server.local_addr());
     println!("rayai quickstart serving on {base}  (Ctrl-C to stop)\n");
     println!("  curl -X POST {base}/agents/chat/chat -H 'content-type: application/json' \\");

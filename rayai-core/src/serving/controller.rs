@@ -227,8 +227,14 @@ impl Controller {
         replaced.retain(|old| !handles.contains(old));
         if !replaced.is_empty() {
             let grace = app_grace(&replaced);
+            // The old ingress drains first: its requests in flight still call the deployments
+            // it composes, which stop only after it.
             tokio::spawn(async move {
-                futures::future::join_all(replaced.iter().map(|d| d.shutdown(grace))).await;
+                let (ingress, composed): (Vec<_>, Vec<_>) = replaced
+                    .into_iter()
+                    .partition(|d| d.kind() == DeploymentKind::Handler);
+                futures::future::join_all(ingress.iter().map(|d| d.shutdown(grace))).await;
+                futures::future::join_all(composed.iter().map(|d| d.shutdown(grace))).await;
             });
         }
         Ok(())

@@ -26,6 +26,7 @@ use crate::HttpOptions;
 use crate::auth;
 use crate::body::Body;
 use crate::conn::{ConnOptions, accept_loop, bind, stopping};
+use crate::deploy::Declarative;
 use crate::error::{self, Error};
 use crate::monitor::Monitor;
 
@@ -39,6 +40,7 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 pub(crate) async fn start(
     options: &HttpOptions,
     monitor: Arc<Monitor>,
+    deploy: Arc<Declarative>,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, Error> {
     let Some(port) = options.dashboard_port else {
@@ -50,6 +52,7 @@ pub(crate) async fn start(
     tokio::spawn(sample_loop(monitor.clone(), stop.clone()));
     let service = Dashboard {
         monitor,
+        deploy,
         token: options
             .dashboard_token
             .clone()
@@ -97,6 +100,7 @@ async fn sample_loop(monitor: Arc<Monitor>, mut stop: watch::Receiver<bool>) {
 #[derive(Clone)]
 struct Dashboard {
     monitor: Arc<Monitor>,
+    deploy: Arc<Declarative>,
     token: Option<Arc<str>>,
 }
 
@@ -106,6 +110,14 @@ impl hyper::service::Service<Request<Incoming>> for Dashboard {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        // Declarative deploys: PUT and DELETE under /api/serve/applications (crate::deploy);
+        // without the token they fall through to `serve`, which answers the 401.
+        if !reads(req.method())
+            && crate::deploy::is_api_path(req.uri().path())
+            && self.authorized(&req)
+        {
+            return Box::pin(futures::FutureExt::map(self.deploy.clone().serve(req), Ok));
+        }
         let dashboard = self.clone();
         Box::pin(async move { Ok(dashboard.serve(req).await) })
     }
@@ -185,8 +197,8 @@ impl Dashboard {
         let page = Page::of(req.uri().path());
         match (page, req.method()) {
             (Page::NotFound, _) => error::not_found(),
-            // Writes to the status API (Ray's `PUT` and `DELETE /api/serve/applications/`)
-            // dispatch here, before the arm that refuses every other write.
+            // Writes to the status API (Ray's `PUT` and `DELETE /api/serve/applications/`) went
+            // to `crate::deploy` before this: every other write is refused.
             (_, m) if !reads(m) => error::method_not_allowed("GET"),
             (Page::Applications, _) => monitor.applications_response(),
             (Page::Index, _) => {
@@ -243,7 +255,13 @@ mod tests {
     fn dashboard(token: Option<&str>) -> Dashboard {
         let controller = rayai_core::Controller::new(rayai_core::NodeResources::new(1.0, 1 << 30));
         let address = SocketAddr::from(([127, 0, 0, 1], 8000));
+        let deploy = Arc::new(Declarative::new(
+            controller.clone(),
+            crate::HttpOptions::default(),
+            address,
+        ));
         Dashboard {
+            deploy,
             monitor: Arc::new(Monitor::new(
                 controller,
                 Identity::of_this_process(address, &HttpOptions::default()),
