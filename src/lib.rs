@@ -40,6 +40,8 @@
 
 /// The status an [`AgentError`] answers with (`AgentError::with_status`).
 pub use http::StatusCode;
+/// Where an application came from (its `source` in the status API).
+pub use rayai_core::AppSource;
 /// What a deployment reports: a handle call, a deploy, an agent's own error.
 pub use rayai_core::Error as DeploymentError;
 pub use rayai_core::batch;

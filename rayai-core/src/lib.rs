@@ -68,7 +68,8 @@ pub use schema::AgentSchema;
 /// `schemars`, whose `JsonSchema` derive a [`TypedAgent`]'s types need.
 pub use schemars;
 pub use serving::{
-    Application, AutoscalingConfig, Controller, Decision, Endpoint, Snapshot, SnapshotRef,
+    AppSource, Application, AutoscalingConfig, Controller, Decision, Endpoint, Snapshot,
+    SnapshotRef,
 };
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 pub use stream::ReplicaStream;

@@ -23,4 +23,4 @@ mod snapshot;
 
 pub use autoscale::{AutoscalingConfig, Decision};
 pub use controller::Controller;
-pub use snapshot::{Application, Endpoint, Snapshot, SnapshotRef};
+pub use snapshot::{AppSource, Application, Endpoint, Snapshot, SnapshotRef};
