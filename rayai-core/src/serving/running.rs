@@ -378,8 +378,17 @@ impl Running {
                         .map(|r| async move { (r, r.reconfigure(user_config, hook).await) }),
                 )
                 .await;
+                // A replica the control loop stopped or found dead meanwhile does not count.
+                let members: Vec<Arc<Replica>> = lock(&self.state)
+                    .members
+                    .iter()
+                    .filter(|m| !m.replica.is_dead())
+                    .map(|m| m.replica.clone())
+                    .collect();
                 for (replica, result) in results {
-                    if let Err(e) = result {
+                    if let Err(e) = result
+                        && members.iter().any(|m| Arc::ptr_eq(m, replica))
+                    {
                         failures.push(format!(
                             "reconfigure failed on replica {}: {}",
                             replica.id(),
