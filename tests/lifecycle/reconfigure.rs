@@ -14,14 +14,19 @@ use conformance::agents::Greeter;
 use http::{Request, Response, StatusCode};
 use rayai::prelude::*;
 use rayai::{AppSource, Deployment, DeploymentConfig, DeploymentState, HttpBody, Server};
+use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
-use crate::common::{get, post, serve_on, within};
+use crate::common::{get, post, serve_on, start_post, within};
 use crate::{POLL, chat, error_text, handle, ms, node, status_of, until_status};
 
-/// Answers `{"replica", "greeting"}` after sleeping `data.ms`; its greeting comes from the
-/// `user_config` (`"unset"` until `reconfigure` runs); `reconfigure` fails with
-/// `user_config.fail` when given.
+/// Holds the requests of `tagged` that ask for it (`data.gate`) until the test lets them go:
+/// only `new_limits_apply_to_the_requests_that_arrive_after_an_update` asks.
+static GATE: Semaphore = Semaphore::const_new(0);
+
+/// Answers `{"replica", "greeting"}` after sleeping `data.ms` (or waiting at the [`GATE`] when
+/// `data.gate`); its greeting comes from the `user_config` (`"unset"` until `reconfigure` runs);
+/// `reconfigure` fails with `user_config.fail` when given.
 #[agent(name = "tagged", num_cpus = 0.1, memory = "16MB")]
 struct Tagged {
     replica: String,
@@ -41,6 +46,12 @@ impl Agent for Tagged {
     async fn run(&self, data: Value) -> Result<Value, AgentError> {
         if let Some(n) = data.get("ms").and_then(Value::as_u64) {
             tokio::time::sleep(ms(n)).await;
+        }
+        if data.get("gate").and_then(Value::as_bool) == Some(true) {
+            GATE.acquire()
+                .await
+                .map_err(|e| AgentError::new(e.to_string()))?
+                .forget();
         }
         let greeting = self
             .greeting
@@ -587,4 +598,60 @@ async fn an_ingress_is_reconfigured_through_its_hook() {
         .expect("a redeploy");
     assert_ne!(handle(&server, "motd"), before);
     assert_eq!(get(addr, "/motd").await.body, "moved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_limits_apply_to_the_requests_that_arrive_after_an_update() {
+    let app = |ongoing: u32| {
+        tagged(move |c| {
+            c.with_max_ongoing_requests(ongoing)
+                .with_max_queued_requests(1)
+                .with_user_config(json!({"greeting": "x"}))
+        })
+    };
+    let server = serve_on(node(), app(1)).await;
+    let addr = server.local_addr();
+    let before = handle(&server, "tagged");
+    let gated = r#"{"data": {"gate": true}}"#;
+
+    let first = start_post(addr, &chat("tagged"), gated);
+    until_status(&server, "tagged", "1 ongoing request", |s| {
+        s.replicas.iter().map(|r| r.ongoing_requests).sum::<u32>() == 1
+    })
+    .await;
+    let second = start_post(addr, &chat("tagged"), gated);
+    until_status(&server, "tagged", "1 queued request", |s| {
+        s.queued_requests == 1
+    })
+    .await;
+    let refused = post(addr, &chat("tagged"), gated).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.body
+    );
+
+    // Two at a time now: the queued request takes the new place, and the queue has room again.
+    server
+        .controller()
+        .apply_app(app(2), "/")
+        .await
+        .expect("an in-place update");
+    until_status(&server, "tagged", "2 ongoing requests, none queued", |s| {
+        s.replicas.iter().map(|r| r.ongoing_requests).sum::<u32>() == 2 && s.queued_requests == 0
+    })
+    .await;
+    let third = start_post(addr, &chat("tagged"), gated);
+    until_status(&server, "tagged", "1 queued request", |s| {
+        s.queued_requests == 1
+    })
+    .await;
+    assert_eq!(handle(&server, "tagged"), before, "updated in place");
+
+    GATE.add_permits(3);
+    for reply in [first, second, third] {
+        let reply = reply.reply().await;
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
 }
