@@ -751,3 +751,92 @@ fn app_grace(deployments: &[DeploymentHandle]) -> Duration {
 fn plan_row(config: &DeploymentConfig, replicas: u32) -> PlanRow {
     PlanRow::new(config.name(), replicas, config.resources())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::convert::Infallible;
+
+    use futures::future::BoxFuture;
+    use serde_json::Value;
+
+    use super::*;
+    use crate::agent::{Agent, Deploy};
+    use crate::callable::Callable;
+    use crate::context::ReplicaContext;
+    use crate::error::AgentError;
+    use crate::handler::{HttpBody, full};
+
+    struct Echo;
+
+    impl Agent for Echo {
+        async fn run(&self, data: Value) -> Result<Value, AgentError> {
+            Ok(data)
+        }
+    }
+
+    struct Words;
+
+    impl Callable for Words {
+        type Request = String;
+        type Response = usize;
+        async fn call(&self, text: String) -> Result<usize, AgentError> {
+            Ok(text.split_whitespace().count())
+        }
+    }
+
+    impl Deploy for Words {
+        fn config() -> DeploymentConfig {
+            DeploymentConfig::new("words")
+        }
+        fn construct(_ctx: ReplicaContext) -> BoxFuture<'static, Result<Self, AgentError>> {
+            Box::pin(async { Ok(Words) })
+        }
+    }
+
+    fn agent(name: &str) -> Deployment {
+        Deployment::from_fn(DeploymentConfig::new(name), |_| async { Ok(Echo) })
+    }
+
+    fn ingress(name: &str) -> Deployment {
+        Deployment::ingress(DeploymentConfig::new(name), |_| {
+            tower::service_fn(|_req: http::Request<HttpBody>| async {
+                Ok::<_, Infallible>(http::Response::new(full("hi")))
+            })
+        })
+    }
+
+    #[test]
+    fn published_names_are_the_agents_services_and_the_app_for_the_rest() {
+        let agents = App::named("agents")
+            .deployment(agent("a"))
+            .deployment(agent("b"));
+        assert_eq!(
+            Controller::published_names(&agents),
+            ["a-service", "b-service"]
+        );
+        let with_callable = agents.callable::<Words>();
+        assert_eq!(
+            Controller::published_names(&with_callable),
+            ["a-service", "b-service", "agents"]
+        );
+        let shop = App::named("shop")
+            .deployment(ingress("api"))
+            .deployment(agent("assistant"))
+            .deployment(agent("ranker"));
+        assert_eq!(Controller::published_names(&shop), ["shop"]);
+        assert_eq!(
+            Controller::published_names(&shop.expose("assistant")),
+            ["assistant-service", "shop"]
+        );
+    }
+
+    #[test]
+    fn the_same_code_is_the_same_types_whatever_the_config() {
+        let echo = |config: DeploymentConfig| Deployment::from_fn(config, |_| async { Ok(Echo) });
+        let a = echo(DeploymentConfig::new("a"));
+        let b = echo(DeploymentConfig::new("a").with_num_replicas(3));
+        assert!(a.same_code(&b), "one constructor, two configs");
+        assert!(!a.same_code(&agent("a")), "another constructor");
+        assert!(!ingress("a").same_code(&a));
+    }
+}
