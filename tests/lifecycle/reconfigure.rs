@@ -655,3 +655,90 @@ async fn new_limits_apply_to_the_requests_that_arrive_after_an_update() {
         assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     }
 }
+
+/// Prefixes a text with the `prefix` of its `user_config`: a typed deployment.
+#[deployment(num_cpus = 0.1, memory = "16MB")]
+#[derive(Default)]
+struct Prefixer {
+    prefix: RwLock<String>,
+}
+
+impl Callable for Prefixer {
+    type Request = String;
+    type Response = String;
+
+    async fn call(&self, text: String) -> Result<String, AgentError> {
+        let prefix = self.prefix.read().unwrap_or_else(PoisonError::into_inner);
+        Ok(format!("{prefix}{text}"))
+    }
+
+    async fn reconfigure(&self, user_config: &Value) -> Result<(), AgentError> {
+        let prefix = user_config["prefix"].as_str().unwrap_or_default();
+        *self.prefix.write().unwrap_or_else(PoisonError::into_inner) = prefix.to_owned();
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typed_deployment_is_reconfigured_in_place() {
+    let app = |prefix: &str| {
+        let user_config = json!({ "prefix": prefix });
+        App::named("prefixing").deployment(
+            Deployment::callable::<Prefixer>().map_config(|c| c.with_user_config(user_config)),
+        )
+    };
+    let server = serve_on(node(), app("> ")).await;
+    let prefixer = rayai::TypedHandle::<Prefixer>::new(handle(&server, "prefixer"));
+    assert_eq!(prefixer.call("hi".to_owned()).await.unwrap(), "> hi");
+
+    server
+        .controller()
+        .apply_app(app(">> "), "/")
+        .await
+        .expect("an in-place update");
+    assert_eq!(prefixer.call("hi".to_owned()).await.unwrap(), ">> hi");
+    assert_eq!(handle(&server, "prefixer"), *prefixer.handle());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autoscaling_bounds_are_a_lightweight_change() {
+    let server = serve_on(
+        node(),
+        tagged(|c| c.with_user_config(json!({"greeting": "x"}))),
+    )
+    .await;
+    let before = handle(&server, "tagged");
+    let bounds = rayai::AutoscalingConfig::new(2, 3, 2.0);
+    server
+        .controller()
+        .apply_app(
+            tagged(|c| {
+                c.with_autoscaling(bounds)
+                    .with_user_config(json!({"greeting": "x"}))
+            }),
+            "/",
+        )
+        .await
+        .expect("an in-place update");
+    until_status(&server, "tagged", "the autoscaling minimum of 2", |s| {
+        s.running_replicas == 2 && s.target_replicas == 2
+    })
+    .await;
+    assert_eq!(handle(&server, "tagged"), before, "updated in place");
+
+    // Back to a fixed number.
+    server
+        .controller()
+        .apply_app(
+            tagged(|c| c.with_user_config(json!({"greeting": "x"}))),
+            "/",
+        )
+        .await
+        .expect("an in-place update");
+    until_status(&server, "tagged", "1 replica again", |s| {
+        s.running_replicas == 1 && s.target_replicas == 1
+    })
+    .await;
+    assert_eq!(handle(&server, "tagged"), before);
+    assert!(handle(&server, "tagged").config().autoscaling().is_none());
+}
