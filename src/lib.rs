@@ -40,6 +40,8 @@
 
 /// The status an [`AgentError`] answers with (`AgentError::with_status`).
 pub use http::StatusCode;
+/// Where an application came from (its `source` in the status API).
+pub use rayai_core::AppSource;
 /// What a deployment reports: a handle call, a deploy, an agent's own error.
 pub use rayai_core::Error as DeploymentError;
 pub use rayai_core::batch;
@@ -58,10 +60,10 @@ pub mod handler {
     pub use rayai_core::handler::{BoxError, HttpService, boxed, empty, full, stream_body};
 }
 pub use rayai_http::auth::BearerAuthLayer;
-pub use rayai_http::docs;
 /// Declarative deploys: Ray's config schema ([`deploy::DeployConfig`]), applied with
 /// [`Server::apply_config`], `PUT /api/serve/applications/` or `rayai deploy`.
 pub use rayai_http::deploy;
+pub use rayai_http::docs;
 pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
 pub use rayai_macros::{agent, deployment};
 

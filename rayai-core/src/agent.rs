@@ -76,6 +76,55 @@ pub trait Agent: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Applies the deployment's `user_config` (Ray Serve's `reconfigure`). When the deployment
+    /// has a `user_config`, it runs on each replica after its constructor and before the replica
+    /// takes a request (an error there fails the replica's start, retried as a failing
+    /// constructor), and again on every running replica, without a restart, whenever the
+    /// `user_config` changes ([`crate::Controller::apply_app`]). It runs on the replica's
+    /// executor while requests may be served, so the state it sets lives behind atomics or
+    /// locks. An error on an update marks the deployment `UNHEALTHY` with the error as its
+    /// message; the replicas keep serving. The default does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::RwLock;
+    /// use rayai_core::{Agent, AgentError};
+    /// use serde_json::{Value, json};
+    ///
+    /// struct Greeter { greeting: RwLock<String> }
+    ///
+    /// impl Agent for Greeter {
+    ///     async fn run(&self, data: Value) -> Result<Value, AgentError> {
+    ///         let greeting = self.greeting.read().map_err(|e| AgentError::new(e.to_string()))?;
+    ///         Ok(json!({ "greeting": format!("{greeting}, {}!", data["name"].as_str().unwrap_or("you")) }))
+    ///     }
+    ///
+    ///     async fn reconfigure(&self, user_config: &Value) -> Result<(), AgentError> {
+    ///         let greeting = user_config["greeting"]
+    ///             .as_str()
+    ///             .ok_or_else(|| AgentError::new("user_config.greeting must be a string"))?;
+    ///         *self.greeting.write().map_err(|e| AgentError::new(e.to_string()))? = greeting.to_owned();
+    ///         Ok(())
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let agent = Greeter { greeting: RwLock::new("Hello".to_owned()) };
+    /// agent.reconfigure(&json!({ "greeting": "Bonjour" })).await.unwrap();
+    /// let answer = agent.run(json!({ "name": "Ada" })).await.unwrap();
+    /// assert_eq!(answer, json!({ "greeting": "Bonjour, Ada!" }));
+    /// assert!(agent.reconfigure(&json!({})).await.is_err());
+    /// # }
+    /// ```
+    fn reconfigure(
+        &self,
+        user_config: &Value,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        let _ = user_config;
+        async { Ok(()) }
+    }
+
     /// The JSON schemas of the agent's `data` and `result`, for its documentation (OpenAPI).
     /// The default is any object for both ([`AgentSchema::any`]); a [`crate::TypedAgent`]'s
     /// come from its types.
@@ -126,6 +175,7 @@ pub(crate) trait DynAgent: Send + Sync + 'static {
     fn run_stream(&self, data: Value) -> Option<TextStream<'_>>;
     fn run_stream_events(&self, data: Value) -> Option<EventStream<'_>>;
     fn check_health(&self) -> BoxFuture<'_, Result<(), AgentError>>;
+    fn reconfigure<'a>(&'a self, user_config: &'a Value) -> BoxFuture<'a, Result<(), AgentError>>;
 }
 
 impl<T: Agent> DynAgent for T {
@@ -143,5 +193,9 @@ impl<T: Agent> DynAgent for T {
 
     fn check_health(&self) -> BoxFuture<'_, Result<(), AgentError>> {
         Box::pin(Agent::check_health(self))
+    }
+
+    fn reconfigure<'a>(&'a self, user_config: &'a Value) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Agent::reconfigure(self, user_config))
     }
 }

@@ -40,11 +40,26 @@ pub trait Callable: Send + Sync + 'static {
         &self,
         request: Self::Request,
     ) -> impl Future<Output = Result<Self::Response, AgentError>> + Send;
+
+    /// Applies the deployment's `user_config`, as [`crate::Agent::reconfigure`]: after the
+    /// constructor and on every running replica whenever it changes, without a restart. The
+    /// default does nothing.
+    fn reconfigure(
+        &self,
+        user_config: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        let _ = user_config;
+        async { Ok(()) }
+    }
 }
 
 /// [`Callable`] with its types erased, so replicas of any typed deployment share one path.
 pub(crate) trait DynCallable: Send + Sync + 'static {
     fn call(&self, request: AnyBox) -> BoxFuture<'_, Result<AnyBox, Error>>;
+    fn reconfigure<'a>(
+        &'a self,
+        user_config: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
 }
 
 impl<T: Callable> DynCallable for T {
@@ -59,6 +74,13 @@ impl<T: Callable> DynCallable for T {
             let response = Callable::call(self, *request).await.map_err(Error::Agent)?;
             Ok(Box::new(response) as AnyBox)
         })
+    }
+
+    fn reconfigure<'a>(
+        &'a self,
+        user_config: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Callable::reconfigure(self, user_config))
     }
 }
 

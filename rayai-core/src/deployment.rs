@@ -1,7 +1,12 @@
 //! Deployments as declared: a configuration and how to build a replica. The controller starts
 //! them; [`crate::DeploymentHandle`] reaches them once they run.
 
+use std::any::TypeId;
+use std::future::Future;
 use std::sync::Arc;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
 
 use crate::agent::{Agent, Deploy, DynAgent};
 use crate::callable::{Callable, DynCallable};
@@ -38,6 +43,25 @@ pub struct Deployment {
     kind: DeploymentKind,
     /// An agent's input and output schemas, when they say more than "any object".
     schema: Option<Arc<AgentSchema>>,
+    /// Which code builds the replicas: the Rust types of the target and its constructor. Two
+    /// deployments with the same one run the same code.
+    code: TypeId,
+    /// A `reconfigure` given with [`Deployment::with_reconfigure`].
+    reconfigure: Option<ReconfigureFn>,
+}
+
+/// A `reconfigure` hook given as a closure: called with the `user_config` on each replica.
+pub(crate) type ReconfigureFn =
+    Arc<dyn Fn(Value) -> BoxFuture<'static, Result<(), AgentError>> + Send + Sync>;
+
+/// A declared deployment taken apart for the controller.
+pub(crate) struct Parts {
+    pub(crate) config: DeploymentConfig,
+    pub(crate) factory: Factory,
+    pub(crate) kind: DeploymentKind,
+    pub(crate) schema: Option<Arc<AgentSchema>>,
+    pub(crate) reconfigure: Option<ReconfigureFn>,
+    pub(crate) code: TypeId,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -67,6 +91,8 @@ impl Deployment {
             config,
             kind: DeploymentKind::Agent,
             schema: (schema != AgentSchema::any()).then(|| Arc::new(schema)),
+            code: TypeId::of::<(T, F)>(),
+            reconfigure: None,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -94,6 +120,8 @@ impl Deployment {
             config,
             kind: DeploymentKind::Handler,
             schema: None,
+            code: TypeId::of::<(T, F)>(),
+            reconfigure: None,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -106,6 +134,7 @@ impl Deployment {
 
     fn dyn_handler(
         config: DeploymentConfig,
+        code: TypeId,
         make: impl Fn(ReplicaContext) -> Arc<dyn DynHandler> + Send + Sync + 'static,
     ) -> Self {
         let make = Arc::new(make);
@@ -113,6 +142,8 @@ impl Deployment {
             config,
             kind: DeploymentKind::Handler,
             schema: None,
+            code,
+            reconfigure: None,
             // `make` runs inside the future, on the replica's executor, like every constructor:
             // a panic there fails (and retries) the replica's start instead of unwinding into
             // whoever deploys it.
@@ -157,7 +188,7 @@ impl Deployment {
         B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
         B::Error: Into<BoxError> + 'static,
     {
-        Deployment::dyn_handler(config, move |ctx| {
+        Deployment::dyn_handler(config, TypeId::of::<F>(), move |ctx| {
             let service = make(&ctx);
             #[cfg(feature = "axum")]
             let service = crate::handler::report_matched_routes(service);
@@ -178,6 +209,8 @@ impl Deployment {
             config: T::config(),
             kind: DeploymentKind::Callable,
             schema: None,
+            code: TypeId::of::<T>(),
+            reconfigure: None,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -200,14 +233,74 @@ impl Deployment {
         self
     }
 
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        DeploymentConfig,
-        Factory,
-        DeploymentKind,
-        Option<Arc<AgentSchema>>,
-    ) {
-        (self.config, self.factory, self.kind, self.schema)
+    /// Gives the deployment a `reconfigure` hook: `hook` is called with the deployment's
+    /// `user_config` on each replica, after its constructor and the type's own `reconfigure`,
+    /// before the replica takes a request, and again on every running replica whenever the
+    /// `user_config` changes ([`crate::Controller::apply_app`]). It runs on the replica's
+    /// executor; an error fails the replica's start, or (on an update) marks the deployment
+    /// `UNHEALTHY`. Meant for an [ingress](Deployment::ingress), whose tower service has no hook
+    /// of its own: the state the hook sets is what the service reads. Every replica calls the same
+    /// hook; a later call replaces an earlier one.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::convert::Infallible;
+    /// use std::sync::{Arc, RwLock};
+    /// use http::{Request, Response};
+    /// use rayai_core::{AgentError, Deployment, DeploymentConfig};
+    /// use rayai_core::handler::{HttpBody, full};
+    /// use serde_json::json;
+    ///
+    /// let motd = Arc::new(RwLock::new(String::from("hello")));
+    /// let read = motd.clone();
+    /// let service = tower::service_fn(move |_req: Request<HttpBody>| {
+    ///     let text = read.read().map(|t| t.clone()).unwrap_or_default();
+    ///     async move { Ok::<_, Infallible>(Response::new(full(text))) }
+    /// });
+    /// let config = DeploymentConfig::new("api").with_user_config(json!({ "motd": "hi" }));
+    /// let d = Deployment::ingress(config, move |_ctx| service.clone()).with_reconfigure(
+    ///     move |user_config| {
+    ///         let motd = motd.clone();
+    ///         async move {
+    ///             let text = user_config["motd"].as_str().ok_or_else(|| AgentError::new("no motd"))?;
+    ///             *motd.write().map_err(|e| AgentError::new(e.to_string()))? = text.to_owned();
+    ///             Ok(())
+    ///         }
+    ///     },
+    /// );
+    /// assert_eq!(d.config().user_config(), Some(&json!({ "motd": "hi" })));
+    /// ```
+    #[must_use]
+    pub fn with_reconfigure<F, Fut>(mut self, hook: F) -> Self
+    where
+        F: Fn(Value) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), AgentError>> + Send + 'static,
+    {
+        self.reconfigure = Some(Arc::new(move |user_config| Box::pin(hook(user_config))));
+        self
+    }
+
+    /// Whether `self` and `other` run the same code: the same kind, built by the same Rust types
+    /// (the agent, handler or callable, and its constructor). Only their configurations may
+    /// differ; a hook given with [`Deployment::with_reconfigure`] is not compared.
+    pub fn same_code(&self, other: &Deployment) -> bool {
+        self.kind == other.kind && self.code == other.code
+    }
+
+    /// The Rust types that build the replicas (see [`Deployment::same_code`]).
+    pub(crate) fn code(&self) -> TypeId {
+        self.code
+    }
+
+    pub(crate) fn into_parts(self) -> Parts {
+        Parts {
+            config: self.config,
+            factory: self.factory,
+            kind: self.kind,
+            schema: self.schema,
+            reconfigure: self.reconfigure,
+            code: self.code,
+        }
     }
 }

@@ -8,8 +8,10 @@ use std::fmt;
 use http::StatusCode;
 use serde_json::Value;
 
-use crate::handler::BoxError;
 use crate::node::{Placement, Plan, Shortfall};
+
+/// `handler::BoxError`, spelled out: `handler` uses this module, so this one does not use it.
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// An error returned by a user's agent, with the HTTP status and `detail` a client receives.
 ///

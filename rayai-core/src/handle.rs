@@ -24,7 +24,9 @@ pub(crate) type AnyBox = Box<dyn Any + Send>;
 /// What a running deployment does for its handles. One implementation per place replicas can
 /// be: the in-process router and replicas now.
 pub(crate) trait Backend: Send + Sync + 'static {
-    fn config(&self) -> &DeploymentConfig;
+    fn name(&self) -> &str;
+    /// The configuration now (lightweight options change in place).
+    fn config(&self) -> Arc<DeploymentConfig>;
     fn kind(&self) -> DeploymentKind;
     /// An agent's schemas, when they say more than "any object".
     fn schema(&self) -> Option<&AgentSchema>;
@@ -109,9 +111,14 @@ impl DeploymentHandle {
         DeploymentHandle { inner }
     }
 
+    /// What the handle talks to.
+    pub(crate) fn backend(&self) -> &dyn Backend {
+        &*self.inner
+    }
+
     /// The deployment's name.
     pub fn name(&self) -> &str {
-        self.inner.config().name()
+        self.inner.name()
     }
 
     /// The name the deployment is shown by (`<name>-deployment` for an agent, as RayAI names
@@ -120,8 +127,10 @@ impl DeploymentHandle {
         self.kind().served_name(self.name())
     }
 
-    /// The deployment's configuration.
-    pub fn config(&self) -> &DeploymentConfig {
+    /// The deployment's configuration now: its lightweight options (replicas, limits,
+    /// `user_config`, timeouts) change in place when [`crate::Controller::apply_app`] updates a
+    /// running application, so this is a snapshot.
+    pub fn config(&self) -> Arc<DeploymentConfig> {
         self.inner.config()
     }
 

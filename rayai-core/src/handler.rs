@@ -10,6 +10,8 @@ use futures::future::BoxFuture;
 use http::{Request, Response};
 use http_body_util::BodyExt;
 
+use crate::error::AgentError;
+
 /// An error inside a body or a service.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -119,16 +121,64 @@ pub trait Handler: Send + Sync + 'static {
     /// Answers one request. The URI's path is the part below the route prefix; the prefix is in
     /// the [`RootPath`] extension.
     fn call(&self, req: Request<HttpBody>) -> impl Future<Output = Response<HttpBody>> + Send;
+
+    /// Applies the deployment's `user_config`, as [`crate::Agent::reconfigure`]: after the
+    /// constructor, before the replica takes a request, and on every running replica whenever the
+    /// `user_config` changes, without a restart. The default does nothing. (An ingress built from
+    /// a tower service gets one with [`crate::Deployment::with_reconfigure`].)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::RwLock;
+    /// use rayai_core::AgentError;
+    /// use rayai_core::handler::{Handler, HttpBody, full};
+    /// use http::{Request, Response};
+    /// use serde_json::Value;
+    ///
+    /// struct Banner { text: RwLock<String> }
+    ///
+    /// impl Handler for Banner {
+    ///     async fn call(&self, _req: Request<HttpBody>) -> Response<HttpBody> {
+    ///         let text = self.text.read().map(|t| t.clone()).unwrap_or_default();
+    ///         Response::new(full(text))
+    ///     }
+    ///
+    ///     async fn reconfigure(&self, user_config: &Value) -> Result<(), AgentError> {
+    ///         let text = user_config["banner"].as_str().unwrap_or("welcome").to_owned();
+    ///         *self.text.write().map_err(|e| AgentError::new(e.to_string()))? = text;
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn reconfigure(
+        &self,
+        user_config: &serde_json::Value,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        let _ = user_config;
+        async { Ok(()) }
+    }
 }
 
 /// [`Handler`] with its future boxed; a tower service's error comes back as the error.
 pub(crate) trait DynHandler: Send + Sync + 'static {
     fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Result<Response<HttpBody>, BoxError>>;
+    fn reconfigure<'a>(
+        &'a self,
+        user_config: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), AgentError>>;
 }
 
 impl<T: Handler> DynHandler for T {
     fn call(&self, req: Request<HttpBody>) -> BoxFuture<'_, Result<Response<HttpBody>, BoxError>> {
         Box::pin(futures::FutureExt::map(Handler::call(self, req), Ok))
+    }
+
+    fn reconfigure<'a>(
+        &'a self,
+        user_config: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(Handler::reconfigure(self, user_config))
     }
 }
 
@@ -154,6 +204,14 @@ where
                 Err(e) => Err(e.into()),
             },
         ))
+    }
+
+    /// A tower service has no hook of its own: [`crate::Deployment::with_reconfigure`] gives one.
+    fn reconfigure<'a>(
+        &'a self,
+        _user_config: &'a serde_json::Value,
+    ) -> BoxFuture<'a, Result<(), AgentError>> {
+        Box::pin(async { Ok(()) })
     }
 }
 

@@ -68,7 +68,7 @@ pub use schema::AgentSchema;
 /// `schemars`, whose `JsonSchema` derive a [`TypedAgent`]'s types need.
 pub use schemars;
 pub use serving::{
-    Application, AutoscalingConfig, Controller, Decision, DeploymentStats, Endpoint,
+    AppSource, Application, AutoscalingConfig, Controller, Decision, DeploymentStats, Endpoint,
     LATENCY_BUCKETS_MS, Latency, ReplicaStats, Snapshot, SnapshotRef,
 };
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};

@@ -116,6 +116,47 @@ pub trait TypedAgent: Send + Sync + 'static {
     fn check_health(&self) -> impl Future<Output = Result<(), AgentError>> + Send {
         async { Ok(()) }
     }
+
+    /// As [`Agent::reconfigure`]: applies the deployment's `user_config` after the constructor
+    /// and whenever it changes, without a restart. The default does nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicU32, Ordering};
+    /// use rayai_core::{AgentError, TypedAgent};
+    /// use schemars::JsonSchema;
+    /// use serde::{Deserialize, Serialize};
+    /// use serde_json::Value;
+    ///
+    /// #[derive(Deserialize, JsonSchema)]
+    /// struct In { text: String }
+    /// #[derive(Serialize, JsonSchema)]
+    /// struct Out { words: Vec<String> }
+    ///
+    /// struct FirstWords { limit: AtomicU32 }
+    ///
+    /// impl TypedAgent for FirstWords {
+    ///     type Input = In;
+    ///     type Output = Out;
+    ///     async fn run(&self, input: In) -> Result<Out, AgentError> {
+    ///         let n = self.limit.load(Ordering::Relaxed) as usize;
+    ///         Ok(Out { words: input.text.split(' ').take(n).map(str::to_owned).collect() })
+    ///     }
+    ///     async fn reconfigure(&self, user_config: &Value) -> Result<(), AgentError> {
+    ///         let limit = user_config["limit"].as_u64().ok_or_else(|| AgentError::new("`limit` is required"))?;
+    ///         self.limit.store(u32::try_from(limit).unwrap_or(u32::MAX), Ordering::Relaxed);
+    ///         Ok(())
+    ///     }
+    /// }
+    /// ```
+    fn reconfigure(
+        &self,
+        user_config: &Value,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        let _ = user_config;
+        async { Ok(()) }
+    }
 }
 
 impl<T: TypedAgent> Agent for T {
@@ -141,6 +182,13 @@ impl<T: TypedAgent> Agent for T {
 
     fn check_health(&self) -> impl Future<Output = Result<(), AgentError>> + Send {
         TypedAgent::check_health(self)
+    }
+
+    fn reconfigure(
+        &self,
+        user_config: &Value,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        TypedAgent::reconfigure(self, user_config)
     }
 
     fn schema() -> AgentSchema {

@@ -14,6 +14,7 @@ mod autoscaling;
 mod constructors;
 mod fixtures;
 mod placement;
+mod reconfigure;
 mod replacement;
 mod resources;
 mod sessions;

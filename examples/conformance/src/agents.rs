@@ -1,5 +1,6 @@
 //! The agents of the conformance server: what each one does is in the crate's documentation.
 
+use std::sync::{PoisonError, RwLock};
 use std::time::Duration;
 
 use rayai::prelude::*;
@@ -277,7 +278,82 @@ impl TypedAgent for TypedEcho {
     }
 }
 
-/// Every agent of the conformance server.
+/// What [`Greeter`] takes: who to greet.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct GreeterInput {
+    /// The name to greet.
+    pub name: String,
+}
+
+/// What [`Greeter`] answers.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct Greeting {
+    /// `"<greeting>, <name>!"`.
+    pub greeting: String,
+}
+
+/// Answers `{"greeting": "<greeting>, <name>!"}`, its greeting from the deployment's
+/// `user_config` (`{"greeting": "Bonjour"}`), `"Hello"` without one. A new `user_config` reaches
+/// the running replicas through `reconfigure`, without a restart (`rayai deploy`, or
+/// `Controller::apply_app`); a `greeting` that is not a string fails the `reconfigure`.
+#[agent(num_cpus = 0.1, memory = "64MB")]
+pub struct Greeter {
+    greeting: RwLock<String>,
+}
+
+impl Greeter {
+    /// The greeting without a `user_config`.
+    pub const DEFAULT_GREETING: &str = "Hello";
+}
+
+impl Default for Greeter {
+    fn default() -> Self {
+        Greeter {
+            greeting: RwLock::new(Greeter::DEFAULT_GREETING.to_owned()),
+        }
+    }
+}
+
+impl TypedAgent for Greeter {
+    type Input = GreeterInput;
+    type Output = Greeting;
+
+    async fn run(&self, input: GreeterInput) -> Result<Greeting, AgentError> {
+        let greeting = self
+            .greeting
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        Ok(Greeting {
+            greeting: format!("{greeting}, {}!", input.name),
+        })
+    }
+
+    async fn reconfigure(&self, user_config: &Value) -> Result<(), AgentError> {
+        let greeting = match user_config.get("greeting") {
+            None | Some(Value::Null) => Greeter::DEFAULT_GREETING,
+            Some(Value::String(greeting)) => greeting,
+            Some(other) => {
+                return Err(AgentError::new(format!(
+                    "user_config.greeting must be a string, not {other}"
+                )));
+            }
+        };
+        *self
+            .greeting
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = greeting.to_owned();
+        Ok(())
+    }
+}
+
+/// The greeter alone, as the application `greeter` (served as `greeter-service` at
+/// `/agents/greeter`): what a declarative config names to reconfigure it.
+pub fn greeter_app() -> App {
+    App::named("greeter").agent::<Greeter>()
+}
+
+/// Every agent of the conformance server but the greeter ([`greeter_app`]).
 pub fn app() -> App {
     App::new()
         .agent::<Echo>()

@@ -9,5 +9,6 @@
 //! | `slow` | 1 replica, 1 request at a time, 1 queued: sleeps `data.ms`, returns `{"slept_ms": ms}` |
 //! | `panicky` | panics when `data.panic` is true, else `{"ok": true}` |
 //! | `blocking` | blocks its thread for `data.ms`, returns `{"blocked_ms": ms}` |
+//! | `greeter` | its own application (`agents::greeter_app`): `{"greeting": "<greeting>, <name>!"}` for `data.name`, the greeting from its `user_config` (default `"Hello"`), changed at run time by `reconfigure` |
 
 pub mod agents;

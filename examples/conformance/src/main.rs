@@ -13,6 +13,7 @@
 //! | `slow` | 1 replica, 1 request at a time, 1 queued: sleeps `data.ms`, returns `{"slept_ms": ms}` |
 //! | `panicky` | panics when `data.panic` is true, else `{"ok": true}` |
 //! | `blocking` | blocks its thread for `data.ms`, returns `{"blocked_ms": ms}` |
+//! | `greeter` | its own application (`agents::greeter_app`): `{"greeting": "<greeting>, <name>!"}` for `data.name`, the greeting from its `user_config` (default `"Hello"`), changed at run time by `reconfigure` |
 //!
 //! Declarative deploys (`rayai deploy FILE`, `PUT /api/serve/applications/` on the dashboard)
 //! find every agent by the import path `conformance:app` (or `agents:app`), and each alone as
@@ -50,6 +51,7 @@ async fn main() -> rayai::Result<()> {
     .await?;
     server.deploy(app, "/").await?;
     server.register_app("conformance:app", agents::app);
+    server.deploy(agents::greeter_app(), "/").await?;
     println!("conformance server on http://{}", server.local_addr());
     if let Some(dash) = server.dashboard_addr() {
         println!("dashboard on http://{dash}");

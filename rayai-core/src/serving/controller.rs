@@ -8,10 +8,12 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
+use serde_json::Value;
 use tokio::sync::OnceCell;
 
+use super::publish::{self, planned_routes, publishable};
 use super::running::Running;
-use super::snapshot::{Application, Endpoint, Snapshot, SnapshotRef};
+use super::snapshot::{AppSource, Origin, Snapshot, SnapshotRef};
 use crate::app::App;
 use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::context::Registry;
@@ -20,7 +22,7 @@ use crate::error::Error;
 use crate::handle::DeploymentHandle;
 use crate::node::scheduler::Scheduler;
 use crate::node::{NodeResources, Placement, Plan, PlanRow};
-use crate::route::{join_prefix, validate_prefix};
+use crate::route::validate_prefix;
 use crate::status::DeploymentStatus;
 
 /// Owns the node's resources, every deployment on it, and the applications served.
@@ -76,16 +78,9 @@ impl Registry for Inner {
         self.live()
             .into_iter()
             .rev()
-            .find(|r| r.config().name() == name)
+            .find(|r| r.name() == name)
             .map(|r| DeploymentHandle::new(r))
     }
-}
-
-/// A route this deploy adds: its prefix, the application it belongs to, and its deployment.
-struct Planned {
-    prefix: String,
-    app: String,
-    deployment: String,
 }
 
 impl Controller {
@@ -144,8 +139,8 @@ impl Controller {
             .inner
             .live()
             .iter()
-            .filter(|r| !names.contains(&r.config().name()))
-            .map(|r| plan_row(r.config(), r.running_replicas()))
+            .filter(|r| !names.contains(&r.name()))
+            .map(|r| plan_row(&r.config(), r.running_replicas()))
             .collect();
         rows.extend(
             app.deployments()
@@ -189,6 +184,254 @@ impl Controller {
         validate_prefix(route_prefix)?;
         app.validate()?;
         let _changing = self.inner.changes.lock().await;
+        self.deploy_locked(app, route_prefix, placement, Origin::default())
+            .await
+    }
+
+    /// Applies `app` at `route_prefix` as Ray Serve applies a declarative config: when the
+    /// application runs already with the same deployments (the same names, kinds and code) at the
+    /// same route prefix, and only *lightweight* options differ (`num_replicas`,
+    /// `autoscaling_config`, `user_config`, `max_ongoing_requests`, `max_queued_requests`,
+    /// `graceful_shutdown_timeout_s`, the health-check period and timeout, the backpressure
+    /// `Retry-After`), it is updated in place, with no replica restarted and no request failed:
+    ///
+    /// - a new number of replicas (or new autoscaling bounds) is reached by the control loop,
+    ///   starting replicas where the node has room (the rest wait as pending) and draining the
+    ///   ones it stops;
+    /// - new limits apply to the requests that arrive from now on;
+    /// - a new `user_config` is given to the `reconfigure` of every running replica (see
+    ///   [`crate::Agent::reconfigure`]), and to replicas started later. A `reconfigure` that
+    ///   fails does not fail this call: the deployment turns `UNHEALTHY` with the error as its
+    ///   message, as in Ray, and its replicas keep serving.
+    ///
+    /// Anything else (other resources or isolation, deployments added or removed, other code, a
+    /// new route prefix, an application not running yet) goes through
+    /// [`Controller::deploy_app`]: the new version starts beside the old one, which drains after.
+    /// The layers of an application updated in place stay those it was deployed with.
+    ///
+    /// The application is recorded as [`AppSource::Imperative`]; a config's deploy uses
+    /// [`Controller::apply_app_declared`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), rayai_core::Error> {
+    /// use rayai_core::{Agent, AgentError, App, Controller, Deployment, DeploymentConfig, NodeResources};
+    /// use serde_json::{Value, json};
+    ///
+    /// struct Echo;
+    /// impl Agent for Echo {
+    ///     async fn run(&self, data: Value) -> Result<Value, AgentError> { Ok(data) }
+    /// }
+    ///
+    /// fn app(replicas: u32) -> App {
+    ///     let config = DeploymentConfig::new("echo").with_num_cpus(0.25).with_num_replicas(replicas);
+    ///     App::named("echo").deployment(Deployment::from_fn(config, |_| async { Ok(Echo) }))
+    /// }
+    ///
+    /// let controller = Controller::new(NodeResources::new(2.0, 4 << 30));
+    /// controller.apply_app(app(1), "/").await?;
+    /// let before = controller.handle("echo").expect("it runs");
+    /// controller.apply_app(app(2), "/").await?;
+    /// // The same running deployment, with a new target.
+    /// assert_eq!(controller.handle("echo"), Some(before.clone()));
+    /// assert_eq!(before.status().target_replicas, 2);
+    /// # controller.shutdown(std::time::Duration::ZERO).await;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`Controller::deploy_app`]: an invalid prefix or application, and when it falls back
+    /// to a deploy, whatever that deploy refuses.
+    pub async fn apply_app(&self, app: App, route_prefix: &str) -> Result<(), Error> {
+        self.apply(app, route_prefix, Origin::default()).await
+    }
+
+    /// [`Controller::apply_app`] for an application from a declarative config (Ray's
+    /// `PUT /api/serve/applications/`, `rayai deploy`): the application is recorded as
+    /// [`AppSource::Declarative`] with `config`, the application's entry of the config as given,
+    /// which [`crate::Application::deployed_config`] returns (the status API's
+    /// `deployed_app_config`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Controller::apply_app`].
+    pub async fn apply_app_declared(
+        &self,
+        app: App,
+        route_prefix: &str,
+        config: Value,
+    ) -> Result<(), Error> {
+        let origin = Origin {
+            source: AppSource::Declarative,
+            config: Some(config),
+        };
+        self.apply(app, route_prefix, origin).await
+    }
+
+    async fn apply(&self, app: App, route_prefix: &str, origin: Origin) -> Result<(), Error> {
+        validate_prefix(route_prefix)?;
+        app.validate()?;
+        let _changing = self.inner.changes.lock().await;
+        let Some(updates) = self.lightweight_updates(&app, route_prefix) else {
+            return self
+                .deploy_locked(app, route_prefix, Placement::default(), origin)
+                .await;
+        };
+        futures::future::join_all(
+            updates
+                .into_iter()
+                .map(|(running, config)| async move { running.update(config).await }),
+        )
+        .await;
+        let deployed_at = SystemTime::now();
+        let mut next = Snapshot::clone(&self.inner.snapshot.load());
+        for name in Controller::published_names(&app) {
+            if let Some(current) = next.application(&name) {
+                let updated = current.updated(deployed_at, origin.clone());
+                next.insert_app(updated);
+            }
+        }
+        self.inner.snapshot.store(Arc::new(next));
+        Ok(())
+    }
+
+    /// When `app` at `route_prefix` differs from the running version only in lightweight
+    /// options: each running deployment and its new configuration. `None` when it must be
+    /// deployed (see [`Controller::apply_app`]).
+    fn lightweight_updates(
+        &self,
+        app: &App,
+        route_prefix: &str,
+    ) -> Option<Vec<(Arc<Running>, DeploymentConfig)>> {
+        let current = self.inner.snapshot.load();
+        let names = Controller::published_names(app);
+        let planned = planned_routes(app, route_prefix);
+        let mut running: Vec<DeploymentHandle> = Vec::new();
+        for name in &names {
+            let published = current.application(name)?;
+            let routes: Vec<(&str, &str, bool)> = current
+                .routes()
+                .iter()
+                .filter(|r| r.app() == name)
+                .map(|r| {
+                    let endpoint = r.target();
+                    (
+                        r.prefix(),
+                        endpoint.deployment().name(),
+                        endpoint.is_ingress(),
+                    )
+                })
+                .collect();
+            let wanted: Vec<(&str, &str, bool)> = planned
+                .iter()
+                .filter(|p| &p.app == name)
+                .map(|p| {
+                    let ingress = app.ingress().map(|d| d.config().name());
+                    (
+                        p.prefix.as_str(),
+                        p.deployment.as_str(),
+                        ingress == Some(p.deployment.as_str()),
+                    )
+                })
+                .collect();
+            if routes != wanted {
+                return None;
+            }
+            if wanted.is_empty() && published.route_prefix() != route_prefix {
+                return None;
+            }
+            for handle in published.deployments() {
+                if !running.contains(handle) {
+                    running.push(handle.clone());
+                }
+            }
+        }
+        if running.len() != app.deployments().len() {
+            return None;
+        }
+        let mut updates = Vec::new();
+        for declared in app.deployments() {
+            let handle = running
+                .iter()
+                .find(|h| h.name() == declared.config().name())?;
+            let found = self.running(handle)?;
+            let (old, new) = (found.config(), declared.config());
+            let same = declared.kind() == found.kind()
+                && declared.code() == found.code()
+                && old.resources() == new.resources()
+                && old.isolation() == new.isolation();
+            if !same {
+                return None;
+            }
+            updates.push((found.clone(), new.clone()));
+        }
+        Some(updates)
+    }
+
+    /// The names under which deploying `app` publishes applications: each agent it serves over
+    /// HTTP as `<agent>-service` (every agent of an application without an ingress, the
+    /// [exposed](App::expose) ones of one with), and the application's own name for its ingress
+    /// and what it composes (or, without an ingress, for the typed deployments no route serves).
+    /// What a declarative config's apply replaces: [`Controller::delete_app`] the others.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::{Agent, AgentError, App, Controller, Deployment, DeploymentConfig};
+    /// use serde_json::Value;
+    ///
+    /// struct Echo;
+    /// impl Agent for Echo {
+    ///     async fn run(&self, data: Value) -> Result<Value, AgentError> { Ok(data) }
+    /// }
+    /// let echo = Deployment::from_fn(DeploymentConfig::new("echo"), |_| async { Ok(Echo) });
+    /// let app = App::named("agents").deployment(echo);
+    /// assert_eq!(Controller::published_names(&app), ["echo-service"]);
+    /// ```
+    pub fn published_names(app: &App) -> Vec<String> {
+        publish::published_names(app)
+    }
+
+    /// The running deployment a handle reaches.
+    fn running(&self, handle: &DeploymentHandle) -> Option<Arc<Running>> {
+        self.inner
+            .live()
+            .into_iter()
+            .find(|r| DeploymentHandle::new(r.clone()) == *handle)
+    }
+
+    /// The names of the applications served now, sorted.
+    pub fn application_names(&self) -> Vec<String> {
+        self.inner
+            .snapshot
+            .load()
+            .applications()
+            .map(|a| a.name().to_owned())
+            .collect()
+    }
+
+    /// The names of the applications served now that came from a declarative config
+    /// ([`Controller::apply_app_declared`]), sorted: what a new config replaces as a whole.
+    pub fn declared_application_names(&self) -> Vec<String> {
+        self.inner
+            .snapshot
+            .load()
+            .applications()
+            .filter(|a| a.source() == AppSource::Declarative)
+            .map(|a| a.name().to_owned())
+            .collect()
+    }
+
+    /// The body of [`Controller::deploy_app_with`], with the change lock held.
+    async fn deploy_locked(
+        &self,
+        app: App,
+        route_prefix: &str,
+        placement: Placement,
+        origin: Origin,
+    ) -> Result<(), Error> {
         let planned = planned_routes(&app, route_prefix);
         {
             let current = self.inner.snapshot.load();
@@ -217,7 +460,7 @@ impl Controller {
                 replaced.extend(old.deployments);
             }
         }
-        if let Err(e) = publishable(&mut next, &app, route_prefix, planned, &handles) {
+        if let Err(e) = publishable(&mut next, &app, route_prefix, planned, &handles, &origin) {
             for h in &handles {
                 h.shutdown(Duration::ZERO).await;
             }
@@ -225,6 +468,12 @@ impl Controller {
         }
         self.inner.snapshot.store(Arc::new(next));
         replaced.retain(|old| !handles.contains(old));
+        for old in &replaced {
+            let next = handles.iter().find(|h| h.name() == old.name());
+            if let (Some(running), Some(next)) = (self.running(old), next) {
+                running.hand_over(next.clone());
+            }
+        }
         if !replaced.is_empty() {
             let grace = app_grace(&replaced);
             // The old ingress drains first: its requests in flight still call the deployments
@@ -357,14 +606,10 @@ impl Controller {
     /// An invalid configuration, [`Error::NoRoom`] when a replica does not fit on the node, or a
     /// replica whose constructor keeps failing.
     pub async fn deploy(&self, deployment: Deployment) -> Result<DeploymentHandle, Error> {
-        let (config, factory, kind, schema) = deployment.into_parts();
         let inner: Arc<Inner> = self.inner.clone();
         let registry: Arc<dyn Registry> = inner;
         let running = Running::start(
-            config,
-            factory,
-            kind,
-            schema,
+            deployment.into_parts(),
             self.inner.scheduler.clone(),
             Arc::downgrade(&registry),
         )
@@ -382,102 +627,6 @@ impl Controller {
     pub fn status(&self) -> Vec<DeploymentStatus> {
         self.inner.live().iter().map(|r| r.status()).collect()
     }
-}
-
-/// Adds `app`'s routes and applications, served by `handles`, to `next`: each routed agent an
-/// application of its own (`<agent>-service`), the ingress and what it composes under the
-/// app's name.
-fn publishable(
-    next: &mut Snapshot,
-    app: &App,
-    route_prefix: &str,
-    planned: Vec<Planned>,
-    handles: &[DeploymentHandle],
-) -> Result<(), Error> {
-    let deployed_at = SystemTime::now();
-    let ingress = app.ingress().map(|d| d.config().name());
-    let routed_agents: Vec<String> = planned
-        .iter()
-        .filter(|r| Some(r.deployment.as_str()) != ingress)
-        .map(|r| r.deployment.clone())
-        .collect();
-    for route in planned {
-        let Some(deployment) = handles
-            .iter()
-            .find(|h| h.name() == route.deployment)
-            .cloned()
-        else {
-            continue;
-        };
-        let (endpoint, deployments) = if deployment.kind() == DeploymentKind::Agent {
-            (
-                Endpoint::agent(deployment.clone()),
-                vec![deployment.clone()],
-            )
-        } else {
-            // The ingress and every deployment it composes (agents too, unless routed).
-            let composed = handles
-                .iter()
-                .filter(|h| !routed_agents.iter().any(|n| n == h.name()))
-                .cloned()
-                .collect();
-            (
-                Endpoint::ingress(deployment.clone(), app.layers()),
-                composed,
-            )
-        };
-        next.insert_route(&route.prefix, &route.app, endpoint)?;
-        next.insert_app(Application::new(
-            &route.app,
-            &route.prefix,
-            deployments,
-            Some(deployment),
-            deployed_at,
-        ));
-    }
-    // Deployments of the app that no route serves (typed callables of an app without an
-    // ingress): kept under the app's name so that they keep running.
-    let unrouted: Vec<DeploymentHandle> = handles
-        .iter()
-        .filter(|h| !next.serves_deployment(h))
-        .cloned()
-        .collect();
-    if !unrouted.is_empty() {
-        next.insert_app(Application::new(
-            app.name(),
-            route_prefix,
-            unrouted,
-            None,
-            deployed_at,
-        ));
-    }
-    Ok(())
-}
-
-/// The routes `app` asks for at `route_prefix`: the agents it serves over HTTP first (each at
-/// `/agents/{name}` as the application `<name>-service`, RayAI's names), then the ingress.
-fn planned_routes(app: &App, route_prefix: &str) -> Vec<Planned> {
-    let mut planned: Vec<Planned> = app
-        .deployments()
-        .iter()
-        .filter(|d| d.kind() == DeploymentKind::Agent && app.exposes(d.config().name()))
-        .map(|d| {
-            let name = d.config().name();
-            Planned {
-                prefix: join_prefix(route_prefix, &format!("/agents/{name}")),
-                app: DeploymentKind::agent_app_name(name),
-                deployment: name.to_owned(),
-            }
-        })
-        .collect();
-    if let Some(ingress) = app.ingress() {
-        planned.push(Planned {
-            prefix: route_prefix.to_owned(),
-            app: app.name().to_owned(),
-            deployment: ingress.config().name().to_owned(),
-        });
-    }
-    planned
 }
 
 /// The longest graceful shutdown timeout among these deployments.

@@ -5,6 +5,7 @@
 //! |---|---|
 //! | `controller` | the one owner of state: applications, route prefixes, deploy/redeploy/delete |
 //! | `snapshot` | the immutable routes and applications the controller publishes |
+//! | `publish` | what deploying an application adds to the snapshot: its routes and applications |
 //! | `running` | one running deployment: start, health, replacement, autoscaling, drain |
 //! | `router` | picking a replica: power of two choices, rendezvous-hashed sessions, the queue |
 //! | `slot` | a reserved place on a replica, the waiter woken when one frees |
@@ -16,6 +17,7 @@
 pub(crate) mod autoscale;
 mod controller;
 pub(crate) mod executor;
+mod publish;
 mod replica;
 mod router;
 mod running;
@@ -25,5 +27,5 @@ mod stats;
 
 pub use autoscale::{AutoscalingConfig, Decision};
 pub use controller::Controller;
-pub use snapshot::{Application, Endpoint, Snapshot, SnapshotRef};
+pub use snapshot::{AppSource, Application, Endpoint, Snapshot, SnapshotRef};
 pub use stats::{DeploymentStats, LATENCY_BUCKETS_MS, Latency, ReplicaStats};

@@ -4,20 +4,23 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use serde_json::Value;
 use tokio::sync::Notify;
 
 use super::executor::{Executor, join_error};
 use super::stats::{ReplicaCounters, ReplicaStats};
 use crate::config::DeploymentConfig;
 use crate::context::ReplicaContext;
-use crate::error::Error;
+use crate::deployment::ReconfigureFn;
+use crate::error::{AgentError, Error};
 use crate::target::{Factory, Target};
 
 /// How busy a replica is, and whether it takes requests: what the router reads and reserves.
 #[derive(Debug)]
 pub(crate) struct Load {
     ongoing: AtomicU32,
-    max_ongoing: u32,
+    /// `max_ongoing_requests`, changed in place by a lightweight update.
+    max_ongoing: AtomicU32,
     accepting: AtomicBool,
     /// Wakes a drain waiting for the last request to finish.
     idle: Notify,
@@ -27,7 +30,7 @@ impl Load {
     pub(crate) fn new(max_ongoing: u32) -> Self {
         Load {
             ongoing: AtomicU32::new(0),
-            max_ongoing,
+            max_ongoing: AtomicU32::new(max_ongoing),
             accepting: AtomicBool::new(true),
             idle: Notify::new(),
         }
@@ -42,11 +45,18 @@ impl Load {
         if !self.accepting.load(Ordering::Relaxed) {
             return false;
         }
+        let max = self.max_ongoing.load(Ordering::Relaxed);
         self.ongoing
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
-                (n < self.max_ongoing).then_some(n + 1)
+                (n < max).then_some(n + 1)
             })
             .is_ok()
+    }
+
+    /// Changes how many requests the replica takes at once, for the requests that reserve a
+    /// slot from now on (the ongoing ones keep theirs).
+    pub(crate) fn set_max_ongoing(&self, max: u32) {
+        self.max_ongoing.store(max, Ordering::Relaxed);
     }
 
     /// Gives a slot back; the last one out of a replica that stopped accepting wakes its drain.
@@ -87,6 +97,8 @@ pub(crate) struct Replica {
     last_error: Mutex<Option<String>>,
     /// When its constructor finished.
     started_at: SystemTime,
+    /// The `user_config` its `reconfigure` last applied.
+    applied: Mutex<Option<Value>>,
     /// Wakes the deployment's control loop (a replica died).
     kick: Arc<Notify>,
 }
@@ -98,11 +110,13 @@ impl AsRef<Load> for Arc<Replica> {
 }
 
 impl Replica {
-    /// Starts the executor and runs the constructor on it.
+    /// Starts the executor and runs the constructor on it, then, when the deployment has a
+    /// `user_config`, `reconfigure` with it: the replica takes no request before both succeed.
     pub(crate) async fn start(
         ctx: ReplicaContext,
         config: &DeploymentConfig,
         factory: &Factory,
+        hook: Option<&ReconfigureFn>,
         kick: Arc<Notify>,
     ) -> Result<Arc<Replica>, Error> {
         let executor = Executor::new(
@@ -121,7 +135,7 @@ impl Replica {
             Ok(Err(e)) => return Err(fail(Error::Agent(e))),
             Err(join) => return Err(fail(join_error(join))),
         };
-        Ok(Arc::new(Replica {
+        let replica = Arc::new(Replica {
             ctx,
             load: Load::new(config.max_ongoing_requests()),
             served: AtomicU64::new(0),
@@ -131,8 +145,61 @@ impl Replica {
             dead: AtomicBool::new(false),
             last_error: Mutex::new(None),
             started_at: SystemTime::now(),
+            applied: Mutex::new(None),
             kick,
-        }))
+        });
+        if let Some(user_config) = config.user_config() {
+            replica
+                .reconfigure(user_config, hook)
+                .await
+                .map_err(|e| Error::ReplicaStart {
+                    deployment: replica.ctx.deployment().to_owned(),
+                    replica: replica.id().to_owned(),
+                    cause: Box::new(e),
+                })?;
+        }
+        Ok(replica)
+    }
+
+    /// Runs the target's `reconfigure`, then the deployment's `hook`, with `user_config` on the
+    /// replica's executor, while the replica keeps serving.
+    ///
+    /// # Errors
+    ///
+    /// The hook's error ([`Error::Agent`]) or panic ([`Error::Panicked`]).
+    pub(crate) async fn reconfigure(
+        &self,
+        user_config: &Value,
+        hook: Option<&ReconfigureFn>,
+    ) -> Result<(), Error> {
+        let target = self.target.clone();
+        let value = user_config.clone();
+        let hook = hook.cloned();
+        let task = async move {
+            match &target {
+                Target::Agent(agent) => agent.reconfigure(&value).await?,
+                Target::Handler(handler) => handler.reconfigure(&value).await?,
+                Target::Callable(callable) => callable.reconfigure(&value).await?,
+            }
+            if let Some(hook) = hook {
+                hook(value).await?;
+            }
+            Ok::<(), AgentError>(())
+        };
+        self.executor.run(task).await?.map_err(Error::Agent)?;
+        if let Ok(mut applied) = self.applied.lock() {
+            *applied = Some(user_config.clone());
+        }
+        Ok(())
+    }
+
+    /// Whether `user_config` is what the replica's `reconfigure` last applied (`None`: never
+    /// called).
+    pub(crate) fn has_applied(&self, user_config: Option<&Value>) -> bool {
+        self.applied
+            .lock()
+            .map(|applied| applied.as_ref() == user_config)
+            .unwrap_or(false)
     }
 
     /// Marks the replica dead (it panicked or failed its health check): it takes no new

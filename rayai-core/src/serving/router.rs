@@ -19,7 +19,8 @@ use crate::error::Error;
 pub(crate) struct Router {
     name: String,
     replicas: ArcSwap<Vec<Arc<Replica>>>,
-    max_queued: Option<u32>,
+    /// `max_queued_requests` (`u64::MAX`: unbounded), changed in place by a lightweight update.
+    max_queued: AtomicU64,
     waiter: Arc<Waiter>,
     closed: AtomicBool,
     /// Requests routed (assigned a replica or queued), for the metrics.
@@ -33,7 +34,7 @@ impl Router {
         Router {
             name,
             replicas: ArcSwap::from_pointee(Vec::new()),
-            max_queued,
+            max_queued: AtomicU64::new(max_queued.map_or(u64::MAX, u64::from)),
             waiter: Arc::new(Waiter::default()),
             closed: AtomicBool::new(false),
             requests: AtomicU64::new(0),
@@ -44,6 +45,17 @@ impl Router {
     /// Replaces the set of replicas, and wakes queued requests so they see the new ones.
     pub(crate) fn set_replicas(&self, replicas: Vec<Arc<Replica>>) {
         self.replicas.store(Arc::new(replicas));
+        self.waiter.wake_all();
+    }
+
+    /// Changes how many requests may wait, for the requests that queue from now on.
+    pub(crate) fn set_max_queued(&self, max: Option<u32>) {
+        self.max_queued
+            .store(max.map_or(u64::MAX, u64::from), Ordering::Relaxed);
+    }
+
+    /// Wakes the queued requests to try again (the replicas' limits changed).
+    pub(crate) fn wake(&self) {
         self.waiter.wake_all();
     }
 
@@ -91,7 +103,7 @@ impl Router {
             return Ok(slot);
         }
         let (queued, _in_queue) = self.waiter.enqueue();
-        if let Some(max) = self.max_queued
+        if let Ok(max) = u32::try_from(self.max_queued.load(Ordering::Relaxed))
             && queued >= max
         {
             return Err(Error::Backpressure { queued, max });

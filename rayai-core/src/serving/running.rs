@@ -1,10 +1,12 @@
 //! A running deployment: its replicas, router and control loop (health checks, replacement,
 //! autoscaling, drain), and the [`Backend`] its handles talk to.
 
+use std::any::TypeId;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::sync::Notify;
@@ -17,8 +19,9 @@ use super::slot::{Events, Text};
 use super::stats::{DeploymentStats, LoopCounters};
 use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::context::{Registry, ReplicaContext};
+use crate::deployment::{Parts, ReconfigureFn};
 use crate::error::Error;
-use crate::handle::{AnyBox, Backend};
+use crate::handle::{AnyBox, Backend, DeploymentHandle};
 use crate::handler::HttpBody;
 use crate::node::Shortfall;
 use crate::node::scheduler::{Reservation, Scheduler};
@@ -45,10 +48,22 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// A running deployment: what the controller keeps of it.
 pub(crate) struct Running {
-    config: DeploymentConfig,
+    name: String,
+    /// The configuration now: lightweight options change in place ([`Running::update`]).
+    config: ArcSwap<DeploymentConfig>,
     factory: Factory,
     kind: DeploymentKind,
     schema: Option<Arc<AgentSchema>>,
+    /// A hook given with `Deployment::with_reconfigure`.
+    reconfigure: Option<ReconfigureFn>,
+    /// The Rust types that build the replicas (see `Deployment::same_code`).
+    code: TypeId,
+    /// Held while replicas are reconfigured, and while a started replica catches up with the
+    /// `user_config` and joins: no replica misses an update.
+    reconfiguring: tokio::sync::Mutex<()>,
+    /// The version that replaced this one: requests that reach this one once it is shutting
+    /// down (a caller that read the routes just before they changed) go there instead.
+    successor: arc_swap::ArcSwapOption<DeploymentHandle>,
     router: Router,
     scheduler: Arc<Mutex<Scheduler>>,
     registry: Weak<dyn Registry>,
@@ -72,6 +87,9 @@ struct State {
     retry_at: Option<Instant>,
     /// Replicas waiting for resources, and why: set while the node cannot hold the target.
     pending: Option<(u32, String)>,
+    /// Why the last `reconfigure` of running replicas failed: the deployment stays `UNHEALTHY`
+    /// until an update succeeds.
+    update_error: Option<String>,
 }
 
 /// Resources reserved on the node, given back when dropped: on every path (a replica retired or
@@ -98,13 +116,18 @@ impl Running {
     /// Starts `initial` replicas of a deployment, then its control loop. Nothing keeps running
     /// when this fails.
     pub(crate) async fn start(
-        config: DeploymentConfig,
-        factory: Factory,
-        kind: DeploymentKind,
-        schema: Option<Arc<AgentSchema>>,
+        parts: Parts,
         scheduler: Arc<Mutex<Scheduler>>,
         registry: Weak<dyn Registry>,
     ) -> Result<Arc<Running>, Error> {
+        let Parts {
+            config,
+            factory,
+            kind,
+            schema,
+            reconfigure,
+            code,
+        } = parts;
         config.validate()?;
         let kick = Arc::new(Notify::new());
         let running = Arc::new(Running {
@@ -122,11 +145,17 @@ impl Running {
                 start_failures: 0,
                 retry_at: None,
                 pending: None,
+                update_error: None,
             }),
-            config,
+            name: config.name().to_owned(),
+            config: ArcSwap::from_pointee(config),
             factory,
             kind,
             schema,
+            reconfigure,
+            code,
+            reconfiguring: tokio::sync::Mutex::new(()),
+            successor: arc_swap::ArcSwapOption::empty(),
             scheduler,
             registry,
             kick,
@@ -137,8 +166,8 @@ impl Running {
         });
         // The minimum must start; the replicas beyond it start now if they fit, else they wait
         // as pending for the control loop to start them when resources free up.
-        let initial = running.config.initial_replicas();
-        let minimum = running.config.min_replicas().min(initial);
+        let initial = running.config().initial_replicas();
+        let minimum = running.config().min_replicas().min(initial);
         let required = (0..minimum).map(|_| running.start_member());
         let extra = (minimum..initial).map(|_| running.start_member());
         let (required, extra) = futures::future::join(
@@ -184,8 +213,22 @@ impl Running {
         Ok(running)
     }
 
-    pub(crate) fn config(&self) -> &DeploymentConfig {
-        &self.config
+    /// The configuration now.
+    pub(crate) fn config(&self) -> Arc<DeploymentConfig> {
+        self.config.load_full()
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn kind(&self) -> DeploymentKind {
+        self.kind
+    }
+
+    /// The Rust types that build the replicas.
+    pub(crate) fn code(&self) -> TypeId {
+        self.code
     }
 
     /// Whether the deployment was shut down (or never started).
@@ -210,10 +253,11 @@ impl Running {
 
     /// Reserves resources for one replica and starts it, retrying its constructor with backoff.
     async fn start_member(&self) -> Result<Member, Error> {
+        let config = self.config();
         let reservation = lock(&self.scheduler)
-            .reserve(self.config.name(), &self.config.resources())
+            .reserve(&self.name, &config.resources())
             .map_err(|shortfall| Error::NoRoom {
-                deployment: self.config.name().to_owned(),
+                deployment: self.name.clone(),
                 shortfall,
             })?;
         let held = Held {
@@ -222,15 +266,23 @@ impl Running {
         };
         let n = self.next_replica.fetch_add(1, Ordering::Relaxed);
         let ctx = ReplicaContext::with_registry(
-            self.config.name(),
-            format!("{}#{n}", self.config.name()),
+            &self.name,
+            format!("{}#{n}", self.name),
             held.reservation.gpu_ids.clone(),
             self.registry.clone(),
         );
         let mut pause = START_BACKOFF;
         for attempt in 1..=START_ATTEMPTS {
-            let started =
-                Replica::start(ctx.clone(), &self.config, &self.factory, self.kick.clone()).await;
+            // The configuration now: a start retried after an update gets the new one.
+            let config = self.config();
+            let started = Replica::start(
+                ctx.clone(),
+                &config,
+                &self.factory,
+                self.reconfigure.as_ref(),
+                self.kick.clone(),
+            )
+            .await;
             match started {
                 Ok(replica) => {
                     return Ok(Member {
@@ -250,11 +302,129 @@ impl Running {
         unreachable!("the last attempt returns")
     }
 
+    /// Starts one more replica and adds it to the members; it catches up first with a
+    /// `user_config` that changed while it started.
+    async fn start_joining(&self) -> Result<(), Error> {
+        let member = self.start_member().await?;
+        let _reconfiguring = self.reconfiguring.lock().await;
+        let config = self.config();
+        if let Some(user_config) = config.user_config()
+            && !member.replica.has_applied(Some(user_config))
+        {
+            // Never routed to: dropping it stops it and gives its resources back.
+            member
+                .replica
+                .reconfigure(user_config, self.reconfigure.as_ref())
+                .await
+                .map_err(|e| Error::ReplicaStart {
+                    deployment: self.name.clone(),
+                    replica: member.replica.id().to_owned(),
+                    cause: Box::new(e),
+                })?;
+        }
+        {
+            let mut st = lock(&self.state);
+            st.members.push(member);
+            st.start_failures = 0;
+            st.retry_at = None;
+        }
+        self.publish();
+        Ok(())
+    }
+
+    /// Applies a lightweight change of configuration in place (the name, resources and isolation
+    /// stay; the controller checks): new limits for the requests that reserve or queue from now
+    /// on, a new target number of replicas (or autoscaling bounds) that the control loop brings
+    /// the replicas to, and a new `user_config` given to every running replica's `reconfigure`
+    /// without a restart (replicas started later get it at start). A `reconfigure` that fails
+    /// marks the deployment `UNHEALTHY` with the error as its message until an update succeeds;
+    /// the replicas keep serving.
+    pub(crate) async fn update(&self, config: DeploymentConfig) {
+        // Held first: a replica that is starting joins before (and is reconfigured here) or
+        // after (and catches up itself).
+        let _reconfiguring = self.reconfiguring.lock().await;
+        let old = self.config();
+        let new_user_config =
+            (old.user_config() != config.user_config()).then(|| config.user_config().cloned());
+        self.router.set_max_queued(config.max_queued_requests());
+        let replicas: Vec<Arc<Replica>> = {
+            let mut st = lock(&self.state);
+            for m in &st.members {
+                m.replica
+                    .load()
+                    .set_max_ongoing(config.max_ongoing_requests());
+            }
+            match config.autoscaling() {
+                Some(bounds) => {
+                    if old.autoscaling() != Some(bounds) {
+                        st.autoscaler = Some(Autoscaler::new(bounds.clone()));
+                    }
+                    // Back inside the new bounds at once; the autoscaler takes it from there.
+                    st.target = st.target.clamp(bounds.min_replicas, bounds.max_replicas);
+                }
+                None => {
+                    st.autoscaler = None;
+                    st.target = config.num_replicas();
+                }
+            }
+            st.members
+                .iter()
+                .filter(|m| !m.replica.is_dead())
+                .map(|m| m.replica.clone())
+                .collect()
+        };
+        self.config.store(Arc::new(config));
+        self.router.wake();
+        if let Some(user_config) = new_user_config {
+            let mut failures = Vec::new();
+            if let Some(user_config) = &user_config {
+                let hook = self.reconfigure.as_ref();
+                let results = futures::future::join_all(
+                    replicas
+                        .iter()
+                        .map(|r| async move { (r, r.reconfigure(user_config, hook).await) }),
+                )
+                .await;
+                // A replica the control loop stopped or found dead meanwhile does not count.
+                let members: Vec<Arc<Replica>> = lock(&self.state)
+                    .members
+                    .iter()
+                    .filter(|m| !m.replica.is_dead())
+                    .map(|m| m.replica.clone())
+                    .collect();
+                for (replica, result) in results {
+                    if let Err(e) = result
+                        && members.iter().any(|m| Arc::ptr_eq(m, replica))
+                    {
+                        failures.push(format!(
+                            "reconfigure failed on replica {}: {}",
+                            replica.id(),
+                            error_chain(&e)
+                        ));
+                    }
+                }
+            }
+            let mut st = lock(&self.state);
+            if failures.is_empty() {
+                if st.update_error.take().is_some() {
+                    st.message.clear();
+                }
+            } else {
+                let message = failures.join("; ");
+                tracing::warn!(deployment = %self.name, "{message}");
+                st.status = DeploymentState::Unhealthy;
+                st.message.clone_from(&message);
+                st.update_error = Some(message);
+            }
+        }
+        self.kick.notify_one();
+    }
+
     /// Stops a member in the background: no new requests, its ongoing ones finish (at most the
     /// graceful timeout), then its resources go back to the node.
     fn retire(self: &Arc<Self>, member: Member) {
         member.replica.load().stop_accepting();
-        let grace = self.config.graceful_shutdown_timeout();
+        let grace = self.config().graceful_shutdown_timeout();
         tokio::spawn(async move {
             member.replica.drain(grace).await;
             drop(member);
@@ -263,7 +433,7 @@ impl Running {
 
     /// How many more replicas of this deployment the node could hold now (at most `cap`).
     fn room(&self, cap: u32) -> u32 {
-        lock(&self.scheduler).room(&self.config.resources(), cap)
+        lock(&self.scheduler).room(&self.config().resources(), cap)
     }
 
     async fn check_health(self: &Arc<Self>) {
@@ -272,7 +442,7 @@ impl Running {
             .iter()
             .map(|m| m.replica.clone())
             .collect();
-        let timeout = self.config.health_check_timeout();
+        let timeout = self.config().health_check_timeout();
         let checks = replicas
             .iter()
             .map(|r| async move { (r, r.check_health(timeout).await) });
@@ -319,16 +489,8 @@ impl Running {
             if lock(&self.state).retry_at.is_some_and(|at| at > now) {
                 break;
             }
-            match self.start_member().await {
-                Ok(member) => {
-                    let mut st = lock(&self.state);
-                    st.members.push(member);
-                    st.start_failures = 0;
-                    st.retry_at = None;
-                    drop(st);
-                    self.publish();
-                    running += 1;
-                }
+            match self.start_joining().await {
+                Ok(()) => running += 1,
                 Err(Error::NoRoom { shortfall, .. }) => {
                     // Not a failure: the replica waits until resources free up.
                     self.note_pending(&mut lock(&self.state), &shortfall);
@@ -369,13 +531,16 @@ impl Running {
         if running >= st.target && st.pending.take().is_some() {
             st.message.clear();
             tracing::info!(
-                deployment = %self.config.name(),
+                deployment = %self.name,
                 "all {} replicas of deployment `{}` run",
                 st.target,
-                self.config.name()
+                self.name
             );
         }
-        if running == st.target && st.start_failures == 0 {
+        if let Some(error) = &st.update_error {
+            st.message = error.clone();
+            st.status = DeploymentState::Unhealthy;
+        } else if running == st.target && st.start_failures == 0 {
             st.status = DeploymentState::Healthy;
         } else if st.start_failures == 0 {
             st.status = DeploymentState::Updating;
@@ -401,10 +566,10 @@ impl Running {
             .is_none_or(|(n, m)| *n != pending || *m != message)
         {
             tracing::warn!(
-                deployment = %self.config.name(),
+                deployment = %self.name,
                 pending,
                 "deployment `{}`: {message}",
-                self.config.name()
+                self.name
             );
         }
         st.status = DeploymentState::Updating;
@@ -415,8 +580,8 @@ impl Running {
     pub(crate) fn status(&self) -> DeploymentStatus {
         let st = lock(&self.state);
         DeploymentStatus {
-            name: self.config.name().to_owned(),
-            served_name: self.kind.served_name(self.config.name()).into_owned(),
+            name: self.name.clone(),
+            served_name: self.kind.served_name(&self.name).into_owned(),
             status: st.status,
             message: st.message.clone(),
             target_replicas: st.target,
@@ -470,6 +635,21 @@ impl Running {
         self.handle_requests.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Sends the requests that reach this version from now on, once it is shutting down, to
+    /// `next`, the version that replaces it: a caller that read the routes just before they
+    /// changed is served, not refused.
+    pub(crate) fn hand_over(&self, next: DeploymentHandle) {
+        self.successor.store(Some(Arc::new(next)));
+    }
+
+    /// The version that replaced this one, when requests are to go there: once this one no
+    /// longer takes them.
+    fn successor(&self, refused: &Error) -> Option<Arc<DeploymentHandle>> {
+        matches!(refused, Error::ShuttingDown(_))
+            .then(|| self.successor.load_full())
+            .flatten()
+    }
+
     /// Stops taking requests, lets the ongoing ones finish (at most `timeout`), stops the
     /// replicas and gives their resources back.
     pub(crate) async fn shutdown(&self, timeout: Duration) {
@@ -486,8 +666,12 @@ impl Running {
 }
 
 impl Backend for Running {
-    fn config(&self) -> &DeploymentConfig {
-        &self.config
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn config(&self) -> Arc<DeploymentConfig> {
+        Running::config(self)
     }
 
     fn kind(&self) -> DeploymentKind {
@@ -513,8 +697,13 @@ impl Backend for Running {
     fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            let slot = self.router.acquire(ctx.routing_key()).await?;
-            slot.call(ctx, data).await
+            match self.router.acquire(ctx.routing_key()).await {
+                Ok(slot) => slot.call(ctx, data).await,
+                Err(e) => match self.successor(&e) {
+                    Some(next) => next.backend().call(ctx, data).await,
+                    None => Err(e),
+                },
+            }
         })
     }
 
@@ -525,8 +714,13 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<ReplicaStream<String>, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            let slot = self.router.acquire(ctx.routing_key()).await?;
-            slot.stream::<Text>(ctx, data).await
+            match self.router.acquire(ctx.routing_key()).await {
+                Ok(slot) => slot.stream::<Text>(ctx, data).await,
+                Err(e) => match self.successor(&e) {
+                    Some(next) => next.backend().stream_text(ctx, data).await,
+                    None => Err(e),
+                },
+            }
         })
     }
 
@@ -537,8 +731,13 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<ReplicaStream<Value>, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            let slot = self.router.acquire(ctx.routing_key()).await?;
-            slot.stream::<Events>(ctx, data).await
+            match self.router.acquire(ctx.routing_key()).await {
+                Ok(slot) => slot.stream::<Events>(ctx, data).await,
+                Err(e) => match self.successor(&e) {
+                    Some(next) => next.backend().stream_events(ctx, data).await,
+                    None => Err(e),
+                },
+            }
         })
     }
 
@@ -549,8 +748,13 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<AnyBox, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            let slot = self.router.acquire(ctx.routing_key()).await?;
-            slot.call_any(ctx, request).await
+            match self.router.acquire(ctx.routing_key()).await {
+                Ok(slot) => slot.call_any(ctx, request).await,
+                Err(e) => match self.successor(&e) {
+                    Some(next) => next.backend().call_any(ctx, request).await,
+                    None => Err(e),
+                },
+            }
         })
     }
 
@@ -561,8 +765,13 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<http::Response<HttpBody>, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            let slot = self.router.acquire(ctx.routing_key()).await?;
-            slot.serve(ctx, req).await
+            match self.router.acquire(ctx.routing_key()).await {
+                Ok(slot) => slot.serve(ctx, req).await,
+                Err(e) => match self.successor(&e) {
+                    Some(next) => next.backend().serve(ctx, req).await,
+                    None => Err(e),
+                },
+            }
         })
     }
 
@@ -587,15 +796,22 @@ fn error_chain(error: &Error) -> String {
 /// reconciliation whenever something changes (a replica died, a request found no replica) and,
 /// for autoscaling deployments, on every tick.
 async fn control_loop(running: Weak<Running>, kick: Arc<Notify>) {
-    let (period, autoscaling) = match running.upgrade() {
-        Some(r) => (
-            r.config.health_check_period(),
-            r.config.autoscaling().is_some(),
-        ),
-        None => return,
+    let Some(mut period) = running.upgrade().map(|r| r.config().health_check_period()) else {
+        return;
     };
     let mut next_health = Instant::now() + period;
     loop {
+        // Read each time round: a lightweight update may change them.
+        let Some((now_period, autoscaling)) = running.upgrade().map(|r| {
+            let config = r.config();
+            (config.health_check_period(), config.autoscaling().is_some())
+        }) else {
+            return;
+        };
+        if now_period != period {
+            period = now_period;
+            next_health = next_health.min(Instant::now() + period);
+        }
         let tick = if autoscaling {
             AUTOSCALE_TICK
         } else {

@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
+use serde_json::Value;
+
 use crate::error::Error;
 use crate::handle::DeploymentHandle;
 use crate::handler::{HttpService, LayerFn};
@@ -83,6 +85,45 @@ impl Endpoint {
     }
 }
 
+/// Where an application came from, as Ray Serve's status API says it (`source`).
+///
+/// # Examples
+///
+/// ```
+/// use rayai_core::AppSource;
+///
+/// assert_eq!(AppSource::Declarative.as_str(), "declarative");
+/// assert_eq!(AppSource::default(), AppSource::Imperative);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum AppSource {
+    /// Deployed from code: [`crate::Controller::deploy_app`], `serve::run`, `rayai serve`.
+    #[default]
+    Imperative,
+    /// Deployed from a config ([`crate::Controller::apply_app_declared`]: Ray's
+    /// `PUT /api/serve/applications/`, `rayai deploy`).
+    Declarative,
+}
+
+impl AppSource {
+    /// Ray's name for it: `imperative` or `declarative`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AppSource::Imperative => "imperative",
+            AppSource::Declarative => "declarative",
+        }
+    }
+}
+
+/// Where a version of an application came from: its source and the config it was deployed with.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Origin {
+    pub(crate) source: AppSource,
+    pub(crate) config: Option<Value>,
+}
+
 /// An application as served: its name, route prefix and deployments.
 #[derive(Debug, Clone)]
 pub struct Application {
@@ -91,6 +132,7 @@ pub struct Application {
     pub(super) deployments: Vec<DeploymentHandle>,
     ingress: Option<DeploymentHandle>,
     deployed_at: SystemTime,
+    origin: Origin,
 }
 
 impl Application {
@@ -100,6 +142,7 @@ impl Application {
         deployments: Vec<DeploymentHandle>,
         ingress: Option<DeploymentHandle>,
         deployed_at: SystemTime,
+        origin: Origin,
     ) -> Self {
         Application {
             name: name.to_owned(),
@@ -107,7 +150,29 @@ impl Application {
             deployments,
             ingress,
             deployed_at,
+            origin,
         }
+    }
+
+    /// The same application, updated in place at `deployed_at` from `origin`.
+    pub(super) fn updated(&self, deployed_at: SystemTime, origin: Origin) -> Self {
+        Application {
+            deployed_at,
+            origin,
+            ..self.clone()
+        }
+    }
+
+    /// Where it came from: code ([`AppSource::Imperative`]) or a config
+    /// ([`AppSource::Declarative`]).
+    pub fn source(&self) -> AppSource {
+        self.origin.source
+    }
+
+    /// The config it was last deployed or updated with, as given (Ray's `deployed_app_config`);
+    /// `None` for an application deployed from code.
+    pub fn deployed_config(&self) -> Option<&Value> {
+        self.origin.config.as_ref()
     }
 
     /// The application's name.
@@ -130,7 +195,7 @@ impl Application {
         self.ingress.as_ref()
     }
 
-    /// When this version was deployed.
+    /// When this version was deployed, or last updated in place.
     pub fn deployed_at(&self) -> SystemTime {
         self.deployed_at
     }

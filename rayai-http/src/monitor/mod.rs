@@ -5,8 +5,8 @@
 mod exposition;
 mod gpu;
 mod metrics;
-mod schema;
 mod node;
+mod schema;
 mod series;
 mod status;
 

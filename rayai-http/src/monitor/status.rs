@@ -205,7 +205,7 @@ fn deployment(identity: &Identity, app: &str, handle: &DeploymentHandle) -> Depl
     let status = handle.status();
     let config = handle.config();
     let served = handle.served_name().into_owned();
-    let (ray, trigger) = ray_status(&status, config);
+    let (ray, trigger) = ray_status(&status, &config);
     let resources = config.resources();
     let mut required = Map::new();
     required.insert("CPU".to_owned(), json!(resources.num_cpus));
@@ -239,7 +239,7 @@ fn deployment(identity: &Identity, app: &str, handle: &DeploymentHandle) -> Depl
         status: ray,
         status_trigger: trigger,
         message: status.message.clone(),
-        deployment_config: deployment_schema(served, config),
+        deployment_config: deployment_schema(served, &config),
         target_num_replicas: status.target_replicas,
         required_resources: required,
         replicas,
