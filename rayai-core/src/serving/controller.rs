@@ -245,14 +245,16 @@ impl Controller {
     /// As [`Controller::deploy_app`]: an invalid prefix or application, and when it falls back
     /// to a deploy, whatever that deploy refuses.
     pub async fn apply_app(&self, app: App, route_prefix: &str) -> Result<(), Error> {
-        self.apply(app, route_prefix, Origin::default()).await
+        self.apply(app, route_prefix, Placement::default(), Origin::default())
+            .await
     }
 
     /// [`Controller::apply_app`] for an application from a declarative config (Ray's
     /// `PUT /api/serve/applications/`, `rayai deploy`): the application is recorded as
     /// [`AppSource::Declarative`] with `config`, the application's entry of the config as given,
     /// which [`crate::Application::deployed_config`] returns (the status API's
-    /// `deployed_app_config`).
+    /// `deployed_app_config`). When it must be deployed, `placement` applies as in
+    /// [`Controller::deploy_app_with`].
     ///
     /// # Errors
     ///
@@ -261,22 +263,29 @@ impl Controller {
         &self,
         app: App,
         route_prefix: &str,
+        placement: Placement,
         config: Value,
     ) -> Result<(), Error> {
         let origin = Origin {
             source: AppSource::Declarative,
             config: Some(config),
         };
-        self.apply(app, route_prefix, origin).await
+        self.apply(app, route_prefix, placement, origin).await
     }
 
-    async fn apply(&self, app: App, route_prefix: &str, origin: Origin) -> Result<(), Error> {
+    async fn apply(
+        &self,
+        app: App,
+        route_prefix: &str,
+        placement: Placement,
+        origin: Origin,
+    ) -> Result<(), Error> {
         validate_prefix(route_prefix)?;
         app.validate()?;
         let _changing = self.inner.changes.lock().await;
         let Some(updates) = self.lightweight_updates(&app, route_prefix) else {
             return self
-                .deploy_locked(app, route_prefix, Placement::default(), origin)
+                .deploy_locked(app, route_prefix, placement, origin)
                 .await;
         };
         futures::future::join_all(

@@ -71,8 +71,10 @@ pub(crate) struct Declarative {
     applied: tokio::sync::Mutex<BTreeMap<String, Applied>>,
 }
 
-/// The one place a declarative application is deployed: a new version starts beside the old one,
-/// which drains after. (`config` is the application's config as given, for the record.)
+/// The one place a declarative application is deployed: updated in place when only lightweight
+/// options changed (replicas, limits, `user_config` through `reconfigure`), else a new version
+/// starts beside the old one, which drains after. The application is recorded as declarative
+/// with `config`, its entry of the config as given (the status API's `deployed_app_config`).
 async fn deploy_declared(
     controller: &Controller,
     app: App,
@@ -80,9 +82,8 @@ async fn deploy_declared(
     placement: Placement,
     config: &Value,
 ) -> Result<(), rayai_core::Error> {
-    let _ = config;
     controller
-        .deploy_app_with(app, route_prefix, placement)
+        .apply_app_declared(app, route_prefix, placement, config.clone())
         .await
 }
 

@@ -308,8 +308,8 @@ pub(crate) fn details(
                 status,
                 message,
                 last_deployed_time_s: unix_seconds(app.deployed_at()),
-                deployed_app_config: None,
-                source: "imperative",
+                deployed_app_config: app.deployed_config().cloned(),
+                source: app.source().as_str(),
                 deployments,
             },
         );
