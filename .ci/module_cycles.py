@@ -30,7 +30,8 @@ def modules(src):
 
 def strip(text):
     # Inline test modules (at the end of a file, by convention) are not part of the graph.
-    text = re.split(r"#\[cfg\(test\)\]\s*mod\s+\w+\s*\{", text)[0]
+    # A test module (`#[cfg(test)]`, `#[cfg(all(test, feature = "x"))]`) is not the crate's.
+    text = re.split(r"#\[cfg\([^\]]*\btest\b[^\]]*\)\]\s*mod\s+\w+\s*\{", text)[0]
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
     text = re.sub(r"//[^\n]*", "", text)
     return re.sub(r'"(\\.|[^"\\])*"', '""', text)

@@ -31,7 +31,7 @@ pub struct RootPath(pub String);
 /// The route pattern that answered a request, below the route prefix (`/items/{item_id}`),
 /// in the response's extensions. The proxy labels the request's metrics with it (joined to the
 /// route prefix), never with the raw path, so the labels stay bounded. An axum `Router` served
-/// with [`crate::Deployment::ingress`] reports it by itself (the `axum` feature); another
+/// with [`crate::deployment::Deployment::ingress`] reports it by itself (the `axum` feature); another
 /// service can insert it into its responses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MatchedRoute(pub Arc<str>);
@@ -122,10 +122,10 @@ pub trait Handler: Send + Sync + 'static {
     /// the [`RootPath`] extension.
     fn call(&self, req: Request<HttpBody>) -> impl Future<Output = Response<HttpBody>> + Send;
 
-    /// Applies the deployment's `user_config`, as [`crate::Agent::reconfigure`]: after the
+    /// Applies the deployment's `user_config`, as [`crate::agent::Agent::reconfigure`]: after the
     /// constructor, before the replica takes a request, and on every running replica whenever the
     /// `user_config` changes, without a restart. The default does nothing. (An ingress built from
-    /// a tower service gets one with [`crate::Deployment::with_reconfigure`].)
+    /// a tower service gets one with [`crate::deployment::Deployment::with_reconfigure`].)
     ///
     /// # Examples
     ///
@@ -206,7 +206,7 @@ where
         ))
     }
 
-    /// A tower service has no hook of its own: [`crate::Deployment::with_reconfigure`] gives one.
+    /// A tower service has no hook of its own: [`crate::deployment::Deployment::with_reconfigure`] gives one.
     fn reconfigure<'a>(
         &'a self,
         _user_config: &'a serde_json::Value,
