@@ -1,6 +1,7 @@
 //! A small HTTP/1.1 client for the commands that talk to a running server's dashboard: one
 //! request, one whole answer, bounded in time.
 
+use std::error::Error;
 use std::io::ErrorKind;
 use std::time::Duration;
 
@@ -87,8 +88,8 @@ pub(crate) async fn send(
         (Some(s), _) => s,
         (None, Some(e)) if e.kind() == ErrorKind::ConnectionRefused => {
             return Err(format!(
-                "nothing is running at {address} (connection refused); is the server's \
-                 dashboard on another port? pass it with --address URL"
+                "nothing is running at {address} (connection refused); start a server with \
+                 `rayai serve`, or pass its dashboard with --dashboard-port PORT or --address URL"
             ));
         }
         (None, Some(e)) => return Err(format!("cannot connect to {address}: {e}")),
@@ -98,7 +99,7 @@ pub(crate) async fn send(
         if e.is_parse() {
             format!("{address} did not answer with HTTP")
         } else {
-            format!("talking to {address}: {e}")
+            format!("talking to {address}: {}", with_sources(&e))
         }
     };
     let (mut sender, connection) = http1::handshake(TokioIo::new(stream))
@@ -120,4 +121,15 @@ pub(crate) async fn send(
             timeout.as_secs_f64()
         )),
     }
+}
+
+/// An error and its sources, `: `-separated (hyper's own message leaves out the I/O error's).
+fn with_sources(e: &dyn Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out += &format!(": {s}");
+        source = s.source();
+    }
+    out
 }
