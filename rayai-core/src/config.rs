@@ -150,6 +150,14 @@ impl DeploymentConfig {
         self
     }
 
+    /// A fixed number of replicas again ([`DeploymentConfig::num_replicas`]), no autoscaling: a
+    /// config file's `num_replicas` over an attribute's `autoscaling`.
+    #[must_use]
+    pub fn without_autoscaling(mut self) -> Self {
+        self.autoscaling = None;
+        self
+    }
+
     /// Sets where the replicas run their code.
     #[must_use]
     pub fn with_isolation(mut self, isolation: Isolation) -> Self {
@@ -266,6 +274,13 @@ impl DeploymentConfig {
     #[must_use]
     pub fn with_max_queued_requests(mut self, n: u32) -> Self {
         self.max_queued_requests = Some(n);
+        self
+    }
+
+    /// No limit on the requests that wait for a replica (`max_queued_requests = -1`).
+    #[must_use]
+    pub fn without_max_queued_requests(mut self) -> Self {
+        self.max_queued_requests = None;
         self
     }
 

@@ -345,9 +345,11 @@ mod tests {
     use std::sync::Mutex;
 
     use http_body_util::Full;
-    use hyper::body::Incoming;
+    use hyper::body::{Bytes, Incoming};
+    use hyper::header;
     use hyper::service::service_fn;
-    use hyper::{Response, server};
+    use hyper::{Request, Response, server};
+    use hyper_util::rt::TokioIo;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;

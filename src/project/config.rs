@@ -42,11 +42,10 @@ use std::path::{Path, PathBuf};
 use rayai_core::{App, AutoscalingConfig, DeploymentConfig};
 use rayai_rules::{Bound, Field, autoscaling, deployment, parse_memory};
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
 use toml::Spanned;
 
 use crate::HttpOptions;
-use crate::deploy::{ApplicationConfig, DeployConfig};
+use crate::deploy::{ApplicationConfig, DeployConfig, NumReplicas};
 
 /// A parsed `rayai.toml`, with the positions of its keys kept for error messages.
 #[derive(Debug, Clone)]
@@ -136,43 +135,6 @@ struct HttpSection {
     dashboard_port: Option<u16>,
     metrics_export_port: Option<u16>,
     strict_placement: Option<bool>,
-}
-
-/// `num_replicas`: a count, or `"auto"`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum NumReplicas {
-    Count(u32),
-    Auto,
-}
-
-impl<'de> Deserialize<'de> for NumReplicas {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = NumReplicas;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("an integer >= 1 or \"auto\"")
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<NumReplicas, E> {
-                match u32::try_from(v) {
-                    Ok(n) if n >= 1 => Ok(NumReplicas::Count(n)),
-                    _ => Err(E::custom(format!(
-                        "num_replicas must be an integer >= 1 or \"auto\" (got {v})"
-                    ))),
-                }
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<NumReplicas, E> {
-                if v == "auto" {
-                    Ok(NumReplicas::Auto)
-                } else {
-                    Err(E::custom(format!(
-                        "num_replicas must be an integer >= 1 or \"auto\" (got {v:?})"
-                    )))
-                }
-            }
-        }
-        d.deserialize_any(V)
-    }
 }
 
 impl ProjectConfig {
@@ -277,7 +239,7 @@ impl ProjectConfig {
         }
         if let Some(n) = &s.num_replicas {
             c = match *n.get_ref() {
-                NumReplicas::Count(n) => copy_without_autoscaling(&c).with_num_replicas(n),
+                NumReplicas::Count(n) => c.without_autoscaling().with_num_replicas(n),
                 NumReplicas::Auto => c.with_autoscaling(AutoscalingConfig::auto()),
             };
         }
@@ -461,26 +423,6 @@ fn field_span(section: &AgentSection, field: &str) -> Option<Range<usize>> {
         f if f.starts_with("autoscaling.") => s.autoscaling.as_ref().map(Spanned::span),
         _ => None,
     }
-}
-
-/// A copy of `c` that does not autoscale (a fixed `num_replicas` in the file wins over the
-/// attribute's autoscaling).
-fn copy_without_autoscaling(c: &DeploymentConfig) -> DeploymentConfig {
-    let r = c.resources();
-    let mut out = DeploymentConfig::new(c.name())
-        .with_num_replicas(c.num_replicas())
-        .with_num_cpus(r.num_cpus)
-        .with_num_gpus(r.num_gpus)
-        .with_memory_bytes(r.memory_bytes)
-        .with_max_ongoing_requests(c.max_ongoing_requests())
-        .with_isolation(c.isolation())
-        .with_health_check_period(c.health_check_period())
-        .with_health_check_timeout(c.health_check_timeout())
-        .with_graceful_shutdown_timeout(c.graceful_shutdown_timeout());
-    if let Some(q) = c.max_queued_requests() {
-        out = out.with_max_queued_requests(q);
-    }
-    out
 }
 
 fn error_at(

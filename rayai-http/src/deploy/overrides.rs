@@ -93,7 +93,7 @@ fn override_config(
     }
     match o.num_replicas {
         Some(NumReplicas::Count(n)) => {
-            c = copy(&c, None, c.max_queued_requests()).with_num_replicas(n);
+            c = c.without_autoscaling().with_num_replicas(n);
         }
         Some(NumReplicas::Auto) if o.autoscaling_config.is_none() => {
             c = c.with_autoscaling(AutoscalingConfig::auto());
@@ -113,7 +113,7 @@ fn override_config(
     }
     match o.max_queued_requests {
         None => {}
-        Some(-1) => c = copy(&c, c.autoscaling(), None),
+        Some(-1) => c = c.without_max_queued_requests(),
         Some(n) => match u32::try_from(n) {
             Ok(n) if n >= 1 => c = c.with_max_queued_requests(n),
             _ => {
@@ -256,39 +256,6 @@ fn autoscaling_from(
     }
     not_set(&a.policy, &key("policy"))?;
     Ok(cfg)
-}
-
-/// A copy of `c` with these autoscaling bounds and queue bound, every other option kept
-/// (`DeploymentConfig` sets them but has no way to unset them).
-pub(crate) fn copy(
-    c: &DeploymentConfig,
-    autoscaling: Option<&AutoscalingConfig>,
-    max_queued_requests: Option<u32>,
-) -> DeploymentConfig {
-    let r = c.resources();
-    let mut out = DeploymentConfig::new(c.name())
-        .with_num_replicas(c.num_replicas())
-        .with_num_cpus(r.num_cpus)
-        .with_num_gpus(r.num_gpus)
-        .with_memory_bytes(r.memory_bytes)
-        .with_max_ongoing_requests(c.max_ongoing_requests())
-        .with_isolation(c.isolation())
-        .with_health_check_period(c.health_check_period())
-        .with_health_check_timeout(c.health_check_timeout())
-        .with_graceful_shutdown_timeout(c.graceful_shutdown_timeout());
-    if let Some(a) = autoscaling {
-        out = out.with_autoscaling(a.clone());
-    }
-    if let Some(q) = max_queued_requests {
-        out = out.with_max_queued_requests(q);
-    }
-    if let Some(u) = c.user_config() {
-        out = out.with_user_config(u.clone());
-    }
-    if let Some(s) = c.backpressure_retry_after_s() {
-        out = out.with_backpressure_retry_after(s);
-    }
-    out
 }
 
 #[cfg(test)]
