@@ -1,35 +1,17 @@
-//! Every example is a program of its own that takes `--port`, `--host` and `--dashboard-port`,
-//! and serves where it is told: each is started as a real process on free ports and asked for
-//! its health on the serving port and its dashboard on the dashboard port.
+//! Shared by each example's `tests/flags.rs`: every example is a program of its own that takes
+//! `--port`, `--host` and `--dashboard-port`, and serves where it is told. The example's binary
+//! (cargo's `CARGO_BIN_EXE_<name>`, built and fresh for the test) is started as a real process
+//! on free ports and asked for its health on the serving port and its dashboard on the
+//! dashboard port.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-const EXAMPLES: [&str; 4] = ["quickstart", "conformance", "http_features", "composition"];
-
 /// How long an example may take to print its address.
 const START: Duration = Duration::from_secs(60);
-
-/// The example's binary, beside the test binaries; built (or found fresh) by cargo first, since
-/// a narrower `cargo test` does not build the examples.
-fn binary(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("the test binary's path");
-    let profile = exe
-        .parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps/<test>");
-    let path = profile.join("examples").join(name);
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--quiet", "--example", name])
-        .status()
-        .expect("cargo runs");
-    assert!(status.success(), "the example `{name}` builds");
-    path
-}
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -74,8 +56,8 @@ fn get(addr: SocketAddr, path: &str) -> (u16, String) {
 }
 
 /// Starts the example with the flags and waits until it prints that it serves.
-fn start(name: &str, port: u16, dashboard_port: u16) -> Running {
-    let mut child = Command::new(binary(name))
+fn start(name: &str, binary: &str, port: u16, dashboard_port: u16) -> Running {
+    let mut child = Command::new(binary)
         .args(["--host", "127.0.0.1", "--port", &port.to_string()])
         .args(["--dashboard-port", &dashboard_port.to_string()])
         .env("RUST_LOG", "warn")
@@ -106,26 +88,25 @@ fn start(name: &str, port: u16, dashboard_port: u16) -> Running {
     }
 }
 
-#[test]
-fn every_example_serves_on_the_port_host_and_dashboard_port_it_is_given() {
-    for name in EXAMPLES {
-        let (port, dashboard_port) = (free_port(), free_port());
-        let _example = start(name, port, dashboard_port);
-        let serving: SocketAddr = ([127, 0, 0, 1], port).into();
-        assert_eq!(
-            get(serving, "/-/healthz"),
-            (200, "success".to_owned()),
-            "{name}"
-        );
-        let dashboard: SocketAddr = ([127, 0, 0, 1], dashboard_port).into();
-        let (code, page) = get(dashboard, "/");
-        assert_eq!(
-            code, 200,
-            "{name}: the dashboard answers on --dashboard-port"
-        );
-        assert!(
-            page.contains("<html") || page.contains("<!doctype"),
-            "{name}: {page:.200}"
-        );
-    }
+/// Starts the example `name` (its binary at `binary`) on free ports with `--host`, `--port` and
+/// `--dashboard-port`, and checks it serves health on the one and its dashboard on the other.
+pub fn serves_where_it_is_told(name: &str, binary: &str) {
+    let (port, dashboard_port) = (free_port(), free_port());
+    let _example = start(name, binary, port, dashboard_port);
+    let serving: SocketAddr = ([127, 0, 0, 1], port).into();
+    assert_eq!(
+        get(serving, "/-/healthz"),
+        (200, "success".to_owned()),
+        "{name}"
+    );
+    let dashboard: SocketAddr = ([127, 0, 0, 1], dashboard_port).into();
+    let (code, page) = get(dashboard, "/");
+    assert_eq!(
+        code, 200,
+        "{name}: the dashboard answers on --dashboard-port"
+    );
+    assert!(
+        page.contains("<html") || page.contains("<!doctype"),
+        "{name}: {page:.200}"
+    );
 }
