@@ -45,8 +45,12 @@ fn json() -> impl Strategy<Value = Value> {
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::from),
         any::<f64>().prop_map(Value::from),
-        prop_oneof![Just("auto".to_owned()), Just("2GB".to_owned()), any::<String>()]
-            .prop_map(Value::String),
+        prop_oneof![
+            Just("auto".to_owned()),
+            Just("2GB".to_owned()),
+            any::<String>()
+        ]
+        .prop_map(Value::String),
     ];
     leaf.prop_recursive(5, 64, 6, |inner| {
         prop_oneof![
