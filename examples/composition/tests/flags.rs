@@ -1,6 +1,6 @@
 //! The `composition` binary takes `--port`, `--host` and `--dashboard-port` and serves where it is told.
 
-#[path = "../../flags_test.rs"]
+#[path = "../../support/flags_test.rs"]
 mod flags_test;
 
 #[test]
