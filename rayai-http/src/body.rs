@@ -1,5 +1,6 @@
 //! The response body: a whole buffer, or frames produced over time.
 
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -8,6 +9,7 @@ use futures::Stream;
 use futures::stream::BoxStream;
 use http_body::{Frame, SizeHint};
 use rayai_core::handler::{BoxError, HttpBody};
+use tokio::sync::watch;
 
 /// The body of every response rayai writes: a whole buffer, chunks produced over time (SSE),
 /// or a handler's body. Opaque: build one with [`Body::full`], [`Body::stream`] or `From` an
@@ -23,7 +25,11 @@ use rayai_core::handler::{BoxError, HttpBody};
 /// assert_eq!(body.size_hint().exact(), Some(5));
 /// ```
 #[derive(Default)]
-pub struct Body(Kind);
+pub struct Body {
+    kind: Kind,
+    /// How the body ends early when the server shuts down, when it can still be running then.
+    end: Option<Box<End>>,
+}
 
 #[derive(Default)]
 enum Kind {
@@ -40,7 +46,7 @@ enum Kind {
 
 impl std::fmt::Debug for Body {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match &self.0 {
+        let kind = match &self.kind {
             Kind::Full(_) => "full",
             Kind::Stream(_) => "stream",
             Kind::Http(_) => "http",
@@ -53,26 +59,119 @@ impl std::fmt::Debug for Body {
 impl Body {
     /// A complete body.
     pub fn full(bytes: impl Into<Bytes>) -> Self {
-        Body(Kind::Full(Some(bytes.into())))
+        Body::of(Kind::Full(Some(bytes.into())))
+    }
+
+    fn of(kind: Kind) -> Self {
+        Body { kind, end: None }
     }
 
     /// This body as a handler body (for tower layers and handles).
     pub fn into_http(self) -> HttpBody {
-        match self.0 {
-            Kind::Http(body) => body,
-            _ => rayai_core::handler::boxed(self),
+        match self {
+            Body {
+                kind: Kind::Http(body),
+                end: None,
+            } => body,
+            body => rayai_core::handler::boxed(body),
         }
     }
 
     /// A body of chunks produced over time.
     pub fn stream(stream: impl Stream<Item = Bytes> + Send + 'static) -> Self {
-        Body(Kind::Stream(Box::pin(stream)))
+        Body::of(Kind::Stream(Box::pin(stream)))
+    }
+
+    /// This body, ended when `signal` turns true (the end of the shutdown's grace period) if it
+    /// is still waiting for its next frame then: an event stream (`event_stream`) with the
+    /// contract's error frame and a clean end of body, any other body with an abort (HTTP/1.1
+    /// closes the connection without the last chunk, HTTP/2 resets the stream), so a client
+    /// never takes a cut body for a whole one. Its producer (an agent's stream) is dropped.
+    ///
+    /// A body of known length is left as it is: a complete one is written at once, and one cut
+    /// when its connection closes is seen short of its length, as an abort is.
+    pub(crate) fn ending_on(self, signal: &watch::Receiver<bool>, event_stream: bool) -> Self {
+        let complete = match &self.kind {
+            Kind::Full(_) | Kind::Empty => true,
+            Kind::Stream(_) => false,
+            Kind::Http(body) => {
+                http_body::Body::is_end_stream(body)
+                    || http_body::Body::size_hint(body).exact().is_some()
+            }
+        };
+        if complete || self.end.is_some() {
+            return self;
+        }
+        Body {
+            kind: self.kind,
+            end: Some(Box::new(End {
+                signal: signal.clone(),
+                waiting: None,
+                event_stream,
+            })),
+        }
     }
 }
 
 impl From<HttpBody> for Body {
     fn from(body: HttpBody) -> Self {
-        Body(Kind::Http(body))
+        Body::of(Kind::Http(body))
+    }
+}
+
+/// The message of the frame that ends an event stream cut off by a shutdown.
+pub(crate) const SHUTDOWN_MESSAGE: &str = "The server is shutting down.";
+
+/// How a running body ends at the end of a shutdown's grace period.
+struct End {
+    /// Turns true when running bodies are to end.
+    signal: watch::Receiver<bool>,
+    /// Waits for the signal, once the body has had to wait for a frame.
+    waiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    /// An event stream: ended with the error frame rather than aborted.
+    event_stream: bool,
+}
+
+impl End {
+    /// Ready once the body is to end; registers the task to wake then.
+    fn poll_signal(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if *self.signal.borrow() {
+            return Poll::Ready(());
+        }
+        let signal = &self.signal;
+        let waiting = self.waiting.get_or_insert_with(|| {
+            let mut signal = signal.clone();
+            Box::pin(async move {
+                if signal.wait_for(|end| *end).await.is_err() {
+                    // The listener is gone without a shutdown: nothing will end this body.
+                    std::future::pending::<()>().await;
+                }
+            })
+        });
+        waiting.as_mut().poll(cx)
+    }
+
+    /// The last frame of a body cut off now.
+    fn last_frame(&self) -> Result<Frame<Bytes>, BoxError> {
+        if self.event_stream {
+            Ok(Frame::data(crate::sse::error_frame(SHUTDOWN_MESSAGE)))
+        } else {
+            Err(SHUTDOWN_MESSAGE.into())
+        }
+    }
+}
+
+impl Kind {
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Stream(stream) => stream
+                .as_mut()
+                .poll_next(cx)
+                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
+            Kind::Http(body) => http_body::Body::poll_frame(Pin::new(body), cx),
+            Kind::Empty => Poll::Ready(None),
+        }
     }
 }
 
@@ -84,19 +183,24 @@ impl http_body::Body for Body {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.0 {
-            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
-            Kind::Stream(stream) => stream
-                .as_mut()
-                .poll_next(cx)
-                .map(|chunk| chunk.map(|b| Ok(Frame::data(b)))),
-            Kind::Http(body) => Pin::new(body).poll_frame(cx),
-            Kind::Empty => Poll::Ready(None),
+        let this = &mut *self;
+        let polled = this.kind.poll_frame(cx);
+        let Some(end) = this.end.as_mut() else {
+            return polled;
+        };
+        if polled.is_ready() || end.poll_signal(cx).is_pending() {
+            return polled;
         }
+        // Shut down while waiting: the producer goes, and one last frame (or the abort) ends
+        // the body.
+        let last = end.last_frame();
+        this.kind = Kind::Empty;
+        this.end = None;
+        Poll::Ready(Some(last))
     }
 
     fn is_end_stream(&self) -> bool {
-        match &self.0 {
+        match &self.kind {
             Kind::Full(bytes) => bytes.is_none(),
             Kind::Stream(_) => false,
             Kind::Http(body) => body.is_end_stream(),
@@ -105,7 +209,7 @@ impl http_body::Body for Body {
     }
 
     fn size_hint(&self) -> SizeHint {
-        match &self.0 {
+        match &self.kind {
             Kind::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             Kind::Full(None) | Kind::Empty => SizeHint::with_exact(0),
             Kind::Stream(_) => SizeHint::default(),
@@ -156,5 +260,3 @@ impl http_body::Body for DeadlineBody {
         self.body.size_hint()
     }
 }
-
-use std::future::Future as _;

@@ -171,6 +171,8 @@ pub(crate) struct Exchange {
     pub(crate) cut_off: Option<(tokio::time::Instant, String)>,
     /// `Retry-After` for overload, when 429s are configured.
     pub(crate) retry_after_s: Option<u32>,
+    /// The silence after which a stream sends a keep-alive comment (`sse_keep_alive_s`).
+    pub(crate) sse_keep_alive: Option<std::time::Duration>,
 }
 
 /// A deployment served with the agent contract.
@@ -236,6 +238,7 @@ impl<'a> AgentEndpoint<'a> {
             http11,
             cut_off,
             retry_after_s,
+            sse_keep_alive,
         } = exchange;
         // A typed agent's `data` is checked here, before it queues, for every mode: a stream
         // request with a bad input is a 422 too, not a 200 whose stream fails.
@@ -261,12 +264,12 @@ impl<'a> AgentEndpoint<'a> {
                 .handle
                 .stream_text(ctx, request.data)
                 .await
-                .map(|s| sse(Frames::new(s, cut_off), http11)),
+                .map(|s| sse(Frames::new(s, cut_off, sse_keep_alive), http11)),
             StreamMode::Events => self
                 .handle
                 .stream_events(ctx, request.data)
                 .await
-                .map(|s| sse(Frames::new(s, cut_off), http11)),
+                .map(|s| sse(Frames::new(s, cut_off, sse_keep_alive), http11)),
         };
         result.unwrap_or_else(|e| error::from_error(&e, retry_after_s))
     }

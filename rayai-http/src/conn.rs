@@ -2,8 +2,14 @@
 //! every listener (the serving port, the dashboard, the metrics export port), with the same
 //! timeouts: the request head must arrive
 //! within `header_read_timeout_s`, an idle keep-alive connection closes after
-//! `keep_alive_timeout_s`, and on shutdown connections get the grace period to finish, then are
-//! cut.
+//! `keep_alive_timeout_s`.
+//!
+//! How connections end on shutdown: once the listener stops, idle connections close, busy ones
+//! finish what they are doing (HTTP/1.1 closes after the response, HTTP/2 sends `GOAWAY`) within
+//! the grace period. At its end, a response still streaming is ended properly (an event stream
+//! with the contract's error frame and a clean end of body, any other body aborted: see
+//! [`Body::ending_on`]), a request not yet answered is answered `503`, and the connections get
+//! a moment ([`FLUSH`]) to write that before the ones still open are cut.
 //!
 //! Connections can upgrade (HTTP/1.1 `Upgrade: websocket`, HTTP/2's extended `CONNECT`): the
 //! request carries hyper's `OnUpgrade` to the application, which takes the connection over once
@@ -20,7 +26,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use http::{Request, Response};
+use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -28,8 +34,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
 
-use crate::body::Body;
-use crate::error::Error;
+use crate::body::{Body, SHUTDOWN_MESSAGE};
+use crate::error::{self, Error};
 use crate::idle::{Activity, Tracked, idle_timeout};
 
 /// How a listener treats its connections.
@@ -39,7 +45,7 @@ pub(crate) struct ConnOptions {
     pub(crate) header_read_timeout: Option<Duration>,
     /// Idle time after which a keep-alive connection closes.
     pub(crate) keep_alive: Option<Duration>,
-    /// Time connections get to finish once the listener stops.
+    /// Time connections get to finish once the listener stops; then their streams are ended.
     pub(crate) grace: Duration,
     /// TLS, when the listener speaks HTTPS.
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
@@ -90,12 +96,19 @@ impl<S> ConnService for S where
 {
 }
 
+/// Time the connections get, once their streams are ended at the end of the grace period, to
+/// write their last bytes before they are cut.
+pub(crate) const FLUSH: Duration = Duration::from_millis(500);
+
 /// A service that counts its requests in flight on the connection's [`Activity`], so that a
-/// connection busy with a long request is never idle.
+/// connection busy with a long request is never idle, and ends them at the end of a shutdown's
+/// grace period.
 #[derive(Clone)]
 struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
+    /// Turns true at the end of the grace period.
+    ending: watch::Receiver<bool>,
 }
 
 impl<S: ConnService> hyper::service::Service<Request<Incoming>> for Counted<S> {
@@ -105,17 +118,56 @@ impl<S: ConnService> hyper::service::Service<Request<Incoming>> for Counted<S> {
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
+        let request_id = req.headers().get(crate::service::X_REQUEST_ID).cloned();
         let call = self.inner.call(req);
+        let mut ending = self.ending.clone();
         Box::pin(async move {
-            let resp = call.await;
+            let resp = tokio::select! {
+                biased;
+                resp = call => {
+                    let resp = match resp {
+                        Ok(resp) => resp,
+                        Err(never) => match never {},
+                    };
+                    let event_stream = is_event_stream(&resp);
+                    resp.map(|body| body.ending_on(&ending, event_stream))
+                }
+                () = stopping(&mut ending) => shutting_down(request_id),
+            };
             drop(in_flight);
-            resp
+            Ok(resp)
         })
     }
 }
 
+/// Whether the response is a stream of Server-Sent Events.
+fn is_event_stream(resp: &Response<Body>) -> bool {
+    resp.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
+}
+
+/// The answer to a request still unanswered at the end of the grace period (its work is
+/// dropped): a `503` with its request id.
+fn shutting_down(request_id: Option<HeaderValue>) -> Response<Body> {
+    let mut resp = error::text(StatusCode::SERVICE_UNAVAILABLE, SHUTDOWN_MESSAGE);
+    let id = request_id.unwrap_or_else(|| {
+        let mut buf = uuid::Uuid::encode_buffer();
+        let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf);
+        HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("shutdown"))
+    });
+    resp.headers_mut().insert(crate::service::X_REQUEST_ID, id);
+    resp
+}
+
 /// Accepts connections on `listener` and serves each with `service` until `stop` turns true;
-/// then waits (at most the grace period) for open connections, upgraded ones included, cuts
+/// then waits (at most the grace period) for open connections, upgraded ones included, ends
+/// the streams and requests still running, gives the connections [`FLUSH`] to write that, cuts
 /// those still open, and sets `stopped`.
 pub(crate) async fn accept_loop<S: ConnService>(
     listener: TcpListener,
@@ -130,6 +182,9 @@ pub(crate) async fn accept_loop<S: ConnService>(
     // Turns true when the grace period is over (or is dropped, when this loop ends):
     // connections still open are cut.
     let (cut_tx, cut_rx) = watch::channel(false);
+    // Turns true at the end of the grace period: running responses end, unanswered requests
+    // are answered 503.
+    let (end_tx, end_rx) = watch::channel(false);
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -150,6 +205,7 @@ pub(crate) async fn accept_loop<S: ConnService>(
             service: Counted {
                 inner: service.clone(),
                 activity: activity.clone(),
+                ending: end_rx.clone(),
             },
             activity,
             keep_alive: options.keep_alive,
@@ -179,12 +235,17 @@ pub(crate) async fn accept_loop<S: ConnService>(
     drop(listener);
     drop(open_rx);
     drop(cut_rx);
+    drop(end_rx);
     if tokio::time::timeout(options.grace, open_tx.closed())
         .await
         .is_err()
     {
-        tracing::debug!("the grace period is over: cutting the connections still open");
-        let _ = cut_tx.send(true);
+        tracing::info!("the grace period is over: ending the requests and streams still open");
+        let _ = end_tx.send(true);
+        if tokio::time::timeout(FLUSH, open_tx.closed()).await.is_err() {
+            tracing::debug!("cutting the connections still open");
+            let _ = cut_tx.send(true);
+        }
     }
     let _ = stopped.send(true);
 }

@@ -44,6 +44,17 @@ pub enum Error {
         /// What it should be.
         expected: &'static str,
     },
+    /// The dashboard would listen on an address other machines can reach with no token.
+    #[error(
+        "the dashboard would listen on {address}, which is not a loopback address, without a \
+         token; set dashboard_token (RAYAI_DASHBOARD_TOKEN), bind a loopback address with \
+         dashboard_host (RAYAI_DASHBOARD_HOST), or set dashboard_allow_insecure \
+         (RAYAI_DASHBOARD_ALLOW_INSECURE=1) to serve it to anyone who can reach it"
+    )]
+    InsecureDashboard {
+        /// The address it bound.
+        address: std::net::SocketAddr,
+    },
     /// The runtime failed: a deployment that does not fit, a replica that does not start.
     #[error(transparent)]
     Runtime(#[from] rayai_core::Error),
@@ -235,6 +246,32 @@ pub(crate) fn unauthorized(message: &str) -> Response<Body> {
     resp.headers_mut()
         .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
+}
+
+/// `403` for a request to the dashboard or the metrics export port that names a host they do
+/// not answer (`host`, shortened, as the request named it; `None` when it named none).
+pub(crate) fn host_not_allowed(host: Option<&str>) -> Response<Body> {
+    let named = match host {
+        Some(host) => {
+            let short: String = host.chars().take(100).collect();
+            format!("the host {short:?} is not allowed")
+        }
+        None => "a Host header is required".to_owned(),
+    };
+    text(
+        StatusCode::FORBIDDEN,
+        format!(
+            "Forbidden: {named}. This listener answers the names of the address it is bound \
+             to; allow other names with dashboard_allowed_hosts \
+             (RAYAI_DASHBOARD_ALLOWED_HOSTS=name[:port],...)."
+        ),
+    )
+}
+
+/// `400` for an HTTP/1 request without a `Host`, with more than one, or with one that is not
+/// `host[:port]` (RFC 9112 §3.2).
+pub(crate) fn invalid_host() -> Response<Body> {
+    text(StatusCode::BAD_REQUEST, "Invalid Host header")
 }
 
 #[cfg(test)]

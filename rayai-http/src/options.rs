@@ -42,7 +42,9 @@ pub struct HttpOptions {
     pub tls_cert_path: Option<std::path::PathBuf>,
     /// The PEM private key of `tls_cert_path`.
     pub tls_key_path: Option<std::path::PathBuf>,
-    /// Time in-flight requests get to finish on shutdown (default 20).
+    /// Time in-flight work gets to finish on shutdown, in total: the connections' requests and
+    /// streams and the replicas' work share this one deadline, which starts when the listener
+    /// closes (default 20).
     pub graceful_shutdown_timeout_s: f64,
     /// Port of the dashboard (default `Some(8265)`; 0 picks a free one; `None` turns it off).
     pub dashboard_port: Option<u16>,
@@ -63,6 +65,26 @@ pub struct HttpOptions {
     /// (default `false`: start what fits, the minimum of every deployment first, and keep the
     /// rest pending until resources free up). `rayai serve --strict`, `RAYAI_STRICT=1`.
     pub strict_placement: bool,
+    /// Seconds between the start of a shutdown and the listener closing (default 5; 0 closes it
+    /// at once): `/-/healthz` answers `503` from the start while new connections are still
+    /// accepted and served, so load balancers see the server leave before it refuses
+    /// connections. `RAYAI_DRAIN_DELAY_S`.
+    pub drain_delay_s: f64,
+    /// Host names the dashboard and the metrics export port answer besides the address they
+    /// are bound to, as `host` or `host:port` (`dash.example.com`, `10.0.0.5:8265`,
+    /// `[fd00::1]`); an entry without a port admits the name on any port. A request naming
+    /// another host is a `403`: this is what stops a DNS-rebinding page from reading a loopback
+    /// dashboard. Default empty. `RAYAI_DASHBOARD_ALLOWED_HOSTS`, comma-separated.
+    pub dashboard_allowed_hosts: Vec<String>,
+    /// Serve the dashboard on an address other machines can reach (anything but loopback)
+    /// without a `dashboard_token`. Default `false`: such a server refuses to start, since the
+    /// dashboard shows logs and deploys applications. `RAYAI_DASHBOARD_ALLOW_INSECURE=1`.
+    pub dashboard_allow_insecure: bool,
+    /// An agent's SSE stream silent for this many seconds sends a comment line
+    /// (`: keep-alive`), again after each such silence, so that proxies with idle timeouts keep
+    /// it open; SSE clients ignore comments. Default 15; 0 turns it off.
+    /// `RAYAI_SSE_KEEP_ALIVE_S`.
+    pub sse_keep_alive_s: f64,
 }
 
 impl Default for HttpOptions {
@@ -85,6 +107,10 @@ impl Default for HttpOptions {
             metrics_export_port: None,
             dashboard_best_effort: false,
             strict_placement: false,
+            drain_delay_s: 5.0,
+            dashboard_allowed_hosts: Vec::new(),
+            dashboard_allow_insecure: false,
+            sse_keep_alive_s: 15.0,
         }
     }
 }
@@ -94,8 +120,11 @@ impl HttpOptions {
     /// how `rayai serve --host --port` reaches a project's `main`), and `RAYAI_DASHBOARD_PORT`
     /// (0 turns the dashboard off), `RAYAI_DASHBOARD_HOST`, `RAYAI_DASHBOARD_TOKEN` (else
     /// `RAYAI_AUTH_TOKEN`, else Ray's `RAY_AUTH_TOKEN`), `RAYAI_METRICS_EXPORT_PORT` (0 or unset:
-    /// no metrics listener of its own) and `RAYAI_STRICT` (`1` refuses what does not fit, see
-    /// `strict_placement`).
+    /// no metrics listener of its own), `RAYAI_STRICT` (`1` refuses what does not fit, see
+    /// `strict_placement`), `RAYAI_DRAIN_DELAY_S` (see `drain_delay_s`),
+    /// `RAYAI_DASHBOARD_ALLOWED_HOSTS` (comma-separated `host[:port]`),
+    /// `RAYAI_DASHBOARD_ALLOW_INSECURE` (`1`) and `RAYAI_SSE_KEEP_ALIVE_S` (seconds, 0 turns
+    /// the keep-alive comments off).
     ///
     /// A variable whose value is wrong is ignored with a warning that names it; use
     /// [`HttpOptions::try_from_env`] to refuse it instead.
@@ -152,7 +181,40 @@ impl HttpOptions {
                 }
             };
         }
+        let delay = "a number of seconds (0 or more)";
+        if let Some(s) = var::<f64>(&lookup, "RAYAI_DRAIN_DELAY_S", delay)? {
+            if !(s.is_finite() && (0.0..=MAX_DRAIN_DELAY_S).contains(&s)) {
+                return Err(Error::Env {
+                    variable: "RAYAI_DRAIN_DELAY_S",
+                    value: lookup("RAYAI_DRAIN_DELAY_S").unwrap_or_default(),
+                    expected: delay,
+                });
+            }
+            opts.drain_delay_s = s;
+        }
+        if let Some(hosts) = lookup("RAYAI_DASHBOARD_ALLOWED_HOSTS") {
+            opts.dashboard_allowed_hosts = allowed_hosts(hosts)?;
+        }
+        if let Some(value) = lookup("RAYAI_DASHBOARD_ALLOW_INSECURE") {
+            opts.dashboard_allow_insecure = flag("RAYAI_DASHBOARD_ALLOW_INSECURE", value)?;
+        }
+        let keep_alive = "a number of seconds (0 turns the keep-alive comments off)";
+        if let Some(s) = var::<f64>(&lookup, "RAYAI_SSE_KEEP_ALIVE_S", keep_alive)? {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(Error::Env {
+                    variable: "RAYAI_SSE_KEEP_ALIVE_S",
+                    value: lookup("RAYAI_SSE_KEEP_ALIVE_S").unwrap_or_default(),
+                    expected: keep_alive,
+                });
+            }
+            opts.sse_keep_alive_s = s;
+        }
         Ok(opts)
+    }
+
+    /// The silence after which an SSE stream sends a keep-alive comment; `None` when off.
+    pub(crate) fn sse_keep_alive(&self) -> Option<Duration> {
+        secs(self.sse_keep_alive_s)
     }
 
     pub(crate) fn request_timeout(&self) -> Option<Duration> {
@@ -170,7 +232,19 @@ impl HttpOptions {
     pub(crate) fn graceful_shutdown_timeout(&self) -> Duration {
         secs(self.graceful_shutdown_timeout_s).unwrap_or(Duration::ZERO)
     }
+
+    /// The drain delay: none for a value that is not a positive number, at most
+    /// [`MAX_DRAIN_DELAY_S`] (a value set in code is clamped, never a panic).
+    pub(crate) fn drain_delay(&self) -> Duration {
+        if self.drain_delay_s.is_nan() {
+            return Duration::ZERO;
+        }
+        secs(self.drain_delay_s.min(MAX_DRAIN_DELAY_S)).unwrap_or(Duration::ZERO)
+    }
 }
+
+/// The longest drain delay: an hour (a load balancer notices within seconds).
+const MAX_DRAIN_DELAY_S: f64 = 3600.0;
 
 /// The variables the dashboard's token is read from, first set first.
 pub(crate) const TOKEN_VARIABLES: [&str; 3] = [
@@ -178,6 +252,40 @@ pub(crate) const TOKEN_VARIABLES: [&str; 3] = [
     "RAYAI_AUTH_TOKEN",
     "RAY_AUTH_TOKEN",
 ];
+
+/// `RAYAI_DASHBOARD_ALLOWED_HOSTS`: comma-separated `host[:port]` entries, blanks skipped.
+fn allowed_hosts(value: String) -> Result<Vec<String>, Error> {
+    let hosts: Vec<String> = value
+        .split(',')
+        .map(str::trim)
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if hosts
+        .iter()
+        .any(|h| crate::dashboard::HostName::parse(h).is_none())
+    {
+        return Err(Error::Env {
+            variable: "RAYAI_DASHBOARD_ALLOWED_HOSTS",
+            value,
+            expected: "a comma-separated list of host[:port] entries",
+        });
+    }
+    Ok(hosts)
+}
+
+/// A yes-or-no variable: `1`, `true`, `yes` or `0`, `false`, `no`, blank.
+fn flag(variable: &'static str, value: String) -> Result<bool, Error> {
+    match value.trim() {
+        "1" | "true" | "yes" => Ok(true),
+        "" | "0" | "false" | "no" => Ok(false),
+        _ => Err(Error::Env {
+            variable,
+            value,
+            expected: "1 or 0",
+        }),
+    }
+}
 
 /// The variable `name` parsed, `None` when unset or blank.
 fn var<T: std::str::FromStr>(
@@ -259,6 +367,34 @@ mod tests {
     }
 
     #[test]
+    fn the_drain_delay_is_read_and_checked() {
+        let delay = |v: &str| {
+            HttpOptions::read_env(env(&[("RAYAI_DRAIN_DELAY_S", v)])).map(|o| o.drain_delay_s)
+        };
+        assert_eq!(HttpOptions::default().drain_delay_s, 5.0);
+        assert_eq!(delay("0").unwrap(), 0.0);
+        assert_eq!(delay("2.5").unwrap(), 2.5);
+        for bad in ["-1", "soon", "inf", "NaN", "1e9"] {
+            let e = delay(bad).unwrap_err();
+            assert!(
+                e.to_string().starts_with("RAYAI_DRAIN_DELAY_S="),
+                "{bad}: {e}"
+            );
+        }
+        let in_code = |drain_delay_s| {
+            HttpOptions {
+                drain_delay_s,
+                ..HttpOptions::default()
+            }
+            .drain_delay()
+        };
+        assert_eq!(in_code(1e12), Duration::from_secs(3600));
+        assert_eq!(in_code(f64::INFINITY), Duration::from_secs(3600));
+        assert_eq!(in_code(f64::NAN), Duration::ZERO);
+        assert_eq!(in_code(-3.0), Duration::ZERO);
+    }
+
+    #[test]
     fn a_wrong_value_is_one_error_naming_the_variable() {
         let e = HttpOptions::read_env(env(&[("RAYAI_PORT", "eighty")])).unwrap_err();
         assert_eq!(
@@ -273,5 +409,40 @@ mod tests {
         let e = HttpOptions::read_env(env(&[("RAYAI_STRICT", "maybe")])).unwrap_err();
         assert!(e.to_string().contains("RAYAI_STRICT"), "{e}");
         assert!(HttpOptions::read_env(env(&[("RAYAI_PORT", " ")])).is_ok());
+    }
+
+    #[test]
+    fn dashboard_hosts_insecure_and_keep_alive_are_read() {
+        let opts = HttpOptions::read_env(env(&[
+            (
+                "RAYAI_DASHBOARD_ALLOWED_HOSTS",
+                " dash.example.com, [::1]:8265,,10.0.0.5:80 ",
+            ),
+            ("RAYAI_DASHBOARD_ALLOW_INSECURE", "1"),
+            ("RAYAI_SSE_KEEP_ALIVE_S", "0.5"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            opts.dashboard_allowed_hosts,
+            ["dash.example.com", "[::1]:8265", "10.0.0.5:80"]
+        );
+        assert!(opts.dashboard_allow_insecure);
+        assert_eq!(opts.sse_keep_alive(), Some(Duration::from_millis(500)));
+        let defaults = HttpOptions::read_env(env(&[])).unwrap();
+        assert!(defaults.dashboard_allowed_hosts.is_empty());
+        assert!(!defaults.dashboard_allow_insecure);
+        assert_eq!(defaults.sse_keep_alive(), Some(Duration::from_secs(15)));
+        let off = HttpOptions::read_env(env(&[("RAYAI_SSE_KEEP_ALIVE_S", "0")])).unwrap();
+        assert_eq!(off.sse_keep_alive(), None);
+        for (name, bad) in [
+            ("RAYAI_DASHBOARD_ALLOWED_HOSTS", "a b"),
+            ("RAYAI_DASHBOARD_ALLOWED_HOSTS", "user@host"),
+            ("RAYAI_DASHBOARD_ALLOW_INSECURE", "maybe"),
+            ("RAYAI_SSE_KEEP_ALIVE_S", "-1"),
+            ("RAYAI_SSE_KEEP_ALIVE_S", "soon"),
+        ] {
+            let e = HttpOptions::read_env(env(&[(name, bad)])).unwrap_err();
+            assert!(e.to_string().starts_with(name), "{e}");
+        }
     }
 }

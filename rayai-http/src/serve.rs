@@ -1,6 +1,7 @@
 //! `serve::run` and `serve::start`: the process's server, as Ray Serve's `serve.run`.
 
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayai_core::App;
 use tokio::sync::Mutex;
@@ -32,8 +33,10 @@ pub async fn start(options: HttpOptions) -> Result<Server, Error> {
     Ok(server)
 }
 
-/// Serves `app` at `route_prefix` and returns when the server has shut down (on Ctrl-C or
-/// SIGTERM, gracefully).
+/// Serves `app` at `route_prefix` and returns when the server has shut down: on Ctrl-C or
+/// SIGTERM, gracefully, as [`Server::shutdown`] says (`/-/healthz` answers `503` for the drain
+/// delay while the listener still accepts, then in-flight work gets the grace period; at most
+/// `drain_delay_s + graceful_shutdown_timeout_s + 1` seconds in all).
 ///
 /// The first call starts the process's server with [`HttpOptions::from_env`] (127.0.0.1:8000
 /// unless `RAYAI_HOST`/`RAYAI_PORT` say otherwise), unless [`start`] started one; later calls add
@@ -51,36 +54,59 @@ pub async fn run(app: App, route_prefix: &str) -> Result<(), Error> {
             None => {
                 let server = Server::start(HttpOptions::try_from_env()?).await?;
                 *current = Some(server.clone());
-                let on_signal = server.clone();
-                tokio::spawn(async move {
-                    shutdown_signal().await;
-                    tracing::info!("shutting down: draining in-flight requests");
-                    on_signal.shutdown().await;
-                });
                 server
             }
         }
     };
+    shut_down_on_signal(&server);
     server.deploy(app, route_prefix).await?;
     server.stopped().await;
     Ok(())
 }
 
+/// Shuts `server` (the process's) down on the first Ctrl-C or SIGTERM; once per process.
+fn shut_down_on_signal(server: &Server) {
+    static WATCHING: AtomicBool = AtomicBool::new(false);
+    if WATCHING.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    // Registered now, not when the task first runs: a signal from here on is seen.
+    let signal = signals();
+    let server = server.clone();
+    tokio::spawn(async move {
+        signal.await;
+        tracing::info!("shutting down: draining in-flight requests");
+        server.shutdown().await;
+    });
+}
+
 /// Resolves on Ctrl-C, or SIGTERM on Unix.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+    signals().await;
+}
+
+/// A future that resolves on Ctrl-C, or SIGTERM on Unix; on Unix both are registered before it
+/// returns.
+fn signals() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let interrupt = signal(SignalKind::interrupt());
+        let terminate = signal(SignalKind::terminate());
+        async move {
+            let next = |s: std::io::Result<tokio::signal::unix::Signal>| async move {
+                match s {
+                    Ok(mut s) => {
+                        s.recv().await;
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! { () = next(interrupt) => {}, () = next(terminate) => {} }
         }
-    };
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    async {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

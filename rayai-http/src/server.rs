@@ -5,14 +5,14 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayai_core::{App, Controller, DeploymentHandle, DeploymentStatus, Placement};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::HttpOptions;
-use crate::conn::{ConnOptions, accept_loop};
+use crate::conn::{ConnOptions, FLUSH, accept_loop};
 use crate::deploy::{ApplyReport, Declarative, DeployConfig, DeployError};
 use crate::error::{Error, TlsProblem};
 use crate::monitor::{Identity, Monitor};
@@ -37,8 +37,14 @@ use crate::service::{Proxy, ServerService, Shared, server_service};
 /// }
 /// let echo = Deployment::from_fn(DeploymentConfig::new("echo").with_num_cpus(0.5), |_| async { Ok(Echo) });
 ///
-/// // Port 0 picks a free port; the dashboard is off; a node of declared size.
-/// let options = HttpOptions { port: 0, dashboard_port: None, ..HttpOptions::default() };
+/// // Port 0 picks a free port; the dashboard is off; shutdown closes the listener at once; a
+/// // node of declared size.
+/// let options = HttpOptions {
+///     port: 0,
+///     dashboard_port: None,
+///     drain_delay_s: 0.0,
+///     ..HttpOptions::default()
+/// };
 /// let server = Server::start_with(options, Controller::new(NodeResources::new(1.0, 4 << 30))).await?;
 /// server.deploy(App::new().deployment(echo), "/").await?;
 /// assert_eq!(server.controller().snapshot().routes().iter().count(), 1);
@@ -64,8 +70,14 @@ struct Inner {
     declarative: Arc<Declarative>,
     local_addr: SocketAddr,
     metrics_export_addr: Option<SocketAddr>,
+    /// Turns true when the listener is to close.
     stop: watch::Sender<bool>,
-    stopped: watch::Receiver<bool>,
+    /// Turns true when the listener has closed and its connections are done.
+    closed: watch::Receiver<bool>,
+    /// Set by the first call to [`Server::shutdown`].
+    shutting_down: AtomicBool,
+    /// Turns true when the shutdown is complete: connections and replicas done.
+    stopped: watch::Sender<bool>,
 }
 
 impl Server {
@@ -156,7 +168,7 @@ impl Server {
             Identity::of_this_process(local_addr, &options),
         ));
         let (stop, stop_rx) = watch::channel(false);
-        let (stopped_tx, stopped) = watch::channel(false);
+        let (closed_tx, closed) = watch::channel(false);
         // A dashboard that cannot bind (the port is taken) is an error, unless the program
         // asked for best effort: then the server serves without it.
         let declarative = Arc::new(Declarative::new(
@@ -214,7 +226,7 @@ impl Server {
             shared: shared.clone(),
             layered,
         };
-        tokio::spawn(accept_loop(listener, service, conn, stop_rx, stopped_tx));
+        tokio::spawn(accept_loop(listener, service, conn, stop_rx, closed_tx));
         tracing::info!(address = %local_addr, "serving on http://{local_addr}");
         Ok(Server {
             inner: Arc::new(Inner {
@@ -223,7 +235,9 @@ impl Server {
                 local_addr,
                 metrics_export_addr,
                 stop,
-                stopped,
+                closed,
+                shutting_down: AtomicBool::new(false),
+                stopped: watch::channel(false).0,
             }),
         })
     }
@@ -317,21 +331,71 @@ impl Server {
         self.controller().snapshot().deployment(name).cloned()
     }
 
-    /// Shuts down gracefully: `/-/healthz` turns 503 at once, new connections are refused,
-    /// in-flight requests and streams get `graceful_shutdown_timeout_s` to finish, then the
-    /// replicas stop. Returns when all of that is done.
+    /// Shuts down gracefully, in the order load balancers need, and returns when it is done:
+    ///
+    /// 1. `/-/healthz` answers `503` at once, while the listener still accepts and serves new
+    ///    connections for [`HttpOptions::drain_delay_s`];
+    /// 2. then the listener closes: new connections are refused;
+    /// 3. then in-flight work gets [`HttpOptions::graceful_shutdown_timeout_s`] in total: the
+    ///    connections finish their requests and streams, then the replicas theirs, all within
+    ///    that one deadline;
+    /// 4. at the deadline a response still streaming is ended properly (an agent's SSE stream
+    ///    with the contract's error frame and a clean end of body, any other body aborted), a
+    ///    request not yet answered is answered `503`, the connections still open are closed and
+    ///    the replicas stopped.
+    ///
+    /// It takes at most the drain delay plus the grace period plus one second. Calling it again,
+    /// or from several tasks, waits for the same shutdown; it goes on if the caller stops
+    /// waiting.
     pub async fn shutdown(&self) {
-        self.inner.shared.draining.store(true, Ordering::SeqCst);
-        self.inner.shared.monitor.set_draining();
-        let _ = self.inner.stop.send(true);
+        if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
+            let server = self.clone();
+            tokio::spawn(async move { server.shut_down().await });
+        }
         self.stopped().await;
-        let grace = self.inner.shared.options.graceful_shutdown_timeout();
-        self.controller().shutdown(grace).await;
     }
 
-    /// Waits until the server has stopped accepting and its connections have closed.
+    async fn shut_down(&self) {
+        // `stopped` turns true when this ends, however it ends (a panic in user code's drop
+        // included): no caller of `shutdown` waits forever.
+        let _done = Done(&self.inner.stopped);
+        let shared = &self.inner.shared;
+        shared.draining.store(true, Ordering::SeqCst);
+        shared.monitor.set_draining();
+        let delay = shared.options.drain_delay();
+        if !delay.is_zero() {
+            tracing::info!(
+                drain_delay_s = delay.as_secs_f64(),
+                "draining: /-/healthz answers 503; the listener closes in {delay:?}"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        // One deadline for the connections and the replicas.
+        let grace = shared.options.graceful_shutdown_timeout();
+        let deadline = tokio::time::Instant::now() + grace;
+        let _ = self.inner.stop.send(true);
+        tracing::info!(
+            graceful_shutdown_timeout_s = grace.as_secs_f64(),
+            "the listener is closed; in-flight requests have {grace:?} to finish"
+        );
+        let mut closed = self.inner.closed.clone();
+        let _ = closed.wait_for(|closed| *closed).await;
+        // The replicas get what is left of it (their requests from connections are done or
+        // cut by now), and a moment to stop past it at most.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let until = deadline.max(tokio::time::Instant::now()) + REPLICAS_STOP;
+        let replicas = self.controller().shutdown(left);
+        if tokio::time::timeout_at(until, replicas).await.is_err() {
+            tracing::warn!("the replicas were still stopping at the end of the grace period");
+        }
+        tracing::info!("shut down");
+    }
+
+    /// Waits until the server has shut down (see [`Server::shutdown`]): its listener closed,
+    /// its connections and its replicas done. Never returns for a server that is not shutting
+    /// down.
     pub async fn stopped(&self) {
-        let mut stopped = self.inner.stopped.clone();
+        let mut stopped = self.inner.stopped.subscribe();
         let _ = stopped.wait_for(|s| *s).await;
     }
 
@@ -378,6 +442,22 @@ fn tls_acceptor(options: &HttpOptions) -> Result<Option<tokio_rustls::TlsAccepto
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Some(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
 }
+
+/// Marks the shutdown done when dropped.
+struct Done<'a>(&'a watch::Sender<bool>);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        // Stored even with no one waiting yet (`send` would drop it): a later `stopped` sees it.
+        self.0.send_replace(true);
+    }
+}
+
+/// The time the replicas get, past the grace period, to stop (requests still running are
+/// dropped): with [`FLUSH`], well within the second the shutdown may take past its grace.
+const REPLICAS_STOP: std::time::Duration = std::time::Duration::from_millis(250);
+
+const _: () = assert!(FLUSH.as_millis() + REPLICAS_STOP.as_millis() < 1000);
 
 /// Wraps the whole server's service in the server-wide layers.
 type ServerLayerFn = Arc<dyn Fn(ServerService) -> ServerService + Send + Sync>;

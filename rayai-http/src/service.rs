@@ -114,6 +114,25 @@ fn check_path(path: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, an HTTP/1.0 one at most one,
+/// and its value is `host[:port]` or empty (checked byte by byte: no user info, path or space).
+/// HTTP/2 names the host in `:authority`, which hyper checks.
+fn host_is_valid<B>(req: &Request<B>) -> bool {
+    let version = req.version();
+    if version != Version::HTTP_11 && version != Version::HTTP_10 {
+        return true;
+    }
+    let mut hosts = req.headers().get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => version == Version::HTTP_10,
+        (Some(_), Some(_)) => false,
+        (Some(host), None) => host
+            .as_bytes()
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b)),
+    }
+}
+
 /// State shared by every connection of one server. The routes are the controller's: this holds
 /// no registry of its own.
 pub(crate) struct Shared {
@@ -259,6 +278,11 @@ impl Shared {
             .cloned()
             .unwrap_or_else(fresh_request_id);
         let request_id: Arc<str> = String::from_utf8_lossy(id_header.as_bytes()).into();
+        if !host_is_valid(&req) {
+            let mut resp = error::invalid_host();
+            resp.headers_mut().insert(X_REQUEST_ID, id_header);
+            return resp;
+        }
         let req = match strip_root_path(req, &self.options.root_path) {
             Ok(req) => req,
             Err(path) => {
@@ -421,6 +445,7 @@ impl Shared {
             retry_after_s: agent
                 .backpressure_retry_after_s()
                 .or(self.options.backpressure_retry_after_s),
+            sse_keep_alive: self.options.sse_keep_alive(),
         };
         agent.answer(request, shape, exchange).await
     }

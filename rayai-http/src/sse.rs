@@ -3,6 +3,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use futures::Stream;
@@ -11,6 +12,10 @@ use serde_json::Value;
 
 /// The frame that ends a stream, byte for byte as RayAI writes it.
 pub const DONE_FRAME: &[u8] = b"data: {\"type\": \"done\"}\n\n";
+
+/// The comment a silent stream sends to keep proxies from cutting it: SSE clients ignore lines
+/// that start with `:`.
+pub(crate) const KEEP_ALIVE: &[u8] = b": keep-alive\n\n";
 
 /// Encodes an agent's stream item as one SSE event; `false` when the item is skipped.
 pub(crate) trait Frame {
@@ -69,16 +74,23 @@ pub(crate) fn error_frame(message: &str) -> Bytes {
 }
 
 /// The body of a streamed response: one frame per item, as soon as it is yielded, then `done`;
-/// or an error frame and the end. Dropping it drops the agent's stream.
+/// or an error frame and the end. Dropping it drops the agent's stream. While the stream is
+/// silent, a [`KEEP_ALIVE`] comment after each `keep_alive` without a frame.
 pub(crate) struct Frames<S> {
     stream: Option<S>,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Bytes)>,
+    keep_alive: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
     buf: BytesMut,
 }
 
 impl<S> Frames<S> {
-    /// Frames of `stream`; at `deadline` the stream is cut off with the given error frame.
-    pub(crate) fn new(stream: S, deadline: Option<(tokio::time::Instant, String)>) -> Self {
+    /// Frames of `stream`; at `deadline` the stream is cut off with the given error frame; after
+    /// each `keep_alive` without a frame, a keep-alive comment.
+    pub(crate) fn new(
+        stream: S,
+        deadline: Option<(tokio::time::Instant, String)>,
+        keep_alive: Option<Duration>,
+    ) -> Self {
         Frames {
             stream: Some(stream),
             deadline: deadline.map(|(at, message)| {
@@ -87,7 +99,15 @@ impl<S> Frames<S> {
                     error_frame(&message),
                 )
             }),
+            keep_alive: keep_alive.map(|every| (Box::pin(tokio::time::sleep(every)), every)),
             buf: BytesMut::new(),
+        }
+    }
+
+    /// Starts the silence over: something was just sent.
+    fn sent(&mut self) {
+        if let Some((sleep, every)) = self.keep_alive.as_mut() {
+            sleep.as_mut().reset(tokio::time::Instant::now() + *every);
         }
     }
 }
@@ -112,9 +132,22 @@ where
                 this.stream = None;
                 return Poll::Ready(Some(frame));
             }
-            match std::task::ready!(Pin::new(stream).poll_next(cx)) {
+            let next = match Pin::new(stream).poll_next(cx) {
+                Poll::Ready(next) => next,
+                Poll::Pending => {
+                    if let Some((sleep, _)) = this.keep_alive.as_mut()
+                        && sleep.as_mut().poll(cx).is_ready()
+                    {
+                        this.sent();
+                        return Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE)));
+                    }
+                    return Poll::Pending;
+                }
+            };
+            match next {
                 Some(Ok(item)) => {
                     if item.encode(&mut this.buf) {
+                        this.sent();
                         return Poll::Ready(Some(this.buf.split().freeze()));
                     }
                 }
@@ -169,6 +202,94 @@ mod tests {
         assert_eq!(
             &error_frame("boom \"x\"")[..],
             b"data: {\"type\": \"error\", \"content\": \"boom \\\"x\\\"\"}\n\n"
+        );
+    }
+
+    /// A stream of `items`, each `Ok(None)` a pause of `pause` before the next.
+    fn paced(
+        items: Vec<Option<&'static str>>,
+        pause: Duration,
+    ) -> impl Stream<Item = Result<String, Error>> + Unpin {
+        Box::pin(futures::stream::iter(items).then(move |item| async move {
+            match item {
+                Some(text) => Ok(text.to_owned()),
+                None => {
+                    tokio::time::sleep(pause).await;
+                    Ok(String::new())
+                }
+            }
+        }))
+    }
+
+    async fn body(frames: impl Stream<Item = Bytes>) -> Vec<String> {
+        frames
+            .map(|b| String::from_utf8(b.to_vec()).unwrap())
+            .collect()
+            .await
+    }
+
+    use futures::StreamExt as _;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_stream_sends_keep_alive_comments_and_frames_reset_the_timer() {
+        let second = Duration::from_secs(1);
+        // 2.5 s of silence, a frame, 0.9 s of silence (less than the keep-alive), a frame.
+        let stream = paced(
+            vec![Some("a"), None, None, Some("b"), Some("c")],
+            Duration::from_millis(1250),
+        );
+        let got = body(Frames::new(stream, None, Some(second))).await;
+        assert_eq!(
+            got,
+            [
+                "data: a\n\n",
+                ": keep-alive\n\n",
+                ": keep-alive\n\n",
+                "data: b\n\n",
+                "data: c\n\n",
+                "data: {\"type\": \"done\"}\n\n",
+            ]
+        );
+        let stream = paced(vec![Some("a"), None, Some("b")], Duration::from_millis(900));
+        let got = body(Frames::new(stream, None, Some(second))).await;
+        assert_eq!(
+            got,
+            [
+                "data: a\n\n",
+                "data: b\n\n",
+                "data: {\"type\": \"done\"}\n\n"
+            ]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn no_keep_alive_when_off_and_the_deadline_still_cuts_off() {
+        let stream = paced(vec![Some("a"), None, Some("b")], Duration::from_secs(60));
+        let got = body(Frames::new(stream, None, None)).await;
+        assert_eq!(
+            got,
+            [
+                "data: a\n\n",
+                "data: b\n\n",
+                "data: {\"type\": \"done\"}\n\n"
+            ]
+        );
+        let stream = paced(vec![Some("a"), None, Some("b")], Duration::from_secs(60));
+        let at = tokio::time::Instant::now() + Duration::from_millis(2500);
+        let frames = Frames::new(
+            stream,
+            Some((at, "late".to_owned())),
+            Some(Duration::from_secs(1)),
+        );
+        let got = body(frames).await;
+        assert_eq!(
+            got,
+            [
+                "data: a\n\n",
+                ": keep-alive\n\n",
+                ": keep-alive\n\n",
+                "data: {\"type\": \"error\", \"content\": \"late\"}\n\n",
+            ]
         );
     }
 }

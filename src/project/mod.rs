@@ -229,6 +229,18 @@ pub fn http_options() -> Result<HttpOptions, ProjectError> {
     if std::env::var_os("RAYAI_STRICT").is_some() {
         options.strict_placement = from_env.strict_placement;
     }
+    if std::env::var_os("RAYAI_DRAIN_DELAY_S").is_some() {
+        options.drain_delay_s = from_env.drain_delay_s;
+    }
+    if std::env::var_os("RAYAI_DASHBOARD_ALLOWED_HOSTS").is_some() {
+        options.dashboard_allowed_hosts = from_env.dashboard_allowed_hosts;
+    }
+    if std::env::var_os("RAYAI_DASHBOARD_ALLOW_INSECURE").is_some() {
+        options.dashboard_allow_insecure = from_env.dashboard_allow_insecure;
+    }
+    if std::env::var_os("RAYAI_SSE_KEEP_ALIVE_S").is_some() {
+        options.sse_keep_alive_s = from_env.sse_keep_alive_s;
+    }
     Ok(options)
 }
 

@@ -16,6 +16,7 @@ mod load;
 mod monitoring;
 mod request_ids;
 mod responses;
+mod sse_keepalive;
 mod streaming;
 mod timeout;
 mod typed;

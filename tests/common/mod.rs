@@ -35,6 +35,8 @@ pub async fn serve(app: App, options: HttpOptions) -> Server {
             // Tests never bind a fixed port: a dashboard asked for on port 0 runs, the default
             // one (8265) does not.
             dashboard_port: options.dashboard_port.filter(|&port| port == 0),
+            // Shutdown closes the listener at once (a test of the drain delay starts its own).
+            drain_delay_s: 0.0,
             ..options
         },
         rayai::Controller::new(node),
@@ -426,6 +428,7 @@ pub async fn start_on(controller: rayai::Controller) -> Server {
         host: "127.0.0.1".to_owned(),
         port: 0,
         dashboard_port: None,
+        drain_delay_s: 0.0,
         ..HttpOptions::default()
     };
     Server::start_with(options, controller)

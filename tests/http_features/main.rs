@@ -19,6 +19,7 @@ mod request_ids;
 mod routing;
 mod startup;
 mod status;
+mod strictness;
 mod timeout;
 mod tls;
 mod websocket;
@@ -46,6 +47,7 @@ fn options() -> HttpOptions {
         request_timeout_s: Some(1.0),
         dashboard_port: None,
         graceful_shutdown_timeout_s: 1.0,
+        drain_delay_s: 0.0,
         ..HttpOptions::default()
     }
 }

@@ -509,10 +509,13 @@ impl Controller {
         existed
     }
 
-    /// Stops serving every application and shuts their deployments down, each given at most
-    /// `timeout` to finish its requests.
+    /// Stops serving every application and shuts their deployments down: their requests get
+    /// `timeout` from this call to finish, one deadline shared by every deployment (and by the
+    /// wait for a deploy in progress), then the replicas stop.
     pub async fn shutdown(&self, timeout: Duration) {
+        let deadline = tokio::time::Instant::now() + timeout;
         let _changing = self.inner.changes.lock().await;
+        let timeout = deadline.saturating_duration_since(tokio::time::Instant::now());
         let all: Vec<String> = self
             .inner
             .snapshot

@@ -1,6 +1,7 @@
 //! The metrics export port (Ray's `metrics_export_port`): a listener of its own that serves
 //! `GET /metrics` and nothing else, for scrapers, whether the dashboard runs or not. It asks for
-//! no token, as Ray's does not; it binds the serving port's host.
+//! no token, as Ray's does not; it binds the serving port's host, and answers the same host names
+//! as the dashboard would on that address (`dashboard_allowed_hosts` included).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,7 +11,8 @@ use http::{Request, Response};
 use hyper::body::Incoming;
 use tokio::sync::watch;
 
-use super::{conn_options, metrics, reads};
+use super::host::AllowedHosts;
+use super::{conn_options, host_not_allowed, metrics, reads};
 use crate::HttpOptions;
 use crate::body::Body;
 use crate::conn::{accept_loop, bind};
@@ -34,7 +36,14 @@ pub(crate) async fn start(
     let hint = "choose another port with --metrics-export-port or RAYAI_METRICS_EXPORT_PORT";
     let (listener, addr) = bind("the metrics export port", &options.host, port, hint).await?;
     let (stopped, _) = watch::channel(false);
-    let service = MetricsExport { monitor };
+    let service = MetricsExport {
+        monitor,
+        hosts: Arc::new(AllowedHosts::new(
+            addr,
+            &options.host,
+            &options.dashboard_allowed_hosts,
+        )),
+    };
     tokio::spawn(accept_loop(
         listener,
         service,
@@ -49,10 +58,15 @@ pub(crate) async fn start(
 #[derive(Clone)]
 struct MetricsExport {
     monitor: Arc<Monitor>,
+    /// The host names it answers.
+    hosts: Arc<AllowedHosts>,
 }
 
 impl MetricsExport {
     fn serve<B>(&self, req: &Request<B>) -> Response<Body> {
+        if !self.hosts.admits(req) {
+            return host_not_allowed(req);
+        }
         match req.uri().path() {
             "/metrics" if reads(req.method()) => metrics(&self.monitor, req),
             "/metrics" => error::method_not_allowed("GET"),
@@ -86,11 +100,13 @@ mod tests {
                 controller,
                 Identity::of_this_process(address, &HttpOptions::default()),
             )),
+            hosts: Arc::new(AllowedHosts::new(address, "127.0.0.1", &[])),
         };
         let req = |method: Method, path: &str| {
             Request::builder()
                 .method(method)
                 .uri(path)
+                .header(http::header::HOST, "127.0.0.1:8000")
                 .body(())
                 .unwrap()
         };
@@ -106,5 +122,10 @@ mod tests {
             let status = service.serve(&req(Method::GET, path)).status();
             assert_eq!(status, StatusCode::NOT_FOUND, "{path}");
         }
+        let mut rebound = req(Method::GET, "/metrics");
+        rebound
+            .headers_mut()
+            .insert(http::header::HOST, "evil.example:8000".parse().unwrap());
+        assert_eq!(service.serve(&rebound).status(), StatusCode::FORBIDDEN);
     }
 }

@@ -2,7 +2,12 @@
 //! the same connection code and timeouts as the serving port, with an embedded page and the JSON
 //! it polls: Ray's status API (`/api/serve/applications/`), time series, captured logs and the
 //! metrics. Also the metrics export port, which serves `/metrics` alone.
+//!
+//! Both answer only the host names of the address they are bound to and
+//! `dashboard_allowed_hosts` (`host.rs`), and the dashboard refuses to start on an address other
+//! machines can reach without a token unless `dashboard_allow_insecure` says so.
 
+mod host;
 mod logs;
 mod metrics_port;
 
@@ -19,6 +24,7 @@ use hyper::body::Incoming;
 use serde_json::json;
 use tokio::sync::watch;
 
+pub(crate) use host::HostName;
 pub use logs::LogLayer;
 pub(crate) use metrics_port::start as start_metrics_export;
 
@@ -29,6 +35,7 @@ use crate::conn::{ConnOptions, accept_loop, bind, stopping};
 use crate::deploy::Declarative;
 use crate::error::{self, Error};
 use crate::monitor::Monitor;
+use host::AllowedHosts;
 
 const PAGE: &str = include_str!("../../assets/dashboard.html");
 
@@ -36,7 +43,9 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 ///
 /// # Errors
 ///
-/// [`Error::Bind`] naming the address and the option that changes it.
+/// [`Error::Bind`] naming the address and the option that changes it;
+/// [`Error::InsecureDashboard`] for an address that is not loopback with no token, unless
+/// `dashboard_allow_insecure`.
 pub(crate) async fn start(
     options: &HttpOptions,
     monitor: Arc<Monitor>,
@@ -48,16 +57,29 @@ pub(crate) async fn start(
     };
     let hint = "choose another port with --dashboard-port or RAYAI_DASHBOARD_PORT (0 turns it off)";
     let (listener, addr) = bind("the dashboard", &options.dashboard_host, port, hint).await?;
+    let token: Option<Arc<str>> = options
+        .dashboard_token
+        .clone()
+        .filter(|t| !t.is_empty())
+        .map(Arc::from);
+    // The listener is dropped before it accepts anything.
+    if token.is_none()
+        && !addr.ip().to_canonical().is_loopback()
+        && !options.dashboard_allow_insecure
+    {
+        return Err(Error::InsecureDashboard { address: addr });
+    }
     monitor.set_dashboard_addr(addr);
     tokio::spawn(sample_loop(monitor.clone(), stop.clone()));
     let service = Dashboard {
         monitor,
         deploy,
-        token: options
-            .dashboard_token
-            .clone()
-            .filter(|t| !t.is_empty())
-            .map(Arc::from),
+        token,
+        hosts: Arc::new(AllowedHosts::new(
+            addr,
+            &options.dashboard_host,
+            &options.dashboard_allowed_hosts,
+        )),
     };
     let (stopped, _) = watch::channel(false);
     tokio::spawn(accept_loop(
@@ -102,6 +124,8 @@ struct Dashboard {
     monitor: Arc<Monitor>,
     deploy: Arc<Declarative>,
     token: Option<Arc<str>>,
+    /// The host names it answers.
+    hosts: Arc<AllowedHosts>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for Dashboard {
@@ -110,6 +134,9 @@ impl hyper::service::Service<Request<Incoming>> for Dashboard {
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
+        if !self.hosts.admits(&req) {
+            return Box::pin(std::future::ready(Ok(host_not_allowed(&req))));
+        }
         // Declarative deploys: PUT and DELETE under /api/serve/applications (crate::deploy);
         // without the token they fall through to `serve`, which answers the 401.
         if !reads(req.method())
@@ -158,6 +185,19 @@ impl Page {
             _ => Page::NotFound,
         }
     }
+}
+
+/// The `403` for a request whose host the listener does not answer.
+fn host_not_allowed<B>(req: &Request<B>) -> Response<Body> {
+    let named = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| {
+            let host = req.headers().get(header::HOST)?;
+            Some(String::from_utf8_lossy(host.as_bytes()).into_owned())
+        });
+    error::host_not_allowed(named.as_deref())
 }
 
 /// Whether `method` only reads (`GET` or `HEAD`).
@@ -267,6 +307,7 @@ mod tests {
                 Identity::of_this_process(address, &HttpOptions::default()),
             )),
             token: token.map(Arc::from),
+            hosts: Arc::new(AllowedHosts::new(address, "127.0.0.1", &[])),
         }
     }
 
