@@ -1,9 +1,6 @@
 //! The `http_features` binary takes `--port`, `--host` and `--dashboard-port` and serves where it is told.
 
-#[path = "../../support/flags_test.rs"]
-mod flags_test;
-
 #[test]
 fn serves_on_the_port_host_and_dashboard_port_it_is_given() {
-    flags_test::serves_where_it_is_told("http_features", env!("CARGO_BIN_EXE_http_features"));
+    example_support::serves_where_it_is_told("http_features", env!("CARGO_BIN_EXE_http_features"));
 }

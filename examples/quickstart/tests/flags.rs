@@ -1,9 +1,6 @@
 //! The `quickstart` binary takes `--port`, `--host` and `--dashboard-port` and serves where it is told.
 
-#[path = "../../support/flags_test.rs"]
-mod flags_test;
-
 #[test]
 fn serves_on_the_port_host_and_dashboard_port_it_is_given() {
-    flags_test::serves_where_it_is_told("quickstart", env!("CARGO_BIN_EXE_quickstart"));
+    example_support::serves_where_it_is_told("quickstart", env!("CARGO_BIN_EXE_quickstart"));
 }

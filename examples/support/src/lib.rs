@@ -1,8 +1,8 @@
-//! Shared by each example's `tests/flags.rs` (this folder has no `main.rs`, so cargo does not
-//! take it for an example): every example is a program of its own that takes `--port`, `--host`
-//! and `--dashboard-port`, and serves where it is told. The example's binary (cargo's
-//! `CARGO_BIN_EXE_<name>`, built and fresh for the test) is started as a real process on free
-//! ports and asked for its health on the serving port and its dashboard on the dashboard port.
+//! What the examples' own tests share: every example is a program of its own that takes
+//! `--port`, `--host` and `--dashboard-port`, and serves where it is told. Each example's
+//! `tests/flags.rs` hands its binary (cargo's `CARGO_BIN_EXE_<name>`, built and fresh for the
+//! test) to [`serves_where_it_is_told`], which starts it as a real process on free ports and asks
+//! for its health on the serving port and its dashboard on the dashboard port.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
