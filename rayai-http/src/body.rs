@@ -90,7 +90,15 @@ impl Body {
     ///
     /// A body of known length is left as it is: a complete one is written at once, and one cut
     /// when its connection closes is seen short of its length, as an abort is.
-    pub(crate) fn ending_on(self, signal: &watch::Receiver<bool>, event_stream: bool) -> Self {
+    ///
+    /// `in_flight` is kept until the body is written (or dropped): the connection is busy until
+    /// then, however long the body pauses.
+    pub(crate) fn ending_on(
+        self,
+        signal: &watch::Receiver<bool>,
+        event_stream: bool,
+        in_flight: crate::idle::InFlight,
+    ) -> Self {
         let complete = match &self.kind {
             Kind::Full(_) | Kind::Empty => true,
             Kind::Stream(_) => false,
@@ -108,6 +116,7 @@ impl Body {
                 signal: signal.clone(),
                 waiting: None,
                 event_stream,
+                _in_flight: in_flight,
             })),
         }
     }
@@ -130,6 +139,8 @@ struct End {
     waiting: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     /// An event stream: ended with the error frame rather than aborted.
     event_stream: bool,
+    /// The request, in flight on its connection while the body runs.
+    _in_flight: crate::idle::InFlight,
 }
 
 impl End {

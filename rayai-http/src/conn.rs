@@ -1,8 +1,13 @@
 //! Connections: one way to bind, one accept loop and one way to serve a connection, shared by
 //! every listener (the serving port, the dashboard, the metrics export port), with the same
-//! timeouts: the request head must arrive
-//! within `header_read_timeout_s`, an idle keep-alive connection closes after
-//! `keep_alive_timeout_s`.
+//! bounds on every phase of a connection (see `idle`): its first byte and each request head
+//! within `header_read_timeout_s`, an idle keep-alive connection closed after
+//! `keep_alive_timeout_s`, a stalled request body answered `408` (see `intake`).
+//!
+//! The listeners of one server share one [`Gate`]: at most `max_connections` open at once. At
+//! the cap the accept loop stops accepting (new connections wait in the listen backlog) and the
+//! connections waiting on their clients get `idle::UNDER_PRESSURE` to move. Accept errors (out of
+//! file descriptors) back off, and are logged at most once a second with their count.
 //!
 //! How connections end on shutdown: once the listener stops, idle connections close, busy ones
 //! finish what they are doing (HTTP/1.1 closes after the response, HTTP/2 sends `GOAWAY`) within
@@ -32,23 +37,150 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
 
+use crate::HttpOptions;
 use crate::body::{Body, SHUTDOWN_MESSAGE};
 use crate::error::{self, Error};
-use crate::idle::{Activity, Tracked, idle_timeout};
+use crate::idle::{Activity, Bounds, Expired, Tracked, expired};
 
 /// How a listener treats its connections.
 #[derive(Clone)]
 pub(crate) struct ConnOptions {
-    /// Time to receive a request head (and the TLS handshake).
-    pub(crate) header_read_timeout: Option<Duration>,
-    /// Idle time after which a keep-alive connection closes.
-    pub(crate) keep_alive: Option<Duration>,
+    /// The bounds of the phases a connection waits on its client.
+    pub(crate) bounds: Bounds,
     /// Time connections get to finish once the listener stops; then their streams are ended.
     pub(crate) grace: Duration,
     /// TLS, when the listener speaks HTTPS.
     pub(crate) tls: Option<tokio_rustls::TlsAcceptor>,
+    /// The connections open on every listener of the server.
+    pub(crate) gate: Arc<Gate>,
+}
+
+impl ConnOptions {
+    /// The server's bounds and `gate`, plain HTTP, the server's grace period.
+    pub(crate) fn new(options: &HttpOptions, gate: Arc<Gate>) -> Self {
+        ConnOptions {
+            bounds: Bounds {
+                header: options.header_read_timeout(),
+                keep_alive: options.keep_alive_timeout(),
+            },
+            grace: options.graceful_shutdown_timeout(),
+            tls: None,
+            gate,
+        }
+    }
+}
+
+/// The cap on the connections open at once, shared by the listeners of one server.
+pub(crate) struct Gate {
+    permits: Arc<Semaphore>,
+    cap: usize,
+    /// Bumped each time an accept loop finds the server at its cap.
+    full: watch::Sender<u64>,
+}
+
+impl Gate {
+    pub(crate) fn new(cap: usize) -> Arc<Gate> {
+        let cap = cap.clamp(1, Semaphore::MAX_PERMITS);
+        Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(cap)),
+            cap,
+            full: watch::channel(0).0,
+        })
+    }
+
+    /// The number of connections the gate lets in at once.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// A place for one more connection, waiting (and telling the connections the server is
+    /// full) while there is none.
+    async fn enter(self: &Arc<Self>) -> OwnedSemaphorePermit {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return permit;
+        }
+        self.full.send_modify(|n| *n = n.wrapping_add(1));
+        loop {
+            if let Ok(permit) = self.permits.clone().acquire_owned().await {
+                return permit;
+            }
+        }
+    }
+
+    fn pressure(self: &Arc<Self>) -> Pressure {
+        Pressure {
+            gate: self.clone(),
+            full: self.full.subscribe(),
+        }
+    }
+}
+
+/// Whether the server is at its connection cap, for a connection's bounds.
+pub(crate) struct Pressure {
+    gate: Arc<Gate>,
+    full: watch::Receiver<u64>,
+}
+
+impl Pressure {
+    pub(crate) fn on(&self) -> bool {
+        self.gate.permits.available_permits() == 0
+    }
+
+    /// Resolves when an accept loop next finds the server at its cap.
+    pub(crate) async fn changed(&mut self) {
+        if self.full.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
+/// Accept errors, logged at most once a second with their count.
+struct AcceptErrors {
+    since_log: u64,
+    logged: Option<tokio::time::Instant>,
+    backoff: Duration,
+}
+
+impl AcceptErrors {
+    const FIRST: Duration = Duration::from_millis(5);
+    const MOST: Duration = Duration::from_secs(1);
+
+    fn new() -> Self {
+        AcceptErrors {
+            since_log: 0,
+            logged: None,
+            backoff: Self::FIRST,
+        }
+    }
+
+    /// Counts `e`, logs when a second has passed, and returns how long to wait before the next
+    /// accept (doubling, up to a second).
+    fn failed(&mut self, e: &std::io::Error) -> Duration {
+        self.since_log += 1;
+        let now = tokio::time::Instant::now();
+        if self
+            .logged
+            .is_none_or(|at| now - at >= Duration::from_secs(1))
+        {
+            tracing::warn!(
+                error = %e,
+                count = self.since_log,
+                "accept failed ({} times since the last report); backing off",
+                self.since_log
+            );
+            self.since_log = 0;
+            self.logged = Some(now);
+        }
+        let wait = self.backoff;
+        self.backoff = (self.backoff * 2).min(Self::MOST);
+        wait
+    }
+
+    fn accepted(&mut self) {
+        self.backoff = Self::FIRST;
+    }
 }
 
 /// Binds `host:port` for `what` (`the dashboard`, ...); the error names the address and `hint`,
@@ -116,9 +248,11 @@ impl<S: ConnService> hyper::service::Service<Request<Incoming>> for Counted<S> {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, req: Request<Incoming>) -> Self::Future {
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
         let request_id = req.headers().get(crate::service::X_REQUEST_ID).cloned();
+        // For the bodies read from it (see `intake`).
+        req.extensions_mut().insert(self.activity.clone());
         let call = self.inner.call(req);
         let mut ending = self.ending.clone();
         Box::pin(async move {
@@ -130,11 +264,11 @@ impl<S: ConnService> hyper::service::Service<Request<Incoming>> for Counted<S> {
                         Err(never) => match never {},
                     };
                     let event_stream = is_event_stream(&resp);
-                    resp.map(|body| body.ending_on(&ending, event_stream))
+                    // In flight until its body is written.
+                    resp.map(|body| body.ending_on(&ending, event_stream, in_flight))
                 }
                 () = stopping(&mut ending) => shutting_down(request_id),
             };
-            drop(in_flight);
             Ok(resp)
         })
     }
@@ -176,7 +310,8 @@ pub(crate) async fn accept_loop<S: ConnService>(
     mut stop: watch::Receiver<bool>,
     stopped: watch::Sender<bool>,
 ) {
-    let builder = Arc::new(connection_builder(options.header_read_timeout));
+    let builder = Arc::new(connection_builder());
+    let mut errors = AcceptErrors::new();
     // Every connection holds a receiver; when they are all gone, the connections are closed.
     let (open_tx, open_rx) = watch::channel(());
     // Turns true when the grace period is over (or is dropped, when this loop ends):
@@ -186,20 +321,31 @@ pub(crate) async fn accept_loop<S: ConnService>(
     // are answered 503.
     let (end_tx, end_rx) = watch::channel(false);
     loop {
+        // A place first: at the cap, new connections wait in the backlog.
+        let permit = tokio::select! {
+            permit = options.gate.enter() => permit,
+            () = stopping(&mut stop) => break,
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
+                Ok((stream, _peer)) => {
+                    errors.accepted();
+                    stream
+                }
                 Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                    continue;
+                    // Out of file descriptors and the like: back off rather than spin.
+                    let wait = errors.failed(&e);
+                    drop(permit);
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => continue,
+                        () = stopping(&mut stop) => break,
+                    }
                 }
             },
             () = stopping(&mut stop) => break,
         };
         let _ = stream.set_nodelay(true);
-        let activity = Activity::new();
+        let activity = Activity::new(options.bounds);
         let conn = Conn {
             builder: builder.clone(),
             service: Counted {
@@ -208,19 +354,19 @@ pub(crate) async fn accept_loop<S: ConnService>(
                 ending: end_rx.clone(),
             },
             activity,
-            keep_alive: options.keep_alive,
+            bounds: options.bounds,
+            pressure: options.gate.pressure(),
             stop: stop.clone(),
             cut: cut_rx.clone(),
             _open: open_rx.clone(),
+            _permit: permit,
         };
         match options.tls.clone() {
             None => {
                 tokio::spawn(conn.serve(stream));
             }
             Some(acceptor) => {
-                let handshake_timeout = options
-                    .header_read_timeout
-                    .unwrap_or(Duration::from_secs(30));
+                let handshake_timeout = options.bounds.header.unwrap_or(Duration::from_secs(30));
                 tokio::spawn(async move {
                     // A client that never finishes its handshake is dropped like a slow header.
                     match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
@@ -250,12 +396,15 @@ pub(crate) async fn accept_loop<S: ConnService>(
     let _ = stopped.send(true);
 }
 
-fn connection_builder(header_read_timeout: Option<Duration>) -> auto::Builder<TokioExecutor> {
+/// Hyper's connection settings. Its own header timeout is off: it would also close an idle
+/// keep-alive connection (its clock starts when it waits for the next head); the connection's
+/// watchdog bounds each phase instead.
+fn connection_builder() -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout)
+        .header_read_timeout(None)
         .keep_alive(true);
     // RFC 8441: WebSockets over HTTP/2 (`CONNECT` with `:protocol websocket`).
     builder
@@ -275,17 +424,21 @@ struct Conn<S> {
     builder: Arc<auto::Builder<TokioExecutor>>,
     service: Counted<S>,
     activity: Arc<Activity>,
-    keep_alive: Option<Duration>,
+    bounds: Bounds,
+    pressure: Pressure,
     stop: watch::Receiver<bool>,
     /// True once the grace period is over.
     cut: watch::Receiver<bool>,
     /// Held while the connection is open.
     _open: watch::Receiver<()>,
+    /// Its place under the server's connection cap.
+    _permit: OwnedSemaphorePermit,
 }
 
 impl<S: ConnService> Conn<S> {
     /// Serves the connection until it closes; gracefully once the listener stops or it has
-    /// been idle for the keep-alive timeout. An upgraded connection lives on in the
+    /// been idle for the keep-alive timeout, at once when its client takes too long with a
+    /// request head (or, at the connection cap, a body). An upgraded connection lives on in the
     /// application's hands: this waits for it to close, and cuts it (and any connection still
     /// open) when the grace period is over.
     async fn serve<I>(mut self, io: I)
@@ -300,19 +453,18 @@ impl<S: ConnService> Conn<S> {
                     .builder
                     .serve_connection_with_upgrades(TokioIo::new(io), self.service.clone());
                 let mut conn = std::pin::pin!(conn);
-                let idle = async {
-                    match self.keep_alive {
-                        Some(timeout) => idle_timeout(&self.activity, timeout).await,
-                        None => std::future::pending().await,
-                    }
-                };
+                let watchdog = expired(&self.activity, self.bounds, &mut self.pressure);
                 tokio::select! {
                     _ = conn.as_mut() => {}
                     () = stopping(&mut self.stop) => {
                         conn.as_mut().graceful_shutdown();
                         let _ = conn.await;
                     }
-                    () = idle => {
+                    why = watchdog => {
+                        tracing::debug!(?why, "closing a connection waiting on its client");
+                        if why != Expired::Idle {
+                            cut.cut();
+                        }
                         conn.as_mut().graceful_shutdown();
                         let _ = conn.await;
                     }

@@ -1,50 +1,196 @@
-//! Keep-alive: a connection with no request in flight and no bytes moving for
-//! `keep_alive_timeout_s` is closed gracefully.
+//! What one connection is doing, and how long each phase may last while the server waits on the
+//! client:
+//!
+//! | phase | bound | then |
+//! |---|---|---|
+//! | connected, no byte yet | `header_read_timeout_s` | closed |
+//! | a request head arriving (HTTP/1) | `header_read_timeout_s` from its first byte | closed |
+//! | idle between requests (no request in flight) | `keep_alive_timeout_s` (0: none) | closed gracefully (HTTP/2: `GOAWAY`) |
+//! | a request body arriving | `body_read_timeout_s` without a byte | `408`, closed (see `intake`) |
+//!
+//! A request is in flight from its head to the end of its response body, so a long answer or
+//! stream never counts as idle. When the server is at its connection cap, every bound of a
+//! connection waiting on its client shrinks to [`UNDER_PRESSURE`] (a connection whose request body
+//! has not moved for that long included), so a flood of slow clients cannot keep new ones out.
 
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
+/// The bound of every phase waiting on the client while the server is at its connection cap.
+pub(crate) const UNDER_PRESSURE: Duration = Duration::from_secs(1);
+
+/// Milliseconds since the connection opened; `NEVER` for "not yet".
+const NEVER: u64 = u64::MAX;
+
 /// What one connection is doing: requests in flight and when bytes last moved.
 pub(crate) struct Activity {
     start: Instant,
+    /// When bytes last moved, either way.
     last_ms: AtomicU64,
+    /// Requests from their head to the end of their response body.
     in_flight: AtomicUsize,
+    /// Request bodies being read.
+    bodies: AtomicUsize,
+    /// When the connection last had no request in flight (opened, or its last response ended).
+    ready_ms: AtomicU64,
+    /// The first byte read since then: a request head on its way.
+    head_ms: AtomicU64,
+    /// Whether a request has been served: before, the wait is for the first byte.
+    served: AtomicBool,
+    /// Whether the connection speaks HTTP/2 (its first bytes are the preface).
+    h2: AtomicBool,
+    /// Whether any byte has been read.
+    read_any: AtomicBool,
+    /// When the watchdog wakes next (ms since start), and how to wake it earlier: when a request
+    /// ends and its connection's keep-alive runs out before that.
+    armed_ms: AtomicU64,
+    wake: tokio::sync::Notify,
+    /// The keep-alive timeout in ms (`NEVER`: none).
+    keep_alive_ms: u64,
+}
+
+/// Why a connection is closed by its [`Bounds`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Expired {
+    /// No byte, or a request head that does not complete, within the header timeout: cut.
+    Head,
+    /// Idle past the keep-alive timeout: closed gracefully.
+    Idle,
+    /// At the connection cap, a request body that has not moved: cut.
+    StalledBody,
+}
+
+/// The bounds of a connection's phases.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Bounds {
+    pub(crate) header: Option<Duration>,
+    pub(crate) keep_alive: Option<Duration>,
 }
 
 impl Activity {
-    pub(crate) fn new() -> Arc<Self> {
+    pub(crate) fn new(bounds: Bounds) -> Arc<Self> {
         Arc::new(Activity {
             start: Instant::now(),
             last_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            bodies: AtomicUsize::new(0),
+            ready_ms: AtomicU64::new(0),
+            head_ms: AtomicU64::new(NEVER),
+            served: AtomicBool::new(false),
+            h2: AtomicBool::new(false),
+            read_any: AtomicBool::new(false),
+            armed_ms: AtomicU64::new(NEVER),
+            wake: tokio::sync::Notify::new(),
+            keep_alive_ms: bounds
+                .keep_alive
+                .map_or(NEVER, |d| u64::try_from(d.as_millis()).unwrap_or(NEVER)),
         })
     }
 
-    fn touch(&self) {
-        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_ms.store(ms, Ordering::Relaxed);
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.start.elapsed().as_millis()).unwrap_or(NEVER - 1)
     }
 
-    /// Counts a request in flight until the guard is dropped.
+    fn at(&self, ms: u64) -> Instant {
+        self.start + Duration::from_millis(ms)
+    }
+
+    /// Bytes were read (`first` holds the first bytes ever read).
+    fn read(&self, first: Option<&[u8]>) {
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        if let Some(bytes) = first {
+            self.read_any.store(true, Ordering::Relaxed);
+            if bytes.starts_with(b"PRI ") {
+                self.h2.store(true, Ordering::Relaxed);
+            }
+        }
+        if self.in_flight.load(Ordering::Relaxed) == 0 {
+            let _ = self
+                .head_ms
+                .compare_exchange(NEVER, now, Ordering::Relaxed, Ordering::Relaxed);
+        }
+    }
+
+    fn wrote(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// Counts a request in flight until the guard is dropped (with its response body).
     pub(crate) fn begin(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.touch();
+        self.served.store(true, Ordering::Relaxed);
+        self.head_ms.store(NEVER, Ordering::Relaxed);
+        self.wrote();
         InFlight(self.clone())
     }
 
-    /// How long the connection has been idle (no request in flight, no bytes), if it is.
-    pub(crate) fn idle_for(&self) -> Option<Duration> {
-        if self.in_flight.load(Ordering::Relaxed) > 0 {
-            return None;
+    /// Counts a request body being read until the guard is dropped.
+    pub(crate) fn reading_body(self: &Arc<Self>) -> ReadingBody {
+        self.bodies.fetch_add(1, Ordering::Relaxed);
+        ReadingBody(self.clone())
+    }
+
+    /// When the connection's current phase ends, or that it has: what the connection waits on
+    /// now and the bound on it, `under_pressure` when the server is at its connection cap.
+    /// `Ok(None)`: no bound applies now (busy, or a bound that is off).
+    pub(crate) fn deadline(
+        &self,
+        bounds: Bounds,
+        under_pressure: bool,
+        now: Instant,
+    ) -> Result<Option<Instant>, Expired> {
+        let shrink = |bound: Option<Duration>| {
+            if under_pressure {
+                Some(bound.map_or(UNDER_PRESSURE, |b| b.min(UNDER_PRESSURE)))
+            } else {
+                bound
+            }
+        };
+        let (since, bound, expired) = if self.in_flight.load(Ordering::Relaxed) > 0 {
+            // Busy: only a stalled body under pressure is cut here (its own timeout is the
+            // request's).
+            if !under_pressure || self.bodies.load(Ordering::Relaxed) == 0 {
+                return Ok(None);
+            }
+            (
+                self.last_ms.load(Ordering::Relaxed),
+                Some(UNDER_PRESSURE),
+                Expired::StalledBody,
+            )
+        } else {
+            let head = self.head_ms.load(Ordering::Relaxed);
+            let h2 = self.h2.load(Ordering::Relaxed);
+            if !self.served.load(Ordering::Relaxed) {
+                // The first request: its first byte and its head, from the connection's start
+                // (an HTTP/2 connection's first stream, likewise).
+                (0, shrink(bounds.header), Expired::Head)
+            } else if head != NEVER && !h2 {
+                (head, shrink(bounds.header), Expired::Head)
+            } else {
+                // HTTP/2 frames between streams (pings, settings) do not make it busy.
+                (
+                    self.ready_ms.load(Ordering::Relaxed),
+                    shrink(bounds.keep_alive),
+                    Expired::Idle,
+                )
+            }
+        };
+        let Some(bound) = bound else {
+            return Ok(None);
+        };
+        let end = self.at(since) + bound;
+        if end <= now {
+            Err(expired)
+        } else {
+            Ok(Some(end))
         }
-        let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
-        Some(Instant::now().saturating_duration_since(last))
     }
 }
 
@@ -53,8 +199,28 @@ pub(crate) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        let activity = &self.0;
+        let now = activity.now_ms();
+        activity.last_ms.store(now, Ordering::Relaxed);
+        if activity.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            activity.ready_ms.store(now, Ordering::Relaxed);
+            activity.head_ms.store(NEVER, Ordering::Relaxed);
+            // The watchdog wakes in time on its own, unless the keep-alive is shorter than
+            // its sleep (a keep-alive below the header timeout).
+            let idle_end = now.saturating_add(activity.keep_alive_ms);
+            if activity.armed_ms.load(Ordering::Relaxed) > idle_end {
+                activity.wake.notify_one();
+            }
+        }
+    }
+}
+
+/// A request body being read on a connection.
+pub(crate) struct ReadingBody(Arc<Activity>);
+
+impl Drop for ReadingBody {
+    fn drop(&mut self) {
+        self.0.bodies.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -79,7 +245,8 @@ impl<I: AsyncRead + Unpin> AsyncRead for Tracked<I> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.io).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.touch();
+            let first = !self.activity.read_any.load(Ordering::Relaxed);
+            self.activity.read(first.then(|| &buf.filled()[before..]));
         }
         polled
     }
@@ -93,7 +260,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write(cx, data);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.wrote();
         }
         polled
     }
@@ -105,7 +272,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     ) -> Poll<std::io::Result<usize>> {
         let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
         if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
+            self.activity.wrote();
         }
         polled
     }
@@ -123,13 +290,120 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     }
 }
 
-/// Resolves once the connection has been idle for `timeout`.
-pub(crate) async fn idle_timeout(activity: &Activity, timeout: Duration) {
+/// Resolves when the connection's current phase has run past its bound: how. Re-reads the
+/// phase when `pressure` changes (the server reaching or leaving its connection cap).
+pub(crate) async fn expired(
+    activity: &Activity,
+    bounds: Bounds,
+    pressure: &mut crate::conn::Pressure,
+) -> Expired {
+    // The watchdog sleeps at most this long, so that it sees a phase change (a request that
+    // ended, a head that began) in time without being woken for each: a request's end wakes it
+    // only when the keep-alive is the shorter bound.
+    let period = [bounds.header, bounds.keep_alive]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(Duration::from_secs(30));
     loop {
-        match activity.idle_for() {
-            Some(idle) if idle >= timeout => return,
-            Some(idle) => tokio::time::sleep(timeout - idle).await,
-            None => tokio::time::sleep(timeout).await,
+        let now = Instant::now();
+        let next = match activity.deadline(bounds, pressure.on(), now) {
+            Err(expired) => return expired,
+            Ok(Some(at)) => at.min(now + period),
+            Ok(None) => now + period,
+        };
+        let armed = u64::try_from((next - activity.start).as_millis()).unwrap_or(NEVER - 1);
+        activity.armed_ms.store(armed, Ordering::Relaxed);
+        tokio::select! {
+            () = tokio::time::sleep_until(next) => {}
+            () = pressure.changed() => {}
+            () = activity.wake.notified() => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BOUNDS: Bounds = Bounds {
+        header: Some(Duration::from_secs(30)),
+        keep_alive: Some(Duration::from_secs(90)),
+    };
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_connection_that_sends_nothing_has_the_header_timeout() {
+        let a = Activity::new(BOUNDS);
+        let start = Instant::now();
+        assert_eq!(a.deadline(BOUNDS, false, start), Ok(Some(start + secs(30))));
+        assert_eq!(
+            a.deadline(BOUNDS, false, start + secs(30)),
+            Err(Expired::Head)
+        );
+        // At the cap, one second.
+        assert_eq!(
+            a.deadline(BOUNDS, true, start + secs(1)),
+            Err(Expired::Head)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn idle_keep_alive_has_its_own_bound_at_any_value() {
+        let a = Activity::new(BOUNDS);
+        let start = Instant::now();
+        let request = a.begin();
+        assert_eq!(a.deadline(BOUNDS, false, start + secs(500)), Ok(None));
+        tokio::time::advance(secs(10)).await;
+        drop(request);
+        // Idle from the end of the response, for the keep-alive timeout (above the header's).
+        assert_eq!(
+            a.deadline(BOUNDS, false, Instant::now()),
+            Ok(Some(start + secs(100)))
+        );
+        // A new head's first byte: the header timeout from there.
+        tokio::time::advance(secs(50)).await;
+        a.read(None);
+        assert_eq!(
+            a.deadline(BOUNDS, false, Instant::now()),
+            Ok(Some(start + secs(90)))
+        );
+        let off = Bounds {
+            keep_alive: None,
+            ..BOUNDS
+        };
+        let b = Activity::new(BOUNDS);
+        drop(b.begin());
+        assert_eq!(
+            b.deadline(off, false, Instant::now() + secs(10_000)),
+            Ok(None)
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn http2_frames_between_streams_do_not_restart_the_idle_time() {
+        let a = Activity::new(BOUNDS);
+        let start = Instant::now();
+        a.read(Some(b"PRI * HTTP/2.0"));
+        drop(a.begin());
+        tokio::time::advance(secs(60)).await;
+        a.read(None); // a PING
+        assert_eq!(
+            a.deadline(BOUNDS, false, Instant::now()),
+            Ok(Some(start + secs(90)))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_body_is_cut_only_under_pressure() {
+        let a = Activity::new(BOUNDS);
+        let _request = a.begin();
+        let _body = a.reading_body();
+        let later = Instant::now() + secs(5);
+        assert_eq!(a.deadline(BOUNDS, false, later), Ok(None));
+        assert_eq!(a.deadline(BOUNDS, true, later), Err(Expired::StalledBody));
     }
 }

@@ -17,7 +17,7 @@
 //! | `dashboard` | the dashboard's listener, page and router (the status API, `/metrics`), the metrics export port, and [`LogLayer`] |
 //! | `deploy` | declarative deploys: Ray's config schema, import paths, `PUT`/`DELETE /api/serve/applications/` |
 //! | `auth` | [`auth::BearerAuthLayer`] |
-//! | `body`, `idle`, `options` | [`Body`], keep-alive tracking, [`HttpOptions`] |
+//! | `body`, `intake`, `idle`, `options` | [`Body`]; reading request bodies within the timeout and the process's budget; each connection's phases and their bounds; [`HttpOptions`] |
 //! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, the dashboard's feed |
 //!
 //! # Feature flags
@@ -34,7 +34,10 @@ mod dashboard;
 pub mod deploy;
 pub mod docs;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod idle;
+mod intake;
 mod logging;
 mod monitor;
 mod options;

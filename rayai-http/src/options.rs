@@ -85,6 +85,20 @@ pub struct HttpOptions {
     /// it open; SSE clients ignore comments. Default 15; 0 turns it off.
     /// `RAYAI_SSE_KEEP_ALIVE_S`.
     pub sse_keep_alive_s: f64,
+    /// Seconds a request body may go without a byte arriving while it is read; then the request
+    /// is answered `408` and its connection closed. Default 10; 0 turns it off.
+    /// `RAYAI_BODY_READ_TIMEOUT_S`.
+    pub body_read_timeout_s: f64,
+    /// Most connections open at once, on every listener of the server together; beyond it new
+    /// connections wait in the listen backlog, and connections waiting on their client (no
+    /// request yet, a stalled head or body, idle keep-alive) get one second. Default `None`:
+    /// derived from the process's file-descriptor limit (three quarters of it, at least 32).
+    /// `RAYAI_MAX_CONNECTIONS`.
+    pub max_connections: Option<usize>,
+    /// Most request-body bytes held in memory by the whole process at once; a request that
+    /// would go beyond it is answered `503` with `Retry-After` before more of its body is read.
+    /// Default 256 MiB. `RAYAI_MAX_BODY_BYTES_IN_FLIGHT`.
+    pub max_body_bytes_in_flight: u64,
 }
 
 impl Default for HttpOptions {
@@ -111,6 +125,9 @@ impl Default for HttpOptions {
             dashboard_allowed_hosts: Vec::new(),
             dashboard_allow_insecure: false,
             sse_keep_alive_s: 15.0,
+            body_read_timeout_s: 10.0,
+            max_connections: None,
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
         }
     }
 }
@@ -209,12 +226,55 @@ impl HttpOptions {
             }
             opts.sse_keep_alive_s = s;
         }
+        let seconds = "a number of seconds (0 turns the timeout off)";
+        if let Some(s) = var::<f64>(&lookup, "RAYAI_BODY_READ_TIMEOUT_S", seconds)? {
+            if !(s.is_finite() && s >= 0.0) {
+                return Err(Error::Env {
+                    variable: "RAYAI_BODY_READ_TIMEOUT_S",
+                    value: lookup("RAYAI_BODY_READ_TIMEOUT_S").unwrap_or_default(),
+                    expected: seconds,
+                });
+            }
+            opts.body_read_timeout_s = s;
+        }
+        let count = "a number of connections (1 or more)";
+        if let Some(n) = var::<usize>(&lookup, "RAYAI_MAX_CONNECTIONS", count)? {
+            if n == 0 {
+                return Err(Error::Env {
+                    variable: "RAYAI_MAX_CONNECTIONS",
+                    value: n.to_string(),
+                    expected: count,
+                });
+            }
+            opts.max_connections = Some(n);
+        }
+        let bytes = "a number of bytes";
+        if let Some(n) = var::<u64>(&lookup, "RAYAI_MAX_BODY_BYTES_IN_FLIGHT", bytes)? {
+            opts.max_body_bytes_in_flight = n;
+        }
         Ok(opts)
     }
 
     /// The silence after which an SSE stream sends a keep-alive comment; `None` when off.
     pub(crate) fn sse_keep_alive(&self) -> Option<Duration> {
         secs(self.sse_keep_alive_s)
+    }
+
+    /// The time a request body may go without a byte; `None` when off.
+    pub(crate) fn body_read_timeout(&self) -> Option<Duration> {
+        secs(self.body_read_timeout_s)
+    }
+
+    /// The most connections open at once: the configured number, or three quarters of the
+    /// file-descriptor limit (the rest for the replicas, the log and the process's own files).
+    pub(crate) fn connection_cap(&self) -> usize {
+        self.max_connections.unwrap_or_else(|| {
+            let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(65_536);
+            let limit = usize::try_from(limit).unwrap_or(usize::MAX).min(1 << 20);
+            (limit / 4 * 3).max(32)
+        })
     }
 
     pub(crate) fn request_timeout(&self) -> Option<Duration> {

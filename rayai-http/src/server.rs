@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::HttpOptions;
-use crate::conn::{ConnOptions, FLUSH, accept_loop};
+use crate::conn::{ConnOptions, FLUSH, Gate, accept_loop};
 use crate::deploy::{ApplyReport, Declarative, DeployConfig, DeployError};
 use crate::error::{Error, TlsProblem};
 use crate::monitor::{Identity, Monitor};
@@ -169,6 +169,9 @@ impl Server {
         ));
         let (stop, stop_rx) = watch::channel(false);
         let (closed_tx, closed) = watch::channel(false);
+        // One cap on the connections of every listener of this server.
+        let gate = Gate::new(options.connection_cap());
+        tracing::debug!(max_connections = gate.cap(), "connection cap");
         // A dashboard that cannot bind (the port is taken) is an error, unless the program
         // asked for best effort: then the server serves without it.
         let declarative = Arc::new(Declarative::new(
@@ -178,6 +181,7 @@ impl Server {
         ));
         let dashboard = crate::dashboard::start(
             &options,
+            gate.clone(),
             monitor.clone(),
             declarative.clone(),
             stop_rx.clone(),
@@ -195,6 +199,7 @@ impl Server {
         }
         let metrics_export_addr = match crate::dashboard::start_metrics_export(
             &options,
+            gate.clone(),
             monitor.clone(),
             stop_rx.clone(),
         )
@@ -210,10 +215,8 @@ impl Server {
             tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
         let conn = ConnOptions {
-            header_read_timeout: options.header_read_timeout(),
-            keep_alive: options.keep_alive_timeout(),
-            grace: options.graceful_shutdown_timeout(),
             tls,
+            ..ConnOptions::new(&options, gate)
         };
         let shared = Arc::new(Shared {
             options,

@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Request, Response, StatusCode, Version, header};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
@@ -22,6 +21,7 @@ use crate::HttpOptions;
 use crate::body::{Body, DeadlineBody};
 use crate::chat::{self, AgentEndpoint, AgentRoute, Exchange};
 use crate::error;
+use crate::intake::Intake;
 use crate::monitor::{Monitor, RouteMetrics, method_label};
 
 /// `x-request-id`.
@@ -67,16 +67,6 @@ fn strip_root_path(req: Request<Incoming>, root_path: &str) -> Result<Request<In
     Ok(Request::from_parts(parts, body))
 }
 
-/// The request's `Content-Length`, when it declares one.
-fn declared_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
-}
-
 /// The timeout of this request, as Ray Serve's proxy reads it: `x-request-timeout-seconds` when
 /// it is a number (`0` or less, or one too large to matter, means no timeout), else the
 /// server's `request_timeout_s` (a malformed header is ignored).
@@ -99,7 +89,7 @@ fn request_timeout<B>(req: &Request<B>, options: &HttpOptions) -> Option<f64> {
 
 /// Refuses paths that could escape a route prefix once normalised: `.` and `..` segments (also
 /// percent-encoded) and encoded slashes or backslashes.
-fn check_path(path: &str) -> Result<(), &'static str> {
+pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
     let lower = path.to_ascii_lowercase();
     if lower.contains("%2f") || lower.contains("%5c") || path.contains('\\') {
         return Err("Invalid path: encoded slashes and backslashes are not allowed");
@@ -117,7 +107,7 @@ fn check_path(path: &str) -> Result<(), &'static str> {
 /// RFC 9112 §3.2: an HTTP/1.1 request carries exactly one `Host`, an HTTP/1.0 one at most one,
 /// and its value is `host[:port]` or empty (checked byte by byte: no user info, path or space).
 /// HTTP/2 names the host in `:authority`, which hyper checks.
-fn host_is_valid<B>(req: &Request<B>) -> bool {
+pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {
     let version = req.version();
     if version != Version::HTTP_11 && version != Version::HTTP_10 {
         return true;
@@ -423,11 +413,14 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(Arc::from);
-        let body = match self.read_body(req).await {
-            Ok(body) => body,
+        let (body, held) = match crate::intake::read_whole(req, &self.options).await {
+            Ok(read) => read,
             Err(resp) => return resp,
         };
-        let request = match chat::parse(&body, shape) {
+        let parsed = chat::parse(&body, shape);
+        // The body's bytes are parsed: they no longer count against the process's budget.
+        drop((body, held));
+        let request = match parsed {
             Ok(r) => r,
             Err(detail) => {
                 return error::json_response(
@@ -462,10 +455,18 @@ impl Shared {
         deadline: Option<tokio::time::Instant>,
     ) -> Response<Body> {
         let limit = self.options.max_body_bytes;
-        if declared_length(&req).is_some_and(|n| n > limit) {
+        let declared = crate::intake::declared_length(&req);
+        if declared.is_some_and(|n| n > limit) {
             return error::too_large(limit);
         }
+        let version = req.version();
         let (mut parts, body) = req.into_parts();
+        let body = match Intake::new(body, declared, &self.options) {
+            Ok(body) => body.on_connection(&parts.extensions),
+            Err(why) => return why.response(version),
+        };
+        // The ingress may keep the body's bytes until it answers: they count until then.
+        let held = body.held();
         let path = if rest.is_empty() { "/" } else { rest };
         let path_and_query = match parts.uri.query() {
             Some(query) => format!("{path}?{query}"),
@@ -494,30 +495,16 @@ impl Shared {
             .insert(RequestContext::new(request_id, session));
         let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
         let resp = call_service(service, Request::from_parts(parts, body)).await;
+        // A body that stalled or went over the budget is answered so, whatever the handler
+        // made of the error it read.
+        if let Some(why) = held.refusal() {
+            return why.response(version);
+        }
+        drop(held);
         resp.map(|body| match deadline {
             Some(at) => Body::from(DeadlineBody::new(body, at).boxed_unsync()),
             None => Body::from(body),
         })
-    }
-
-    #[allow(clippy::result_large_err)]
-    async fn read_body(&self, req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
-        let limit = self.options.max_body_bytes;
-        if declared_length(&req).is_some_and(|n| n > limit) {
-            return Err(error::too_large(limit));
-        }
-        let limited = Limited::new(
-            req.into_body(),
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        );
-        match limited.collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error::too_large(limit)),
-            Err(_) => Err(error::text(
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read.",
-            )),
-        }
     }
 
     fn healthz(&self) -> Response<Body> {

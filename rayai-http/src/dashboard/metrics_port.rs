@@ -15,7 +15,7 @@ use super::host::AllowedHosts;
 use super::{conn_options, host_not_allowed, metrics, reads};
 use crate::HttpOptions;
 use crate::body::Body;
-use crate::conn::{accept_loop, bind};
+use crate::conn::{Gate, accept_loop, bind};
 use crate::error::{self, Error};
 use crate::monitor::Monitor;
 
@@ -27,6 +27,7 @@ use crate::monitor::Monitor;
 /// [`Error::Bind`] naming the address and the option that changes it.
 pub(crate) async fn start(
     options: &HttpOptions,
+    gate: Arc<Gate>,
     monitor: Arc<Monitor>,
     stop: watch::Receiver<bool>,
 ) -> Result<Option<SocketAddr>, Error> {
@@ -47,7 +48,7 @@ pub(crate) async fn start(
     tokio::spawn(accept_loop(
         listener,
         service,
-        conn_options(options),
+        conn_options(options, gate),
         stop,
         stopped,
     ));

@@ -31,7 +31,7 @@ pub(crate) use metrics_port::start as start_metrics_export;
 use crate::HttpOptions;
 use crate::auth;
 use crate::body::Body;
-use crate::conn::{ConnOptions, accept_loop, bind, stopping};
+use crate::conn::{ConnOptions, Gate, accept_loop, bind, stopping};
 use crate::deploy::Declarative;
 use crate::error::{self, Error};
 use crate::monitor::Monitor;
@@ -48,6 +48,7 @@ const PAGE: &str = include_str!("../../assets/dashboard.html");
 /// `dashboard_allow_insecure`.
 pub(crate) async fn start(
     options: &HttpOptions,
+    gate: Arc<Gate>,
     monitor: Arc<Monitor>,
     deploy: Arc<Declarative>,
     stop: watch::Receiver<bool>,
@@ -85,21 +86,19 @@ pub(crate) async fn start(
     tokio::spawn(accept_loop(
         listener,
         service,
-        conn_options(options),
+        conn_options(options, gate),
         stop,
         stopped,
     ));
     Ok(Some(addr))
 }
 
-/// How the dashboard's and the metrics port's listeners treat connections: the server's header
-/// and keep-alive timeouts, plain HTTP, no grace period on shutdown.
-fn conn_options(options: &HttpOptions) -> ConnOptions {
+/// How the dashboard's and the metrics port's listeners treat connections: the server's bounds
+/// and connection cap, plain HTTP, no grace period on shutdown.
+fn conn_options(options: &HttpOptions, gate: Arc<Gate>) -> ConnOptions {
     ConnOptions {
-        header_read_timeout: options.header_read_timeout(),
-        keep_alive: options.keep_alive_timeout(),
         grace: Duration::ZERO,
-        tls: None,
+        ..ConnOptions::new(options, gate)
     }
 }
 

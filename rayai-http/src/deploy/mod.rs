@@ -24,7 +24,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Limited};
+
 use rayai_core::{App, Controller, Placement};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -419,29 +419,9 @@ impl Declarative {
         &self,
         req: Request<hyper::body::Incoming>,
     ) -> Result<bytes::Bytes, Response<Body>> {
-        let limit = self.options.max_body_bytes;
-        let declared = req
-            .headers()
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > limit) {
-            return Err(http_error::too_large(limit));
-        }
-        let limited = Limited::new(
-            req.into_body(),
-            usize::try_from(limit).unwrap_or(usize::MAX),
-        );
-        match limited.collect().await {
-            Ok(collected) => Ok(collected.to_bytes()),
-            Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                Err(http_error::too_large(limit))
-            }
-            Err(_) => Err(http_error::detail(
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read.",
-            )),
-        }
+        crate::intake::read_whole(req, &self.options)
+            .await
+            .map(|(body, _held)| body)
     }
 }
 
