@@ -84,7 +84,7 @@ impl Body {
 
     /// This body, ended when `signal` turns true (the end of the shutdown's grace period) if it
     /// is still waiting for its next frame then: an event stream (`event_stream`) with the
-    /// contract's error frame and a clean end of body, any other body with an abort (HTTP/1.1
+    /// contract's error frame and a clean end of body (an event stream by its `headers`), any other body with an abort (HTTP/1.1
     /// closes the connection without the last chunk, HTTP/2 resets the stream), so a client
     /// never takes a cut body for a whole one. Its producer (an agent's stream) is dropped.
     ///
@@ -96,7 +96,7 @@ impl Body {
     pub(crate) fn ending_on(
         self,
         signal: &watch::Receiver<bool>,
-        event_stream: bool,
+        headers: &http::HeaderMap,
         in_flight: crate::idle::InFlight,
     ) -> Self {
         let complete = match &self.kind {
@@ -115,7 +115,7 @@ impl Body {
             end: Some(Box::new(End {
                 signal: signal.clone(),
                 waiting: None,
-                event_stream,
+                event_stream: is_event_stream(headers),
                 _in_flight: in_flight,
             })),
         }
@@ -270,4 +270,16 @@ impl http_body::Body for DeadlineBody {
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Whether the response is a stream of Server-Sent Events.
+fn is_event_stream(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
+        })
 }

@@ -4,7 +4,7 @@
 //! within `header_read_timeout_s`, an idle keep-alive connection closed after
 //! `keep_alive_timeout_s`, a stalled request body answered `408` (see `intake`).
 //!
-//! The listeners of one server share one [`Gate`]: at most `max_connections` open at once. At
+//! The listeners of one server share one `idle::Gate`: at most `max_connections` open at once. At
 //! the cap the accept loop stops accepting (new connections wait in the listen backlog) and the
 //! connections waiting on their clients get `idle::UNDER_PRESSURE` to move. Accept errors (out of
 //! file descriptors) back off, and are logged at most once a second with their count.
@@ -31,18 +31,18 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use futures::task::AtomicWaker;
-use http::{HeaderValue, Request, Response, StatusCode, header};
+use http::{HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot, watch};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 
 use crate::HttpOptions;
 use crate::body::{Body, SHUTDOWN_MESSAGE};
 use crate::error::{self, Error};
-use crate::idle::{Activity, Bounds, Expired, Tracked, expired};
+use crate::idle::{Activity, Bounds, CONNECTION, Expired, Gate, Pressure, Tracked, expired};
 
 /// How a listener treats its connections.
 #[derive(Clone)]
@@ -68,70 +68,6 @@ impl ConnOptions {
             grace: options.graceful_shutdown_timeout(),
             tls: None,
             gate,
-        }
-    }
-}
-
-/// The cap on the connections open at once, shared by the listeners of one server.
-pub(crate) struct Gate {
-    permits: Arc<Semaphore>,
-    cap: usize,
-    /// Bumped each time an accept loop finds the server at its cap.
-    full: watch::Sender<u64>,
-}
-
-impl Gate {
-    pub(crate) fn new(cap: usize) -> Arc<Gate> {
-        let cap = cap.clamp(1, Semaphore::MAX_PERMITS);
-        Arc::new(Gate {
-            permits: Arc::new(Semaphore::new(cap)),
-            cap,
-            full: watch::channel(0).0,
-        })
-    }
-
-    /// The number of connections the gate lets in at once.
-    pub(crate) fn cap(&self) -> usize {
-        self.cap
-    }
-
-    /// A place for one more connection, waiting (and telling the connections the server is
-    /// full) while there is none.
-    async fn enter(self: &Arc<Self>) -> OwnedSemaphorePermit {
-        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
-            return permit;
-        }
-        self.full.send_modify(|n| *n = n.wrapping_add(1));
-        loop {
-            if let Ok(permit) = self.permits.clone().acquire_owned().await {
-                return permit;
-            }
-        }
-    }
-
-    fn pressure(self: &Arc<Self>) -> Pressure {
-        Pressure {
-            gate: self.clone(),
-            full: self.full.subscribe(),
-        }
-    }
-}
-
-/// Whether the server is at its connection cap, for a connection's bounds.
-pub(crate) struct Pressure {
-    gate: Arc<Gate>,
-    full: watch::Receiver<u64>,
-}
-
-impl Pressure {
-    pub(crate) fn on(&self) -> bool {
-        self.gate.permits.available_permits() == 0
-    }
-
-    /// Resolves when an accept loop next finds the server at its cap.
-    pub(crate) async fn changed(&mut self) {
-        if self.full.changed().await.is_err() {
-            std::future::pending::<()>().await;
         }
     }
 }
@@ -239,7 +175,9 @@ pub(crate) const FLUSH: Duration = Duration::from_millis(500);
 struct Counted<S> {
     inner: S,
     activity: Arc<Activity>,
-    /// Turns true at the end of the grace period.
+    signals: Arc<Signals>,
+    /// Turns true at the end of the grace period (for bodies, and HTTP/2 requests, which run in
+    /// tasks of their own).
     ending: watch::Receiver<bool>,
 }
 
@@ -248,42 +186,44 @@ impl<S: ConnService> hyper::service::Service<Request<Incoming>> for Counted<S> {
     type Error = Infallible;
     type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
 
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
         let in_flight = self.activity.begin();
         let request_id = req.headers().get(crate::service::X_REQUEST_ID).cloned();
-        // For the bodies read from it (see `intake`).
-        req.extensions_mut().insert(self.activity.clone());
-        let call = self.inner.call(req);
-        let mut ending = self.ending.clone();
+        let http1 = req.version() < http::Version::HTTP_2;
+        let call = CONNECTION.scope(self.activity.clone(), self.inner.call(req));
+        let ending = self.ending.clone();
+        let signals = self.signals.clone();
         Box::pin(async move {
-            let resp = tokio::select! {
-                biased;
-                resp = call => {
-                    let resp = match resp {
-                        Ok(resp) => resp,
-                        Err(never) => match never {},
-                    };
-                    let event_stream = is_event_stream(&resp);
-                    // In flight until its body is written.
-                    resp.map(|body| body.ending_on(&ending, event_stream, in_flight))
+            let answered = if http1 {
+                // HTTP/1: the request runs in its connection's task, which the end of the grace
+                // period wakes (see `Signals`): a look at the flag at each poll is enough.
+                let mut call = std::pin::pin!(call);
+                std::future::poll_fn(|cx| match call.as_mut().poll(cx) {
+                    Poll::Ready(resp) => Poll::Ready(Some(resp)),
+                    Poll::Pending if signals.has(END) => Poll::Ready(None),
+                    Poll::Pending => Poll::Pending,
+                })
+                .await
+            } else {
+                let mut end = ending.clone();
+                tokio::select! {
+                    biased;
+                    resp = call => Some(resp),
+                    () = stopping(&mut end) => None,
                 }
-                () = stopping(&mut ending) => shutting_down(request_id),
             };
+            let resp = match answered {
+                Some(Ok(resp)) => resp,
+                Some(Err(never)) => match never {},
+                None => return Ok(shutting_down(request_id)),
+            };
+            // In flight until its body is written.
+            let mut resp = resp;
+            let body = std::mem::take(resp.body_mut());
+            *resp.body_mut() = body.ending_on(&ending, resp.headers(), in_flight);
             Ok(resp)
         })
     }
-}
-
-/// Whether the response is a stream of Server-Sent Events.
-fn is_event_stream(resp: &Response<Body>) -> bool {
-    resp.headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/event-stream"))
-        })
 }
 
 /// The answer to a request still unanswered at the end of the grace period (its work is
@@ -299,6 +239,108 @@ fn shutting_down(request_id: Option<HeaderValue>) -> Response<Body> {
     resp
 }
 
+/// What a listener tells one of its connections, and the connection's watchdog: flags, and the
+/// connection task's waker. Setting a flag is an atomic `or` and one wake-up; the connection
+/// task looks at the flags when it runs, so a request pays for none of it.
+pub(crate) struct Signals {
+    flags: std::sync::atomic::AtomicU8,
+    waker: AtomicWaker,
+}
+
+/// Close gracefully: the listener stops (HTTP/1.1 closes after the response, HTTP/2 sends
+/// `GOAWAY`), or the connection has been idle too long.
+const STOP: u8 = 1;
+/// The grace period is over: requests still unanswered are answered `503`.
+const END: u8 = 2;
+/// Close now.
+const CUT: u8 = 4;
+
+impl Signals {
+    fn new() -> Arc<Signals> {
+        Arc::new(Signals {
+            flags: std::sync::atomic::AtomicU8::new(0),
+            waker: AtomicWaker::new(),
+        })
+    }
+
+    fn raise(&self, flag: u8) {
+        self.flags.fetch_or(flag, Ordering::AcqRel);
+        self.waker.wake();
+    }
+
+    fn has(&self, flag: u8) -> bool {
+        self.flags.load(Ordering::Acquire) & flag != 0
+    }
+}
+
+/// The open connections of one listener, to raise a flag on all of them.
+#[derive(Default)]
+struct Registry {
+    slots: std::sync::Mutex<Slots>,
+}
+
+#[derive(Default)]
+struct Slots {
+    open: Vec<Option<Arc<Signals>>>,
+    free: Vec<usize>,
+    /// Flags raised on every connection, for those that register later.
+    raised: u8,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Registers a connection's signals (with the flags raised so far); its slot.
+    fn add(&self, signals: &Arc<Signals>) -> usize {
+        let mut slots = self.lock();
+        if slots.raised != 0 {
+            signals.raise(slots.raised);
+        }
+        match slots.free.pop() {
+            Some(i) => {
+                slots.open[i] = Some(signals.clone());
+                i
+            }
+            None => {
+                slots.open.push(Some(signals.clone()));
+                slots.open.len() - 1
+            }
+        }
+    }
+
+    fn remove(&self, slot: usize) {
+        let mut slots = self.lock();
+        if let Some(entry) = slots.open.get_mut(slot) {
+            *entry = None;
+            slots.free.push(slot);
+        }
+    }
+
+    fn raise(&self, flag: u8) {
+        let mut slots = self.lock();
+        slots.raised |= flag;
+        for signals in slots.open.iter().flatten() {
+            signals.raise(flag);
+        }
+    }
+}
+
+/// A connection's place in its listener's [`Registry`], given back when it closes.
+struct Registered {
+    registry: Arc<Registry>,
+    slot: usize,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.remove(self.slot);
+    }
+}
+
 /// Accepts connections on `listener` and serves each with `service` until `stop` turns true;
 /// then waits (at most the grace period) for open connections, upgraded ones included, ends
 /// the streams and requests still running, gives the connections [`FLUSH`] to write that, cuts
@@ -312,13 +354,10 @@ pub(crate) async fn accept_loop<S: ConnService>(
 ) {
     let builder = Arc::new(connection_builder());
     let mut errors = AcceptErrors::new();
+    let registry = Arc::new(Registry::default());
     // Every connection holds a receiver; when they are all gone, the connections are closed.
     let (open_tx, open_rx) = watch::channel(());
-    // Turns true when the grace period is over (or is dropped, when this loop ends):
-    // connections still open are cut.
-    let (cut_tx, cut_rx) = watch::channel(false);
-    // Turns true at the end of the grace period: running responses end, unanswered requests
-    // are answered 503.
+    // Turns true at the end of the grace period: running response bodies end.
     let (end_tx, end_rx) = watch::channel(false);
     loop {
         // A place first: at the cap, new connections wait in the backlog.
@@ -346,18 +385,24 @@ pub(crate) async fn accept_loop<S: ConnService>(
         };
         let _ = stream.set_nodelay(true);
         let activity = Activity::new(options.bounds);
+        let signals = Signals::new();
+        let registered = Registered {
+            slot: registry.add(&signals),
+            registry: registry.clone(),
+        };
         let conn = Conn {
             builder: builder.clone(),
             service: Counted {
                 inner: service.clone(),
                 activity: activity.clone(),
+                signals: signals.clone(),
                 ending: end_rx.clone(),
             },
             activity,
             bounds: options.bounds,
             pressure: options.gate.pressure(),
-            stop: stop.clone(),
-            cut: cut_rx.clone(),
+            signals,
+            _registered: registered,
             _open: open_rx.clone(),
             _permit: permit,
         };
@@ -380,17 +425,18 @@ pub(crate) async fn accept_loop<S: ConnService>(
     }
     drop(listener);
     drop(open_rx);
-    drop(cut_rx);
     drop(end_rx);
+    registry.raise(STOP);
     if tokio::time::timeout(options.grace, open_tx.closed())
         .await
         .is_err()
     {
         tracing::info!("the grace period is over: ending the requests and streams still open");
         let _ = end_tx.send(true);
+        registry.raise(END);
         if tokio::time::timeout(FLUSH, open_tx.closed()).await.is_err() {
             tracing::debug!("cutting the connections still open");
-            let _ = cut_tx.send(true);
+            registry.raise(CUT);
         }
     }
     let _ = stopped.send(true);
@@ -426,9 +472,8 @@ struct Conn<S> {
     activity: Arc<Activity>,
     bounds: Bounds,
     pressure: Pressure,
-    stop: watch::Receiver<bool>,
-    /// True once the grace period is over.
-    cut: watch::Receiver<bool>,
+    signals: Arc<Signals>,
+    _registered: Registered,
     /// Held while the connection is open.
     _open: watch::Receiver<()>,
     /// Its place under the server's connection cap.
@@ -441,43 +486,58 @@ impl<S: ConnService> Conn<S> {
     /// request head (or, at the connection cap, a body). An upgraded connection lives on in the
     /// application's hands: this waits for it to close, and cuts it (and any connection still
     /// open) when the grace period is over.
-    async fn serve<I>(mut self, io: I)
+    async fn serve<I>(self, io: I)
     where
         I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let (io, mut closed) = Cuttable::new(Tracked::new(io, self.activity.clone()));
-        let cut = io.cut.clone();
-        let serving = async {
-            {
-                let conn = self
-                    .builder
-                    .serve_connection_with_upgrades(TokioIo::new(io), self.service.clone());
-                let mut conn = std::pin::pin!(conn);
-                let watchdog = expired(&self.activity, self.bounds, &mut self.pressure);
-                tokio::select! {
-                    _ = conn.as_mut() => {}
-                    () = stopping(&mut self.stop) => {
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                    why = watchdog => {
-                        tracing::debug!(?why, "closing a connection waiting on its client");
-                        if why != Expired::Idle {
-                            cut.cut();
-                        }
-                        conn.as_mut().graceful_shutdown();
-                        let _ = conn.await;
-                    }
-                }
-            }
-            // Hyper is done with the connection and has dropped it; an upgraded one lives on
-            // until the application drops it.
-            let _ = (&mut closed).await;
+        let Conn {
+            builder,
+            service,
+            activity,
+            bounds,
+            mut pressure,
+            signals,
+            ..
+        } = self;
+        // The watchdog runs beside the connection and wakes it only when a phase runs out.
+        let watchdog = {
+            let (activity, signals) = (activity.clone(), signals.clone());
+            tokio::spawn(async move {
+                let why = expired(&activity, bounds, &mut pressure).await;
+                tracing::debug!(?why, "closing a connection waiting on its client");
+                signals.raise(if why == Expired::Idle { STOP } else { CUT });
+            })
         };
-        tokio::select! {
-            () = serving => {}
-            () = stopping(&mut self.cut) => cut.cut(),
+        let (io, mut closed) = Cuttable::new(Tracked::new(io, activity));
+        let cut = io.cut.clone();
+        {
+            let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+            let mut conn = std::pin::pin!(conn);
+            let mut graceful = false;
+            std::future::poll_fn(|cx| {
+                signals.waker.register(cx.waker());
+                if signals.has(CUT) {
+                    cut.cut();
+                }
+                if !graceful && signals.has(STOP) {
+                    graceful = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+                conn.as_mut().poll(cx).map(|_| ())
+            })
+            .await;
         }
+        watchdog.abort();
+        // Hyper is done with the connection and has dropped it; an upgraded one lives on until
+        // the application drops it, or the grace period ends.
+        std::future::poll_fn(|cx| {
+            signals.waker.register(cx.waker());
+            if signals.has(CUT) {
+                cut.cut();
+            }
+            Pin::new(&mut closed).poll(cx).map(|_| ())
+        })
+        .await;
     }
 }
 

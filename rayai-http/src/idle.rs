@@ -20,6 +20,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 /// The bound of every phase waiting on the client while the server is at its connection cap.
@@ -31,8 +32,8 @@ const NEVER: u64 = u64::MAX;
 /// What one connection is doing: requests in flight and when bytes last moved.
 pub(crate) struct Activity {
     start: Instant,
-    /// When bytes last moved, either way.
-    last_ms: AtomicU64,
+    /// Reads that returned bytes: progress, for a body stalled at the connection cap.
+    reads: AtomicU64,
     /// Requests from their head to the end of their response body.
     in_flight: AtomicUsize,
     /// Request bodies being read.
@@ -77,7 +78,7 @@ impl Activity {
     pub(crate) fn new(bounds: Bounds) -> Arc<Self> {
         Arc::new(Activity {
             start: Instant::now(),
-            last_ms: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
             bodies: AtomicUsize::new(0),
             ready_ms: AtomicU64::new(0),
@@ -101,25 +102,21 @@ impl Activity {
         self.start + Duration::from_millis(ms)
     }
 
-    /// Bytes were read (`first` holds the first bytes ever read).
+    /// Bytes were read (`first` holds the first bytes ever read). The clock is read once per
+    /// request at most: for the first byte of its head.
     fn read(&self, first: Option<&[u8]>) {
-        let now = self.now_ms();
-        self.last_ms.store(now, Ordering::Relaxed);
+        self.reads.fetch_add(1, Ordering::Relaxed);
         if let Some(bytes) = first {
             self.read_any.store(true, Ordering::Relaxed);
             if bytes.starts_with(b"PRI ") {
                 self.h2.store(true, Ordering::Relaxed);
             }
         }
-        if self.in_flight.load(Ordering::Relaxed) == 0 {
-            let _ = self
-                .head_ms
-                .compare_exchange(NEVER, now, Ordering::Relaxed, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Relaxed) == 0
+            && self.head_ms.load(Ordering::Relaxed) == NEVER
+        {
+            self.head_ms.store(self.now_ms(), Ordering::Relaxed);
         }
-    }
-
-    fn wrote(&self) {
-        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     /// Counts a request in flight until the guard is dropped (with its response body).
@@ -127,7 +124,6 @@ impl Activity {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         self.served.store(true, Ordering::Relaxed);
         self.head_ms.store(NEVER, Ordering::Relaxed);
-        self.wrote();
         InFlight(self.clone())
     }
 
@@ -140,11 +136,15 @@ impl Activity {
     /// When the connection's current phase ends, or that it has: what the connection waits on
     /// now and the bound on it, `under_pressure` when the server is at its connection cap.
     /// `Ok(None)`: no bound applies now (busy, or a bound that is off).
+    ///
+    /// `progress` is the watchdog's memory of the reads it saw and when it first saw that count:
+    /// a body read without progress for [`UNDER_PRESSURE`] is stalled.
     pub(crate) fn deadline(
         &self,
         bounds: Bounds,
         under_pressure: bool,
         now: Instant,
+        progress: &mut Progress,
     ) -> Result<Option<Instant>, Expired> {
         let shrink = |bound: Option<Duration>| {
             if under_pressure {
@@ -159,11 +159,19 @@ impl Activity {
             if !under_pressure || self.bodies.load(Ordering::Relaxed) == 0 {
                 return Ok(None);
             }
-            (
-                self.last_ms.load(Ordering::Relaxed),
-                Some(UNDER_PRESSURE),
-                Expired::StalledBody,
-            )
+            let reads = self.reads.load(Ordering::Relaxed);
+            if progress.reads != Some(reads) {
+                *progress = Progress {
+                    reads: Some(reads),
+                    since: now,
+                };
+            }
+            let end = progress.since + UNDER_PRESSURE;
+            return if end <= now {
+                Err(Expired::StalledBody)
+            } else {
+                Ok(Some(end))
+            };
         } else {
             let head = self.head_ms.load(Ordering::Relaxed);
             let h2 = self.h2.load(Ordering::Relaxed);
@@ -194,15 +202,30 @@ impl Activity {
     }
 }
 
+/// What the watchdog has seen of a connection's reads.
+#[derive(Debug)]
+pub(crate) struct Progress {
+    reads: Option<u64>,
+    since: Instant,
+}
+
+impl Progress {
+    pub(crate) fn new() -> Self {
+        Progress {
+            reads: None,
+            since: Instant::now(),
+        }
+    }
+}
+
 /// A request in flight on a connection.
 pub(crate) struct InFlight(Arc<Activity>);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         let activity = &self.0;
-        let now = activity.now_ms();
-        activity.last_ms.store(now, Ordering::Relaxed);
         if activity.in_flight.fetch_sub(1, Ordering::Relaxed) == 1 {
+            let now = activity.now_ms();
             activity.ready_ms.store(now, Ordering::Relaxed);
             activity.head_ms.store(NEVER, Ordering::Relaxed);
             // The watchdog wakes in time on its own, unless the keep-alive is shorter than
@@ -258,11 +281,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write(cx, data);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote();
-        }
-        polled
+        Pin::new(&mut self.io).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -270,11 +289,7 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let polled = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.wrote();
-        }
-        polled
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -290,12 +305,82 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
     }
 }
 
+tokio::task_local! {
+    /// The connection a request came on, while its service runs: its bodies count on it
+    /// (see `intake`).
+    pub(crate) static CONNECTION: Arc<Activity>;
+}
+
+/// The cap on the connections open at once, shared by the listeners of one server.
+pub(crate) struct Gate {
+    permits: Arc<Semaphore>,
+    cap: usize,
+    /// Bumped each time an accept loop finds the server at its cap.
+    full: watch::Sender<u64>,
+}
+
+impl Gate {
+    pub(crate) fn new(cap: usize) -> Arc<Gate> {
+        let cap = cap.clamp(1, Semaphore::MAX_PERMITS);
+        Arc::new(Gate {
+            permits: Arc::new(Semaphore::new(cap)),
+            cap,
+            full: watch::channel(0).0,
+        })
+    }
+
+    /// The number of connections the gate lets in at once.
+    pub(crate) fn cap(&self) -> usize {
+        self.cap
+    }
+
+    /// A place for one more connection, waiting (and telling the connections the server is
+    /// full) while there is none.
+    pub(crate) async fn enter(self: &Arc<Self>) -> OwnedSemaphorePermit {
+        if let Ok(permit) = self.permits.clone().try_acquire_owned() {
+            return permit;
+        }
+        self.full.send_modify(|n| *n = n.wrapping_add(1));
+        loop {
+            if let Ok(permit) = self.permits.clone().acquire_owned().await {
+                return permit;
+            }
+        }
+    }
+
+    pub(crate) fn pressure(self: &Arc<Self>) -> Pressure {
+        Pressure {
+            gate: self.clone(),
+            full: self.full.subscribe(),
+        }
+    }
+}
+
+/// Whether the server is at its connection cap, for a connection's bounds.
+pub(crate) struct Pressure {
+    gate: Arc<Gate>,
+    full: watch::Receiver<u64>,
+}
+
+impl Pressure {
+    pub(crate) fn on(&self) -> bool {
+        self.gate.permits.available_permits() == 0
+    }
+
+    /// Resolves when an accept loop next finds the server at its cap.
+    pub(crate) async fn changed(&mut self) {
+        if self.full.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// Resolves when the connection's current phase has run past its bound: how. Re-reads the
 /// phase when `pressure` changes (the server reaching or leaving its connection cap).
 pub(crate) async fn expired(
     activity: &Activity,
     bounds: Bounds,
-    pressure: &mut crate::conn::Pressure,
+    pressure: &mut Pressure,
 ) -> Expired {
     // The watchdog sleeps at most this long, so that it sees a phase change (a request that
     // ended, a head that began) in time without being woken for each: a request's end wakes it
@@ -305,9 +390,10 @@ pub(crate) async fn expired(
         .flatten()
         .min()
         .unwrap_or(Duration::from_secs(30));
+    let mut progress = Progress::new();
     loop {
         let now = Instant::now();
-        let next = match activity.deadline(bounds, pressure.on(), now) {
+        let next = match activity.deadline(bounds, pressure.on(), now, &mut progress) {
             Err(expired) => return expired,
             Ok(Some(at)) => at.min(now + period),
             Ok(None) => now + period,
@@ -339,14 +425,17 @@ mod tests {
     async fn a_connection_that_sends_nothing_has_the_header_timeout() {
         let a = Activity::new(BOUNDS);
         let start = Instant::now();
-        assert_eq!(a.deadline(BOUNDS, false, start), Ok(Some(start + secs(30))));
         assert_eq!(
-            a.deadline(BOUNDS, false, start + secs(30)),
+            a.deadline(BOUNDS, false, start, &mut Progress::new()),
+            Ok(Some(start + secs(30)))
+        );
+        assert_eq!(
+            a.deadline(BOUNDS, false, start + secs(30), &mut Progress::new()),
             Err(Expired::Head)
         );
         // At the cap, one second.
         assert_eq!(
-            a.deadline(BOUNDS, true, start + secs(1)),
+            a.deadline(BOUNDS, true, start + secs(1), &mut Progress::new()),
             Err(Expired::Head)
         );
     }
@@ -356,19 +445,22 @@ mod tests {
         let a = Activity::new(BOUNDS);
         let start = Instant::now();
         let request = a.begin();
-        assert_eq!(a.deadline(BOUNDS, false, start + secs(500)), Ok(None));
+        assert_eq!(
+            a.deadline(BOUNDS, false, start + secs(500), &mut Progress::new()),
+            Ok(None)
+        );
         tokio::time::advance(secs(10)).await;
         drop(request);
         // Idle from the end of the response, for the keep-alive timeout (above the header's).
         assert_eq!(
-            a.deadline(BOUNDS, false, Instant::now()),
+            a.deadline(BOUNDS, false, Instant::now(), &mut Progress::new()),
             Ok(Some(start + secs(100)))
         );
         // A new head's first byte: the header timeout from there.
         tokio::time::advance(secs(50)).await;
         a.read(None);
         assert_eq!(
-            a.deadline(BOUNDS, false, Instant::now()),
+            a.deadline(BOUNDS, false, Instant::now(), &mut Progress::new()),
             Ok(Some(start + secs(90)))
         );
         let off = Bounds {
@@ -378,7 +470,12 @@ mod tests {
         let b = Activity::new(BOUNDS);
         drop(b.begin());
         assert_eq!(
-            b.deadline(off, false, Instant::now() + secs(10_000)),
+            b.deadline(
+                off,
+                false,
+                Instant::now() + secs(10_000),
+                &mut Progress::new()
+            ),
             Ok(None)
         );
     }
@@ -392,7 +489,7 @@ mod tests {
         tokio::time::advance(secs(60)).await;
         a.read(None); // a PING
         assert_eq!(
-            a.deadline(BOUNDS, false, Instant::now()),
+            a.deadline(BOUNDS, false, Instant::now(), &mut Progress::new()),
             Ok(Some(start + secs(90)))
         );
     }
@@ -402,8 +499,25 @@ mod tests {
         let a = Activity::new(BOUNDS);
         let _request = a.begin();
         let _body = a.reading_body();
-        let later = Instant::now() + secs(5);
-        assert_eq!(a.deadline(BOUNDS, false, later), Ok(None));
-        assert_eq!(a.deadline(BOUNDS, true, later), Err(Expired::StalledBody));
+        let t0 = Instant::now();
+        let mut progress = Progress::new();
+        assert_eq!(
+            a.deadline(BOUNDS, false, t0 + secs(5), &mut progress),
+            Ok(None)
+        );
+        assert_eq!(
+            a.deadline(BOUNDS, true, t0, &mut progress),
+            Ok(Some(t0 + secs(1)))
+        );
+        assert_eq!(
+            a.deadline(BOUNDS, true, t0 + secs(1), &mut progress),
+            Err(Expired::StalledBody)
+        );
+        // A byte of progress gives it another second.
+        a.read(None);
+        assert_eq!(
+            a.deadline(BOUNDS, true, t0 + secs(1), &mut progress),
+            Ok(Some(t0 + secs(2)))
+        );
     }
 }

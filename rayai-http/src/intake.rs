@@ -191,12 +191,11 @@ impl<B> Intake<B> {
         })
     }
 
-    /// Counts the body as being read on the connection the request came on (the `Activity`
-    /// in its extensions), until it ends.
-    pub(crate) fn on_connection(mut self, extensions: &http::Extensions) -> Self {
-        self.reading = extensions
-            .get::<Arc<crate::idle::Activity>>()
-            .map(|activity| activity.reading_body());
+    /// Counts the body as being read on the connection the request came on, until it ends.
+    pub(crate) fn on_connection(mut self) -> Self {
+        self.reading = crate::idle::CONNECTION
+            .try_with(|activity| activity.reading_body())
+            .ok();
         self
     }
 
@@ -294,9 +293,8 @@ pub(crate) async fn read_whole(
         return Err(error::too_large(limit));
     }
     let version = req.version();
-    let (parts, body) = req.into_parts();
-    let intake = match Intake::new(body, declared, options) {
-        Ok(intake) => intake.on_connection(&parts.extensions),
+    let intake = match Intake::new(req.into_body(), declared, options) {
+        Ok(intake) => intake.on_connection(),
         Err(why) => return Err(why.response(version)),
     };
     let held = intake.held();

@@ -14,11 +14,11 @@
 //! | [`docs`] | each agent's OpenAPI document and Swagger UI; `docs::router` for an axum ingress |
 //! | `error` | [`Error`], and the one place errors become HTTP responses |
 //! | `monitor` | metrics, the status API, time series and process figures |
-//! | `dashboard` | the dashboard's listener, page and router (the status API, `/metrics`), the metrics export port, and [`LogLayer`] |
+//! | `dashboard` | the dashboard's listener, page and router (the status API, `/metrics`), and the metrics export port |
 //! | `deploy` | declarative deploys: Ray's config schema, import paths, `PUT`/`DELETE /api/serve/applications/` |
 //! | `auth` | [`auth::BearerAuthLayer`] |
 //! | `body`, `intake`, `idle`, `options` | [`Body`]; reading request bodies within the timeout and the process's budget; each connection's phases and their bounds; [`HttpOptions`] |
-//! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, the dashboard's feed |
+//! | `logging` | the default subscriber: `RUST_LOG`, `RAYAI_LOG_FORMAT=json`, lines built cheaply and written in batches, and [`LogLayer`], the dashboard's feed |
 //!
 //! # Feature flags
 //!
@@ -47,8 +47,8 @@ mod service;
 mod sse;
 
 pub use body::Body;
-pub use dashboard::LogLayer;
 pub use error::{Error, Result, TlsProblem};
+pub use logging::LogLayer;
 pub use options::HttpOptions;
 pub use server::Server;
 pub use service::ServerService;

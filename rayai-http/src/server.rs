@@ -12,9 +12,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::HttpOptions;
-use crate::conn::{ConnOptions, FLUSH, Gate, accept_loop};
+use crate::conn::{ConnOptions, FLUSH, accept_loop};
 use crate::deploy::{ApplyReport, Declarative, DeployConfig, DeployError};
 use crate::error::{Error, TlsProblem};
+use crate::idle::Gate;
 use crate::monitor::{Identity, Monitor};
 use crate::service::{Proxy, ServerService, Shared, server_service};
 
@@ -392,6 +393,7 @@ impl Server {
             tracing::warn!("the replicas were still stopping at the end of the grace period");
         }
         tracing::info!("shut down");
+        crate::logging::flush();
     }
 
     /// Waits until the server has shut down (see [`Server::shutdown`]): its listener closed,

@@ -15,8 +15,9 @@ use super::host::AllowedHosts;
 use super::{conn_options, host_not_allowed, metrics, reads};
 use crate::HttpOptions;
 use crate::body::Body;
-use crate::conn::{Gate, accept_loop, bind};
+use crate::conn::{accept_loop, bind};
 use crate::error::{self, Error};
+use crate::idle::Gate;
 use crate::monitor::Monitor;
 
 /// Binds `options.host:options.metrics_export_port`, when set, and serves `/metrics` there until

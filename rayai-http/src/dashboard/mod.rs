@@ -8,7 +8,6 @@
 //! machines can reach without a token unless `dashboard_allow_insecure` says so.
 
 mod host;
-mod logs;
 mod metrics_port;
 
 use std::borrow::Cow;
@@ -25,15 +24,15 @@ use serde_json::json;
 use tokio::sync::watch;
 
 pub(crate) use host::HostName;
-pub use logs::LogLayer;
 pub(crate) use metrics_port::start as start_metrics_export;
 
 use crate::HttpOptions;
 use crate::auth;
 use crate::body::Body;
-use crate::conn::{ConnOptions, Gate, accept_loop, bind, stopping};
+use crate::conn::{ConnOptions, accept_loop, bind, stopping};
 use crate::deploy::Declarative;
 use crate::error::{self, Error};
+use crate::idle::Gate;
 use crate::monitor::Monitor;
 use host::AllowedHosts;
 
@@ -262,7 +261,7 @@ fn logs_response(q: Option<&str>) -> Response<Body> {
             .filter(|s| !s.is_empty())
             .map(Cow::into_owned)
     };
-    let query = logs::Query {
+    let query = crate::logging::capture::Query {
         since: query_param(q, "since")
             .and_then(|s| s.parse().ok())
             .unwrap_or(0),
@@ -273,7 +272,7 @@ fn logs_response(q: Option<&str>) -> Response<Body> {
             .and_then(|s| s.parse().ok())
             .unwrap_or(500),
     };
-    let (lines, last) = logs::select(&query);
+    let (lines, last) = crate::logging::capture::select(&query);
     error::json_response(StatusCode::OK, &json!({ "last_seq": last, "lines": lines }))
 }
 

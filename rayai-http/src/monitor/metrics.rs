@@ -122,6 +122,17 @@ pub(crate) struct RouteMetrics {
     patterns: ArcSwap<HashMap<Box<str>, Arc<str>>>,
     adding: Mutex<()>,
     window: Arc<Window>,
+    /// The series the last request on this route was counted in: the next one, of the same
+    /// route label, method and status, is counted there without a look-up.
+    last: arc_swap::ArcSwapOption<LastSeries>,
+}
+
+/// A series and the labels it is for (beyond the route's own).
+struct LastSeries {
+    route: Arc<str>,
+    method: &'static str,
+    status: u16,
+    series: Arc<RequestSeries>,
 }
 
 impl RouteMetrics {
@@ -138,6 +149,7 @@ impl RouteMetrics {
             deployment: deployment.map(|(_, served)| Arc::from(served)),
             patterns: ArcSwap::from_pointee(HashMap::new()),
             adding: Mutex::new(()),
+            last: arc_swap::ArcSwapOption::empty(),
             window,
         }
     }
@@ -285,16 +297,35 @@ impl Metrics {
         status_code: u16,
         elapsed: Duration,
     ) {
-        let key = RequestKey {
-            application: route.application.clone(),
-            route: route_label,
-            deployment: route.deployment.clone(),
-            method,
-            status: status_code,
-        };
-        let series = match self.series.load().get(&key) {
-            Some(series) => series.clone(),
-            None => self.add_series(key),
+        let last = route.last.load();
+        let series = match &*last {
+            Some(last)
+                if last.status == status_code
+                    && std::ptr::eq(last.method, method)
+                    && Arc::ptr_eq(&last.route, &route_label) =>
+            {
+                last.series.clone()
+            }
+            _ => {
+                let key = RequestKey {
+                    application: route.application.clone(),
+                    route: route_label.clone(),
+                    deployment: route.deployment.clone(),
+                    method,
+                    status: status_code,
+                };
+                let series = match self.series.load().get(&key) {
+                    Some(series) => series.clone(),
+                    None => self.add_series(key),
+                };
+                route.last.store(Some(Arc::new(LastSeries {
+                    route: route_label,
+                    method,
+                    status: status_code,
+                    series: series.clone(),
+                })));
+                series
+            }
         };
         series.requests.fetch_add(1, Ordering::Relaxed);
         series.latency.observe(elapsed);

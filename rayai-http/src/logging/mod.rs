@@ -3,12 +3,23 @@
 //! set, which includes the access log, one line per request); lines are readable text, or one
 //! JSON object per line with `RAYAI_LOG_FORMAT=json`, on standard error; and the dashboard's log
 //! view is fed. A program that installs its own subscriber keeps it.
+//!
+//! Lines are built without the general formatting machinery ([`text`]) and written in batches
+//! by a thread of their own ([`batch`]): a request's access log line costs a copy into a buffer,
+//! not a system call.
+
+mod batch;
+pub(crate) mod capture;
+mod numbers;
+mod text;
+
+pub(crate) use batch::flush;
 
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::dashboard::LogLayer;
+pub use capture::LogLayer;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,13 +74,16 @@ pub(crate) fn init_default() -> bool {
         .with(filter)
         .with(LogLayer::new());
     let installed = match format {
-        Format::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .try_init(),
+        Format::Text => {
+            use std::io::IsTerminal;
+            registry
+                .with(text::TextLayer::new(std::io::stderr().is_terminal()))
+                .try_init()
+        }
         Format::Json => registry
             .with(
                 tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
+                    .with_writer(|| Batched)
                     .json()
                     .flatten_event(true)
                     .with_current_span(false),
@@ -83,6 +97,21 @@ pub(crate) fn init_default() -> bool {
         tracing::warn!("{problem}");
     }
     true
+}
+
+/// A writer into the batches of standard error, for `fmt`'s JSON layer (it writes each event in
+/// one call).
+struct Batched;
+
+impl std::io::Write for Batched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        batch::append(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 #[cfg(test)]

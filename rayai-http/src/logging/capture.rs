@@ -11,6 +11,8 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 
+use super::numbers::{push_padded, push_thousandths};
+
 /// Lines the ring buffer keeps.
 const CAPACITY: usize = 5000;
 
@@ -22,7 +24,7 @@ pub(crate) struct LogLine {
     /// Milliseconds since the Unix epoch.
     pub(crate) ts_ms: u64,
     pub(crate) level: &'static str,
-    pub(crate) target: String,
+    pub(crate) target: &'static str,
     pub(crate) message: String,
     pub(crate) request_id: Option<String>,
     pub(crate) deployment: Option<String>,
@@ -78,36 +80,59 @@ struct Fields {
 
 impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.keep(field, value.to_owned(), value);
+        match field.name() {
+            "message" => value.clone_into(&mut self.message),
+            name => {
+                self.name(field);
+                self.rest.push_str(value);
+                self.keep(name, value);
+            }
+        }
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.name(field);
+        push_padded(&mut self.rest, value, 1);
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        let text = format!("{value:.3}");
-        let shown = text.clone();
-        self.keep(field, text, &shown);
+        self.name(field);
+        push_thousandths(&mut self.rest, value);
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        let text = format!("{value:?}");
-        let shown = text.clone();
-        self.keep(field, text, &shown);
+        match field.name() {
+            "message" => {
+                self.message.clear();
+                let _ = write!(self.message, "{value:?}");
+            }
+            name => {
+                let start = self.rest.len() + name.len() + 2;
+                let _ = write!(self.rest, " {name}={value:?}");
+                let shown = self.rest[start..].to_owned();
+                self.keep(name, &shown);
+            }
+        }
     }
 }
 
 impl Fields {
-    fn keep(&mut self, field: &Field, value: String, shown: &str) {
-        match field.name() {
-            "message" => self.message = value,
-            name => {
-                let _ = write!(self.rest, " {name}={shown}");
-                match name {
-                    "request_id" => self.request_id = Some(value),
-                    "deployment" => self.deployment = Some(value),
-                    "replica" => self.replica = Some(value),
-                    _ => {}
-                }
-            }
-        }
+    /// ` name=` before a field's value.
+    fn name(&mut self, field: &Field) {
+        self.rest.push(' ');
+        self.rest.push_str(field.name());
+        self.rest.push('=');
+    }
+
+    /// Keeps the value of a field the page filters on.
+    fn keep(&mut self, name: &str, value: &str) {
+        let slot = match name {
+            "request_id" => &mut self.request_id,
+            "deployment" => &mut self.deployment,
+            "replica" => &mut self.replica,
+            _ => return,
+        };
+        *slot = Some(value.to_owned());
     }
 }
 
@@ -136,8 +161,12 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for LogLayer {
             seq: ring.next,
             ts_ms,
             level: event.metadata().level().as_str(),
-            target: event.metadata().target().to_owned(),
-            message: fields.message + &fields.rest,
+            target: event.metadata().target(),
+            message: {
+                let mut message = fields.message;
+                message.push_str(&fields.rest);
+                message
+            },
             request_id: fields.request_id,
             deployment: fields.deployment,
             replica: fields.replica,
