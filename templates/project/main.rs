@@ -3,6 +3,10 @@
 
 include!(concat!(env!("OUT_DIR"), "/agents.rs"));
 
+// Memory from bursts of large bodies goes back to the system (see `rayai::alloc`).
+#[global_allocator]
+static ALLOCATOR: rayai::alloc::Allocator = rayai::alloc::Allocator;
+
 fn main() -> std::process::ExitCode {
     rayai::project::main()
 }

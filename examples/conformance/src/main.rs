@@ -25,6 +25,10 @@ use rayai::HttpOptions;
 use rayai::serve::ServeArgs;
 use tracing_subscriber::prelude::*;
 
+// Memory from bursts of large bodies goes back to the system (see `rayai::alloc`).
+#[global_allocator]
+static ALLOCATOR: rayai::alloc::Allocator = rayai::alloc::Allocator;
+
 /// The command line.
 #[derive(Parser)]
 struct Args {

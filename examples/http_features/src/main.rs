@@ -28,6 +28,10 @@ use http_features::apps;
 use rayai::HttpOptions;
 use rayai::serve::ServeArgs;
 
+// Memory from bursts of large bodies goes back to the system (see `rayai::alloc`).
+#[global_allocator]
+static ALLOCATOR: rayai::alloc::Allocator = rayai::alloc::Allocator;
+
 /// The command line.
 #[derive(Parser)]
 struct Args {

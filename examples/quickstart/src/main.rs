@@ -137,6 +137,10 @@ impl Agent for Summarizer {
     }
 }
 
+// Memory from bursts of large bodies goes back to the system (see `rayai::alloc`).
+#[global_allocator]
+static ALLOCATOR: rayai::alloc::Allocator = rayai::alloc::Allocator;
+
 /// The command line.
 #[derive(Parser)]
 struct Args {
