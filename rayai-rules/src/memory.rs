@@ -116,18 +116,21 @@ pub fn parse_memory(input: &str) -> Result<u64, MemoryError> {
     if whole.leading_zeros() < shift {
         return Err(MemoryError::Overflow);
     }
-    // The decimal part, digit by digit, in exact integer arithmetic: each digit d at place p adds
-    // d * 2^shift / 10^p bytes. Up to 19 digits are exact enough for any unit up to TiB.
-    let mut scale: u128 = 1;
-    let mut frac_bytes: u128 = 0;
-    for digit in fraction.bytes().take(19) {
-        scale *= 10;
-        frac_bytes = frac_bytes * 10 + u128::from(digit - b'0');
-    }
+    // The decimal part, exactly: floor(0.d1d2... * 2^shift). The boundaries i / 2^shift are
+    // decimals of at most `shift` digits, so the first `shift` digits decide the floor; with
+    // exactly that many (padded with zeros) the fraction is N / 10^shift and the bytes it adds are
+    // floor(N / 5^shift), divided digit by digit so that nothing overflows (5^40 < 2^94).
     if !fraction.is_empty() {
-        let extra = (frac_bytes << shift) / scale;
+        let divisor = 5u128.pow(shift);
+        let (mut quotient, mut rest) = (0u128, 0u128);
+        let digits = fraction.bytes().chain(std::iter::repeat(b'0'));
+        for digit in digits.take(shift as usize) {
+            rest = rest * 10 + u128::from(digit - b'0');
+            quotient = quotient * 10 + rest / divisor;
+            rest %= divisor;
+        }
         bytes = bytes
-            .checked_add(u64::try_from(extra).map_err(|_| MemoryError::Overflow)?)
+            .checked_add(u64::try_from(quotient).map_err(|_| MemoryError::Overflow)?)
             .ok_or(MemoryError::Overflow)?;
     }
     Ok(bytes)
