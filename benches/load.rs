@@ -1,496 +1,812 @@
-//! Load benchmark: rayai's full stack against a bare hyper server that parses the same JSON and
-//! answers the same bytes, in one process run, over loopback.
+//! The load benchmark, measured from outside: rayai against a bare hyper server, each its own
+//! process, driven by a load generator of its own process (`benches/outside`, package
+//! `rayai-bench`; its README says how every number is computed).
 //!
 //! ```text
-//! cargo bench --bench load            # every case
-//! cargo bench --bench load -- quick   # shorter runs
+//! cargo bench --bench load                 # throughput, then the per-request counts
+//! cargo bench --bench load -- quick        # 1 round of 2 s per case
+//! cargo bench --bench load -- throughput   # only the throughput
+//! cargo bench --bench load -- counts       # only the per-request counts
 //! ```
 //!
-//! For each server it prints requests/s, p50 and p99 at concurrency 1, 16 and 64, and the
-//! ratio full/bare; then frames/s of a text stream of 10,000 chunks. The load generator runs on
-//! its own runtime, each worker on one keep-alive HTTP/1.1 connection; every loop is bounded by
-//! time.
+//! It builds `loadgen`, `baseline` and `bench-server` in release, starts the baseline and rayai
+//! servers on free ports, and for each case (the `echo` agent as the conformance example has it,
+//! with the access log filtered out and on; `isolation = "shared"`; 4 replicas; a text stream of
+//! 1000 chunks) and each concurrency (1, 16, 64) runs `loadgen` in alternating rounds against
+//! the baseline and rayai (3 rounds of 3 s, each after 1 s of warmup), and prints the medians
+//! and ratios. Then, when `valgrind` and `strace` are there (or can be installed), the user-space
+//! instructions (callgrind) and system calls (strace -f) per request of the baseline and of
+//! rayai's `echo` (access log filtered out, and on) and `echo_shared`, from two
+//! counted runs of 1000 and 3000 sequential keep-alive requests: (count(3000) - count(1000)) /
+//! 2000, so that starting and stopping cancel out.
+//!
+//! Every child process is killed when the benchmark ends, also on a panic.
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::collections::BTreeMap;
+use std::ffi::OsString;
+use std::fmt::Write as _;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use bytes::{BufMut, Bytes, BytesMut};
-use http::{Request, Response};
-use http_body_util::{BodyExt, Either, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use rayai::prelude::*;
-use rayai::{HttpOptions, Server};
-use tokio::net::{TcpListener, TcpStream};
+use serde_json::Value;
 
-/// The agent under test: `echo` of the conformance example, without its options.
-#[agent(num_cpus = 0.5, memory = "64MB", max_ongoing_requests = 100)]
-#[derive(Default)]
-struct Echo;
+/// The chat request of every non-streaming case (as the in-process bench sent it).
+const BODY: &str = r#"{"data":{"messages":[{"role":"user","content":"hello there"}],"n":3},"session_id":"default"}"#;
+/// The request of the streaming case: 1000 chunks, then `done`.
+const SSE_BODY: &str = r#"{"data":{"n":1000},"stream":"text"}"#;
+/// The baseline's route (it answers every `/agents/<name>/chat` the same).
+const BASELINE_PATH: &str = "/agents/echo/chat";
+const CONCURRENCIES: [usize; 3] = [1, 16, 64];
+/// The two counted runs: their difference is what one request costs, times `N2 - N1`.
+const N1: u64 = 1000;
+const N2: u64 = 3000;
+/// How long a server may take to say it serves (valgrind is slow to start one).
+const START_TIMEOUT: Duration = Duration::from_secs(180);
+/// How long a server may take to exit after SIGTERM (callgrind writes its counts then).
+const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
-impl Agent for Echo {
-    async fn run(&self, data: Value) -> Result<Value, AgentError> {
-        Ok(json!({ "echo": data }))
+/// The three binaries of `rayai-bench`.
+struct Bins {
+    loadgen: PathBuf,
+    baseline: PathBuf,
+    server: PathBuf,
+}
+
+/// Builds `rayai-bench` in release with this cargo (and its target directory) and finds its
+/// binaries in cargo's messages.
+fn build() -> Bins {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from(env!("CARGO")));
+    eprintln!("building rayai-bench in release...");
+    let out = Command::new(cargo)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(["build", "--release", "-p", "rayai-bench", "--bins"])
+        .arg("--message-format=json-render-diagnostics")
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "building rayai-bench failed");
+    let mut found = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<Value>(line) else {
+            continue;
+        };
+        if msg["reason"] == "compiler-artifact"
+            && let (Some(name), Some(exe)) =
+                (msg["target"]["name"].as_str(), msg["executable"].as_str())
+        {
+            found.insert(name.to_owned(), PathBuf::from(exe));
+        }
     }
-
-    fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
-        let n = data.get("n").and_then(Value::as_u64).unwrap_or(0);
-        Some(rayai::stream::iter((0..n).map(|_| Ok("tok".to_owned()))).boxed())
+    let mut take = |name: &str| {
+        found
+            .remove(name)
+            .unwrap_or_else(|| panic!("cargo built no `{name}`"))
+    };
+    Bins {
+        loadgen: take("loadgen"),
+        baseline: take("baseline"),
+        server: take("bench-server"),
     }
 }
 
-/// The same agent on the server's runtime (`isolation = "shared"`: no hop between threads).
-#[agent(
-    num_cpus = 0.1,
-    memory = "64MB",
-    max_ongoing_requests = 100,
-    isolation = "shared"
-)]
-#[derive(Default)]
-struct EchoShared;
+/// `kill -<signal> <pid>` (no `unsafe` for `libc::kill`).
+fn signal(pid: u32, signal: &str) {
+    let _ = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
 
-/// The same agent as 4 replicas, each taking at most 32 requests at once.
-#[agent(
-    num_cpus = 0.1,
-    memory = "64MB",
-    num_replicas = 4,
-    max_ongoing_requests = 32
-)]
-#[derive(Default)]
-struct EchoFour;
+/// A child process, killed when dropped (also on a panic). `pid` is the server's own process,
+/// which is not the child when a tool (`strace`) runs it.
+struct Proc {
+    name: String,
+    child: Child,
+    pid: u32,
+    addr: String,
+    done: bool,
+}
 
-/// 4 replicas on the server's runtime.
-#[agent(
-    num_cpus = 0.1,
-    memory = "64MB",
-    num_replicas = 4,
-    max_ongoing_requests = 32,
-    isolation = "shared"
-)]
-#[derive(Default)]
-struct EchoFourShared;
-
-macro_rules! echo_agent {
-    ($($t:ty),*) => {$(
-        impl Agent for $t {
-            async fn run(&self, data: Value) -> Result<Value, AgentError> {
-                Ok(json!({ "echo": data }))
+impl Proc {
+    /// Starts `cmd` and waits for its line `... on http://<addr> (pid <pid>)`.
+    fn start(name: &str, mut cmd: Command) -> Proc {
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {name}: {e}"));
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut proc = Proc {
+            name: name.to_owned(),
+            pid: child.id(),
+            child,
+            addr: String::new(),
+            done: false,
+        };
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
             }
-
-            fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
-                Echo.run_stream(data)
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = rx
+                .recv_timeout(left)
+                .unwrap_or_else(|_| panic!("{name} did not say where it serves"));
+            if let Some((_, rest)) = line.split_once(" on http://") {
+                let (addr, rest) = rest.split_once(' ').unwrap_or((rest, ""));
+                proc.addr = addr.to_owned();
+                if let Some(pid) = rest
+                    .strip_prefix("(pid ")
+                    .and_then(|p| p.strip_suffix(')'))
+                    .and_then(|p| p.parse().ok())
+                {
+                    proc.pid = pid;
+                }
+                return proc;
             }
         }
-    )*};
-}
-echo_agent!(EchoShared, EchoFour, EchoFourShared);
+    }
 
-/// A handler that answers the same JSON, for the middleware cases.
-#[deployment(
-    num_cpus = 0.1,
-    memory = "64MB",
-    max_ongoing_requests = 100,
-    isolation = "shared"
-)]
-#[derive(Default)]
-struct EchoHandler;
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
 
-impl Handler for EchoHandler {
-    async fn call(&self, req: rayai::Request) -> rayai::Response {
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|c| c.to_bytes())
-            .unwrap_or_default();
-        let mut parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
-        let data = parsed.get_mut("data").map(Value::take).unwrap_or_default();
-        let out = json!({ "result": { "echo": data }, "session_id": "default" }).to_string();
-        rayai::Response::new(rayai::handler::full(out))
+    /// SIGTERM to the server, then waits for the child (a tool writes its counts as its server
+    /// exits); SIGKILL after [`STOP_TIMEOUT`].
+    fn stop(mut self) {
+        signal(self.pid, "TERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                self.done = true;
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("{} did not exit after SIGTERM", self.name);
     }
 }
 
-const BODY: &str = r#"{"data":{"messages":[{"role":"user","content":"hello there"}],"n":3},"session_id":"default"}"#;
-
-type BareBody = Either<
-    Full<Bytes>,
-    StreamBody<futures::stream::BoxStream<'static, Result<Frame<Bytes>, Infallible>>>,
->;
-
-/// The bare server: parse the JSON, answer the same bytes as rayai, or stream the same frames.
-async fn bare(req: Request<Incoming>) -> Result<Response<BareBody>, Infallible> {
-    let body = req
-        .into_body()
-        .collect()
-        .await
-        .map(|c| c.to_bytes())
-        .unwrap_or_default();
-    let mut parsed: Value = serde_json::from_slice(&body).unwrap_or_default();
-    let data = parsed.get_mut("data").map(Value::take).unwrap_or_default();
-    if parsed.get("stream").and_then(Value::as_str) == Some("text") {
-        let n = data.get("n").and_then(Value::as_u64).unwrap_or(0);
-        let frames = futures::stream::iter(
-            (0..n).map(|_| Ok(Frame::data(Bytes::from_static(b"data: tok\n\n")))),
-        )
-        .chain(futures::stream::once(async {
-            Ok(Frame::data(Bytes::from_static(DONE)))
-        }))
-        .boxed();
-        let resp = Response::builder()
-            .header("content-type", "text/event-stream; charset=utf-8")
-            .body(Either::Right(StreamBody::new(frames)))
-            .unwrap();
-        return Ok(resp);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.done {
+            return;
+        }
+        if self.pid != self.child.id() {
+            signal(self.pid, "KILL");
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
-    let mut out = BytesMut::with_capacity(128);
-    out.put_slice(b"{\"result\":");
-    serde_json::to_writer((&mut out).writer(), &json!({ "echo": data })).unwrap();
-    out.put_slice(b",\"session_id\":\"default\"}");
-    let resp = Response::builder()
-        .header("content-type", "application/json")
-        .header("x-request-id", request_id())
-        .body(Either::Left(Full::new(out.freeze())))
-        .unwrap();
-    Ok(resp)
 }
 
-const DONE: &[u8] = b"data: {\"type\": \"done\"}\n\n";
-
-/// A fresh id per response, as rayai writes one (its cost belongs to both sides).
-fn request_id() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    format!(
-        "{:036x}",
-        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-    )
+/// What `loadgen` prints.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    requests: u64,
+    errors: u64,
+    non_2xx: u64,
+    req_per_s: f64,
+    p99_us: f64,
+    frames_per_s: f64,
 }
 
-async fn start_bare() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(bare))
-                    .await;
+/// How `loadgen` runs.
+#[derive(Clone, Copy)]
+enum Load {
+    /// `-c` workers for `-d` seconds after `--warmup` seconds.
+    Timed { c: usize, seconds: f64, warmup: f64 },
+    /// Exactly `-n` sequential requests on one connection.
+    Counted(u64),
+}
+
+fn loadgen(bins: &Bins, url: &str, body: &str, sse: bool, load: Load) -> Report {
+    let mut cmd = Command::new(&bins.loadgen);
+    cmd.args(["--url", url, "--body", body]);
+    if sse {
+        cmd.arg("--sse");
+    }
+    let limit = match load {
+        Load::Timed { c, seconds, warmup } => {
+            cmd.args(["-c", &c.to_string(), "-d", &seconds.to_string()]);
+            cmd.args(["--warmup", &warmup.to_string()]);
+            seconds + warmup
+        }
+        Load::Counted(n) => {
+            cmd.args(["-c", "1", "-n", &n.to_string()]);
+            120.0
+        }
+    };
+    let mut child = Proc {
+        name: "loadgen".to_owned(),
+        child: cmd.stdout(Stdio::piped()).spawn().expect("loadgen starts"),
+        pid: 0,
+        addr: String::new(),
+        done: false,
+    };
+    child.pid = child.child.id();
+    // loadgen bounds itself (its run, then 10 s for the requests still running); this is the
+    // last resort.
+    let deadline = Instant::now() + Duration::from_secs_f64(limit + 30.0);
+    let status = loop {
+        if let Some(status) = child.child.try_wait().expect("waiting for loadgen") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "loadgen did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.done = true;
+    assert!(status.success(), "loadgen failed: {status}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.child.stdout.as_mut().expect("piped stdout"), &mut out)
+        .expect("loadgen's output");
+    let v: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("loadgen printed {out:?}: {e}"));
+    let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {out}"));
+    Report {
+        requests: num("requests") as u64,
+        errors: num("errors") as u64,
+        non_2xx: num("non_2xx") as u64,
+        req_per_s: num("req_per_s"),
+        p99_us: num("p99_us"),
+        frames_per_s: num("frames_per_s"),
+    }
+}
+
+/// The rayai server's log mode.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Logs {
+    /// `RUST_LOG=warn`: the access log is filtered out.
+    Quiet,
+    /// `RUST_LOG=info`: one access log line per request, written to /dev/null.
+    Access,
+}
+
+/// Which server, and how it runs.
+#[derive(Clone, Copy)]
+enum Server {
+    Baseline,
+    Rayai(Logs),
+}
+
+impl Server {
+    fn label(self) -> &'static str {
+        match self {
+            Server::Baseline => "bare hyper",
+            Server::Rayai(Logs::Quiet) => "rayai, access log filtered out (RUST_LOG=warn)",
+            Server::Rayai(Logs::Access) => "rayai, access log on (RUST_LOG=info)",
+        }
+    }
+
+    /// The program and its arguments, on a free port, with the environment it runs with.
+    fn command(self, bins: &Bins, tool: Option<Vec<String>>) -> Command {
+        let (program, args): (&Path, &[&str]) = match self {
+            Server::Baseline => (&bins.baseline, &["--port", "0"]),
+            Server::Rayai(_) => (&bins.server, &["--port", "0", "--dashboard-port", "0"]),
+        };
+        let mut cmd = match tool {
+            Some(tool) => {
+                let mut cmd = Command::new(&tool[0]);
+                cmd.args(&tool[1..]).arg(program);
+                cmd
+            }
+            None => Command::new(program),
+        };
+        cmd.args(args);
+        // The server's own logs go nowhere: what costs is writing them, not where to.
+        cmd.stderr(Stdio::null());
+        match self {
+            Server::Baseline => {}
+            Server::Rayai(Logs::Quiet) => {
+                cmd.env("RUST_LOG", "warn");
+            }
+            Server::Rayai(Logs::Access) => {
+                cmd.env("RUST_LOG", "info");
+            }
+        }
+        cmd.env_remove("RAYAI_LOG_FORMAT");
+        cmd
+    }
+
+    fn start(self, bins: &Bins) -> Proc {
+        Proc::start(self.label(), self.command(bins, None))
+    }
+}
+
+/// The median (the upper one of an even count).
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// One throughput case.
+struct Case {
+    name: &'static str,
+    logs: Logs,
+    path: &'static str,
+    sse: bool,
+}
+
+const CASES: [Case; 5] = [
+    Case {
+        name: "default",
+        logs: Logs::Quiet,
+        path: "/agents/echo/chat",
+        sse: false,
+    },
+    Case {
+        name: "default, access log on",
+        logs: Logs::Access,
+        path: "/agents/echo/chat",
+        sse: false,
+    },
+    Case {
+        name: "isolation = \"shared\"",
+        logs: Logs::Quiet,
+        path: "/agents/echo_shared/chat",
+        sse: false,
+    },
+    Case {
+        name: "4 replicas",
+        logs: Logs::Quiet,
+        path: "/agents/echo4/chat",
+        sse: false,
+    },
+    Case {
+        name: "SSE, 1000 chunks",
+        logs: Logs::Quiet,
+        path: "/agents/echo/chat",
+        sse: true,
+    },
+];
+
+/// One row of the throughput tables: medians of the rounds.
+struct Row {
+    case: &'static str,
+    c: usize,
+    sse: bool,
+    base_rate: f64,
+    rayai_rate: f64,
+    base_p99: f64,
+    rayai_p99: f64,
+    /// The lowest and highest ratio rayai / baseline of one round.
+    round_ratios: (f64, f64),
+    /// Errors and non-2xx answers over every round of both servers.
+    failures: u64,
+}
+
+fn ms(us: f64) -> String {
+    format!("{:.2} ms", us / 1000.0)
+}
+
+fn throughput(bins: &Bins, quick: bool) {
+    let (rounds, seconds, warmup) = if quick { (1, 2.0, 0.5) } else { (3, 3.0, 1.0) };
+    let baseline = Server::Baseline.start(bins);
+    let quiet = Server::Rayai(Logs::Quiet).start(bins);
+    let access = Server::Rayai(Logs::Access).start(bins);
+    eprintln!(
+        "baseline on {}, rayai on {} (access log filtered out) and {} (access log on)",
+        baseline.addr, quiet.addr, access.addr
+    );
+    let mut rows = Vec::new();
+    for case in &CASES {
+        let rayai = match case.logs {
+            Logs::Quiet => &quiet,
+            Logs::Access => &access,
+        };
+        let body = if case.sse { SSE_BODY } else { BODY };
+        for c in CONCURRENCIES {
+            let load = Load::Timed { c, seconds, warmup };
+            let (mut base, mut ours) = (Vec::new(), Vec::new());
+            for round in 1..=rounds {
+                let b = loadgen(bins, &baseline.url(BASELINE_PATH), body, case.sse, load);
+                let r = loadgen(bins, &rayai.url(case.path), body, case.sse, load);
+                let rate = |r: &Report| {
+                    if case.sse {
+                        r.frames_per_s
+                    } else {
+                        r.req_per_s
+                    }
+                };
+                eprintln!(
+                    "{} c={c} round {round}/{rounds}: bare hyper {:.0}/s p99 {}, rayai {:.0}/s \
+                     p99 {} ({:.2}x)",
+                    case.name,
+                    rate(&b),
+                    ms(b.p99_us),
+                    rate(&r),
+                    ms(r.p99_us),
+                    rate(&r) / rate(&b)
+                );
+                base.push((rate(&b), b));
+                ours.push((rate(&r), r));
+            }
+            let failures = base
+                .iter()
+                .chain(&ours)
+                .map(|(_, r)| r.errors + r.non_2xx + u64::from(r.requests == 0))
+                .sum();
+            let ratios: Vec<f64> = base.iter().zip(&ours).map(|(b, r)| r.0 / b.0).collect();
+            let round_ratios = (
+                ratios.iter().copied().fold(f64::INFINITY, f64::min),
+                ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            );
+            rows.push(Row {
+                case: case.name,
+                c,
+                sse: case.sse,
+                base_rate: median(base.iter().map(|(x, _)| *x).collect()),
+                rayai_rate: median(ours.iter().map(|(x, _)| *x).collect()),
+                base_p99: median(base.iter().map(|(_, r)| r.p99_us).collect()),
+                rayai_p99: median(ours.iter().map(|(_, r)| r.p99_us).collect()),
+                round_ratios,
+                failures,
             });
         }
-    });
-    addr
-}
-
-async fn start_rayai() -> Server {
-    let server = Server::start(HttpOptions {
-        port: 0,
-        dashboard_port: None,
-        ..HttpOptions::default()
-    })
-    .await
-    .unwrap();
-    let app = App::new()
-        .agent::<Echo>()
-        .agent::<EchoShared>()
-        .agent::<EchoFour>()
-        .agent::<EchoFourShared>();
-    server.deploy(app, "/").await.unwrap();
-    server
-        .deploy(App::named("plain").handler::<EchoHandler>(), "/plain")
-        .await
-        .unwrap();
-    let layered = App::named("layered")
-        .handler::<EchoHandler>()
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            http::StatusCode::REQUEST_TIMEOUT,
-            Duration::from_secs(10),
-        ))
-        .layer(tower_http::cors::CorsLayer::permissive())
-        .layer(rayai::BearerAuthLayer::new("bench"));
-    server.deploy(layered, "/layered").await.unwrap();
-    server
-}
-
-struct Stats {
-    rps: f64,
-    p50: Duration,
-    p99: Duration,
-}
-
-/// `concurrency` workers, each on its own connection, for `duration` after `warmup`.
-async fn load(
-    addr: SocketAddr,
-    path: &'static str,
-    concurrency: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> Stats {
-    let start = Instant::now() + warmup;
-    let end = start + duration;
-    let workers = (0..concurrency).map(|_| {
-        tokio::spawn(async move {
-            let stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-                .await
-                .unwrap();
-            tokio::spawn(conn);
-            let mut latencies = Vec::with_capacity(1 << 16);
-            loop {
-                let t0 = Instant::now();
-                if t0 >= end {
-                    break;
-                }
-                let req = Request::post(path)
-                    .header("host", "bench")
-                    .header("content-type", "application/json")
-                    .header("authorization", "Bearer bench")
-                    .header("origin", "http://bench")
-                    .body(Full::new(Bytes::from_static(BODY.as_bytes())))
-                    .unwrap();
-                let resp = sender.send_request(req).await.unwrap();
-                assert!(resp.status().is_success(), "{}", resp.status());
-                let _ = resp.into_body().collect().await.unwrap();
-                if t0 >= start {
-                    latencies.push(t0.elapsed());
-                }
-            }
-            latencies
-        })
-    });
-    let mut all = Vec::new();
-    for w in workers {
-        all.extend(w.await.unwrap());
     }
-    all.sort_unstable();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    Stats {
-        rps: all.len() as f64 / duration.as_secs_f64(),
-        p50: pct(0.50),
-        p99: pct(0.99),
+    drop((baseline, quiet, access));
+    println!();
+    println!(
+        "## Throughput from outside: median of {rounds} alternating round(s) of {seconds} s \
+         (after {warmup} s of warmup each), loadgen on one thread, one keep-alive connection per \
+         worker"
+    );
+    println!();
+    println!(
+        "| case | c | bare hyper req/s | rayai req/s | ratio | rounds' ratios | bare hyper p99 | rayai p99 | p99 ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows.iter().filter(|r| !r.sse) {
+        print_row(row);
+    }
+    println!();
+    println!(
+        "| case | c | bare hyper frames/s | rayai frames/s | ratio | rounds' ratios | bare hyper p99 (whole stream) | rayai p99 (whole stream) | p99 ratio |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for row in rows.iter().filter(|r| r.sse) {
+        print_row(row);
+    }
+    let failed: Vec<_> = rows.iter().filter(|r| r.failures > 0).collect();
+    for row in &failed {
+        println!(
+            "WARNING: {} c={}: {} errors or non-2xx answers (or an empty run)",
+            row.case, row.c, row.failures
+        );
     }
 }
 
-/// Frames per second of one text stream of `n` chunks (median of `runs`).
-async fn stream_rate(addr: SocketAddr, path: &'static str, n: usize, runs: usize) -> f64 {
-    let mut rates = Vec::new();
-    for _ in 0..runs {
-        let stream = TcpStream::connect(addr).await.unwrap();
-        stream.set_nodelay(true).unwrap();
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        let body = format!(r#"{{"data":{{"n":{n}}},"stream":"text"}}"#);
-        let t0 = Instant::now();
-        let req = Request::post(path)
-            .header("host", "bench")
-            .body(Full::new(Bytes::from(body)))
-            .unwrap();
-        let mut resp = sender.send_request(req).await.unwrap().into_body();
-        let mut frames = 0usize;
-        let mut tail = Vec::new();
-        while let Some(frame) = resp.frame().await {
-            if let Ok(data) = frame.unwrap().into_data() {
-                frames += data.windows(2).filter(|w| w == b"\n\n").count();
-                tail = data.to_vec();
-            }
-        }
-        let secs = t0.elapsed().as_secs_f64();
-        assert_eq!(frames, n + 1, "every chunk and the done frame");
-        assert!(tail.ends_with(DONE));
-        rates.push(n as f64 / secs);
-    }
-    rates.sort_by(f64::total_cmp);
-    rates[rates.len() / 2]
+fn print_row(row: &Row) {
+    println!(
+        "| {} | {} | {:.0} | {:.0} | {:.2} | {:.2}–{:.2} | {} | {} | {:.2} |",
+        row.case,
+        row.c,
+        row.base_rate,
+        row.rayai_rate,
+        row.rayai_rate / row.base_rate,
+        row.round_ratios.0,
+        row.round_ratios.1,
+        ms(row.base_p99),
+        ms(row.rayai_p99),
+        row.rayai_p99 / row.base_p99
+    );
 }
 
-/// A second server with the dashboard on (its own port) serving the shared echo agent.
-async fn start_with_dashboard() -> Server {
-    let options = HttpOptions {
-        port: 0,
-        dashboard_port: Some(0),
-        ..HttpOptions::default()
+/// Whether `tool --version` runs.
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// valgrind and strace, installed with apt-get (as root, else with `sudo -n`) when missing.
+fn tools() -> bool {
+    if have("valgrind") && have("strace") {
+        return true;
+    }
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    let apt = |args: &[&str]| {
+        let mut cmd = if root {
+            Command::new("apt-get")
+        } else {
+            let mut sudo = Command::new("sudo");
+            sudo.args(["-n", "apt-get"]);
+            sudo
+        };
+        cmd.args(args)
+            .env("DEBIAN_FRONTEND", "noninteractive")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
     };
-    let server = Server::start_with(
-        options,
-        rayai::Controller::new(rayai::NodeResources::new(8.0, 8 << 30)),
-    )
-    .await
-    .unwrap();
-    server
-        .deploy(App::new().agent::<EchoShared>(), "/")
-        .await
-        .unwrap();
-    server
+    eprintln!("valgrind or strace is missing: installing them with apt-get");
+    let installed = apt(&["install", "-y", "valgrind", "strace"])
+        || (apt(&["update"]) && apt(&["install", "-y", "valgrind", "strace"]));
+    installed && have("valgrind") && have("strace")
 }
 
-/// A group of cases: its label, the rayai variants (name, path) and the concurrencies.
-type Case = (
-    &'static str,
-    &'static [(&'static str, &'static str)],
-    &'static [usize],
-);
+/// What runs a server and counts.
+#[derive(Clone, Copy)]
+enum Tool {
+    Callgrind,
+    Strace,
+}
 
-/// Runs `rounds` alternating measurements of each target and keeps each one's median round.
-fn compare(
-    clients: &tokio::runtime::Runtime,
-    targets: &[(&str, SocketAddr, &'static str)],
-    concurrency: usize,
-    rounds: usize,
-    warmup: Duration,
-    duration: Duration,
-) -> Vec<Stats> {
-    let mut all: Vec<Vec<Stats>> = targets.iter().map(|_| Vec::new()).collect();
-    for _ in 0..rounds {
-        for (i, (_, addr, path)) in targets.iter().enumerate() {
-            all[i].push(clients.block_on(load(*addr, path, concurrency, warmup, duration)));
+/// The counts of one run: instructions (callgrind) or system calls by name (strace).
+#[derive(Default)]
+struct Counts {
+    total: f64,
+    by_name: BTreeMap<String, f64>,
+}
+
+/// callgrind's `summary:` (or `totals:`) line: the instructions of every thread.
+fn parse_callgrind(text: &str) -> Counts {
+    let total = text
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("summary:")
+                .or_else(|| l.strip_prefix("totals:"))
+        })
+        .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        .unwrap_or_else(|| panic!("no summary line in the callgrind output"));
+    Counts {
+        total,
+        by_name: BTreeMap::new(),
+    }
+}
+
+/// `strace -c`'s table: `% time seconds usecs/call calls [errors] syscall`, then `total`.
+fn parse_strace(text: &str) -> Counts {
+    let mut counts = Counts::default();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        if cols.len() < 5 || cols[0].parse::<f64>().is_err() {
+            continue;
+        }
+        let Ok(calls) = cols[3].parse::<f64>() else {
+            continue;
+        };
+        let name = cols[cols.len() - 1];
+        if name == "total" {
+            counts.total = calls;
+        } else {
+            counts.by_name.insert(name.to_owned(), calls);
         }
     }
-    all.into_iter()
-        .map(|mut runs| {
-            runs.sort_by(|a, b| a.rps.total_cmp(&b.rps));
-            runs.swap_remove(runs.len() / 2)
-        })
-        .collect()
+    assert!(counts.total > 0.0, "no total line in the strace summary");
+    counts
+}
+
+/// A server counted per request, and the route it is asked.
+struct Counted {
+    /// Its row in the table.
+    label: &'static str,
+    /// Its column in the table of system calls by name.
+    short: &'static str,
+    server: Server,
+    path: &'static str,
+    /// For the tools' output files.
+    tag: &'static str,
+}
+
+const COUNTED: [Counted; 4] = [
+    Counted {
+        label: "bare hyper",
+        short: "bare hyper",
+        server: Server::Baseline,
+        path: BASELINE_PATH,
+        tag: "baseline",
+    },
+    Counted {
+        label: "rayai `echo`, access log filtered out (RUST_LOG=warn)",
+        short: "rayai",
+        server: Server::Rayai(Logs::Quiet),
+        path: "/agents/echo/chat",
+        tag: "rayai-quiet",
+    },
+    Counted {
+        label: "rayai `echo`, access log on (RUST_LOG=info)",
+        short: "rayai + access log",
+        server: Server::Rayai(Logs::Access),
+        path: "/agents/echo/chat",
+        tag: "rayai-access",
+    },
+    Counted {
+        label: "rayai `echo_shared` (isolation = \"shared\"), RUST_LOG=warn",
+        short: "rayai shared",
+        server: Server::Rayai(Logs::Quiet),
+        path: "/agents/echo_shared/chat",
+        tag: "rayai-shared",
+    },
+];
+
+/// Runs the server under `tool` for `n` sequential requests and counts.
+fn count(bins: &Bins, dir: &Path, counted: &Counted, tool: Tool, n: u64) -> Counts {
+    let out = dir.join(format!(
+        "{}-{}-{n}.out",
+        counted.tag,
+        match tool {
+            Tool::Callgrind => "callgrind",
+            Tool::Strace => "strace",
+        }
+    ));
+    let prefix = match tool {
+        Tool::Callgrind => vec![
+            "valgrind".to_owned(),
+            "--tool=callgrind".to_owned(),
+            format!("--callgrind-out-file={}", out.display()),
+            format!("--log-file={}.log", out.display()),
+        ],
+        Tool::Strace => vec![
+            "strace".to_owned(),
+            "-f".to_owned(),
+            "-c".to_owned(),
+            "-o".to_owned(),
+            out.display().to_string(),
+            "--".to_owned(),
+        ],
+    };
+    let proc = Proc::start(counted.label, counted.server.command(bins, Some(prefix)));
+    let report = loadgen(bins, &proc.url(counted.path), BODY, false, Load::Counted(n));
+    assert_eq!(
+        (report.requests, report.errors, report.non_2xx),
+        (n, 0, 0),
+        "{}: every counted request answered 2xx",
+        counted.label
+    );
+    proc.stop();
+    let text =
+        std::fs::read_to_string(&out).unwrap_or_else(|e| panic!("reading {}: {e}", out.display()));
+    match tool {
+        Tool::Callgrind => parse_callgrind(&text),
+        Tool::Strace => parse_strace(&text),
+    }
+}
+
+/// Per request: the difference of the two counted runs over the difference of their requests.
+fn per_request(a: &Counts, b: &Counts) -> Counts {
+    let d = (N2 - N1) as f64;
+    let mut by_name = BTreeMap::new();
+    for name in a.by_name.keys().chain(b.by_name.keys()) {
+        let x = a.by_name.get(name).copied().unwrap_or(0.0);
+        let y = b.by_name.get(name).copied().unwrap_or(0.0);
+        by_name.insert(name.clone(), (y - x) / d);
+    }
+    Counts {
+        total: (b.total - a.total) / d,
+        by_name,
+    }
+}
+
+fn counts(bins: &Bins, dir: &Path) {
+    if !tools() {
+        println!();
+        println!(
+            "per-request counts skipped: valgrind and strace are not installed and could not be \
+             installed (`apt-get install -y valgrind strace`)"
+        );
+        return;
+    }
+    let mut results = Vec::new();
+    for server in &COUNTED {
+        let mut per = Vec::new();
+        for tool in [Tool::Callgrind, Tool::Strace] {
+            eprintln!(
+                "counting {} under {}...",
+                server.label,
+                match tool {
+                    Tool::Callgrind => "callgrind",
+                    Tool::Strace => "strace -f",
+                }
+            );
+            let a = count(bins, dir, server, tool, N1);
+            let b = count(bins, dir, server, tool, N2);
+            per.push(per_request(&a, &b));
+        }
+        let syscalls = per.pop().expect("strace counts");
+        let instructions = per.pop().expect("callgrind counts");
+        results.push((server, instructions, syscalls));
+    }
+    let (_, base_instr, base_sys) = &results[0];
+    let (base_instr, base_sys) = (base_instr.total, base_sys.total);
+    println!();
+    println!(
+        "## Per request: user-space instructions (callgrind) and system calls (strace -f), \
+         (count({N2}) - count({N1})) / {} sequential keep-alive requests at c=1",
+        N2 - N1
+    );
+    println!();
+    println!("| server | instructions/req | ratio | syscalls/req | ratio |");
+    println!("|---|---:|---:|---:|---:|");
+    for (server, instr, sys) in &results {
+        println!(
+            "| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
+            server.label,
+            instr.total,
+            instr.total / base_instr,
+            sys.total,
+            sys.total / base_sys
+        );
+    }
+    // The system calls by name: every one that any server makes at least 0.01 times a request.
+    let mut names: Vec<&String> = results
+        .iter()
+        .flat_map(|(_, _, s)| s.by_name.iter())
+        .filter(|(_, v)| v.abs() >= 0.01)
+        .map(|(k, _)| k)
+        .collect();
+    names.sort();
+    names.dedup();
+    let of = |i: usize, name: &str| results[i].2.by_name.get(name).copied().unwrap_or(0.0);
+    names.sort_by(|a, b| of(1, b).total_cmp(&of(1, a)).then(a.cmp(b)));
+    println!();
+    println!("System calls per request, by name:");
+    println!();
+    let mut header = String::from("| syscall |");
+    let mut rule = String::from("|---|");
+    for (server, _, _) in &results {
+        let _ = write!(header, " {} |", server.short);
+        rule.push_str("---:|");
+    }
+    println!("{header}");
+    println!("{rule}");
+    for name in names {
+        let mut line = format!("| {name} |");
+        for i in 0..results.len() {
+            let _ = write!(line, " {:.2} |", of(i, name));
+        }
+        println!("{line}");
+    }
 }
 
 fn main() {
-    let quick = std::env::args().any(|a| a == "quick");
-    let (warmup, duration, rounds) = if quick {
-        (Duration::from_millis(200), Duration::from_millis(800), 1)
-    } else {
-        (Duration::from_millis(300), Duration::from_secs(2), 3)
-    };
-    // Servers on one runtime, the load generator on another, as two processes would be.
-    let servers = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let clients = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (bare_addr, rayai, monitored) = servers.block_on(async {
-        (
-            start_bare().await,
-            start_rayai().await,
-            start_with_dashboard().await,
-        )
-    });
-    let rayai_addr = rayai.local_addr();
-    let _guard = servers.enter();
-
-    println!("rayai load benchmark: echo agent, full stack vs bare hyper (same JSON, same bytes)");
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let has = |word: &str| args.iter().any(|a| a == word);
+    let quick = has("quick");
+    let (mut run_throughput, mut run_counts) = (has("throughput"), has("counts"));
+    if !run_throughput && !run_counts {
+        (run_throughput, run_counts) = (true, true);
+    }
+    let bins = build();
+    let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
-        "median of {rounds} alternating rounds of {duration:?} per case; ratio = rayai / bare"
+        "rayai load benchmark from outside: {} CPUs, load average {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        loadavg()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
+    if run_throughput {
+        throughput(&bins, quick);
+    }
+    if run_counts {
+        let dir = std::env::temp_dir().join(format!("rayai-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a temporary directory");
+        counts(&bins, &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    println!();
     println!(
-        "{:<28} {:>5} {:>10} {:>10} {:>10} {:>7} {:>7}",
-        "server", "conc", "req/s", "p50", "p99", "x rps", "x p99"
+        "load average at the end: {}",
+        loadavg()
+            .split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
     );
-    let cases: [Case; 3] = [
-        (
-            "1 replica",
-            &[
-                ("rayai thread isolation", "/agents/echo/chat"),
-                ("rayai shared isolation", "/agents/echo_shared/chat"),
-            ],
-            &[1, 16, 64],
-        ),
-        (
-            "handler app: no layers vs CORS + bearer auth + timeout",
-            &[
-                ("rayai handler, no layers", "/plain"),
-                ("rayai handler, 3 layers", "/layered"),
-            ],
-            &[64],
-        ),
-        (
-            "4 replicas x 32",
-            &[
-                ("rayai thread isolation", "/agents/echo_four/chat"),
-                ("rayai shared isolation", "/agents/echo_four_shared/chat"),
-            ],
-            &[64],
-        ),
-    ];
-    for (label, variants, concurrencies) in cases {
-        println!("-- {label}");
-        for &concurrency in concurrencies {
-            let mut targets = vec![("bare hyper", bare_addr, "/agents/echo/chat")];
-            targets.extend(
-                variants
-                    .iter()
-                    .map(|(name, path)| (*name, rayai_addr, *path)),
-            );
-            let stats = compare(&clients, &targets, concurrency, rounds, warmup, duration);
-            let bare = &stats[0];
-            for ((name, _, _), s) in targets.iter().zip(&stats) {
-                println!(
-                    "{name:<28} {concurrency:>5} {:>10.0} {:>10.1?} {:>10.1?} {:>7.2} {:>7.2}",
-                    s.rps,
-                    s.p50,
-                    s.p99,
-                    s.rps / bare.rps,
-                    s.p99.as_secs_f64() / bare.p99.as_secs_f64()
-                );
-            }
-        }
-    }
-    // Monitoring: the same agent before any log capture, then with the dashboard's log capture
-    // installed (a global subscriber, so it stays on for what follows), dashboard off and on.
-    println!(
-        "-- monitoring: shared echo agent at c=64; ratio against no log capture, no dashboard"
-    );
-    let path = "/agents/echo_shared/chat";
-    let baseline = compare(
-        &clients,
-        &[("", rayai_addr, path)],
-        64,
-        rounds,
-        warmup,
-        duration,
-    )
-    .remove(0);
-    {
-        use tracing_subscriber::prelude::*;
-        let _ = tracing_subscriber::registry()
-            .with(rayai::LogLayer::new().with_filter(tracing_subscriber::filter::LevelFilter::INFO))
-            .try_init();
-    }
-    let targets = [
-        ("logs captured, dashboard off", rayai_addr, path),
-        ("logs captured, dashboard on", monitored.local_addr(), path),
-    ];
-    let stats = compare(&clients, &targets, 64, rounds, warmup, duration);
-    let rows = std::iter::once(("no log capture, no dashboard", &baseline))
-        .chain(targets.iter().map(|(name, _, _)| *name).zip(&stats));
-    for (name, s) in rows {
-        println!(
-            "{name:<28} {:>5} {:>10.0} {:>10.1?} {:>10.1?} {:>7.2} {:>7.2}",
-            64,
-            s.rps,
-            s.p50,
-            s.p99,
-            s.rps / baseline.rps,
-            s.p99.as_secs_f64() / baseline.p99.as_secs_f64()
-        );
-    }
-    let runs = if quick { 3 } else { 7 };
-    let b = clients.block_on(stream_rate(bare_addr, "/agents/echo/chat", 10_000, runs));
-    println!("-- text stream of 10,000 chunks (median of {runs})");
-    println!("{:<28} {b:>10.0} frames/s", "bare hyper");
-    for (name, path) in [
-        ("rayai thread isolation", "/agents/echo/chat"),
-        ("rayai shared isolation", "/agents/echo_shared/chat"),
-    ] {
-        let r = clients.block_on(stream_rate(rayai_addr, path, 10_000, runs));
-        println!("{name:<28} {r:>10.0} frames/s  ratio {:.2}", r / b);
-    }
-    servers.block_on(rayai.shutdown());
 }

@@ -1,0 +1,118 @@
+//! `bench-server`: the rayai server of the load benchmark, a process of its own, as a user
+//! writes one (`rayai::serve::start`, the default log subscriber, default options).
+//!
+//! | agent | what it is |
+//! |---|---|
+//! | `echo` | the conformance example's `echo`, with its options (`num_cpus = 0.25`, `memory = "64MB"`, everything else the defaults: 1 replica, 5 ongoing requests, an unbounded queue, `isolation = "thread"`) |
+//! | `echo_shared` | the same with `isolation = "shared"` |
+//! | `echo4` | the same with `num_replicas = 4` |
+//!
+//! Each `run` answers `{"echo": data}` (or fails with `data.fail`, waits `data.delay_ms`, as
+//! the conformance example's); each `run_stream` yields `data.n` chunks `tok`.
+//!
+//! It takes `--port`, `--host` and `--dashboard-port` (0 turns the dashboard off), serves with
+//! no drain delay so that it stops at once on SIGTERM, and prints
+//! `bench-server on http://<addr> (pid <pid>)` once its agents are deployed. `RUST_LOG` chooses
+//! what is logged, as for any rayai program: unset or `info` writes the access log (one line per
+//! request on standard error), `warn` filters it out.
+//!
+//! ```text
+//! RUST_LOG=warn bench-server --port 0 --dashboard-port 0
+//! ```
+
+use std::time::Duration;
+
+use clap::Parser;
+use rayai::HttpOptions;
+use rayai::prelude::*;
+use rayai::serve::ServeArgs;
+
+/// The allocator the examples and generated projects ship with.
+#[global_allocator]
+static ALLOCATOR: rayai::alloc::Allocator = rayai::alloc::Allocator;
+
+/// The command line.
+#[derive(Parser)]
+#[command(
+    name = "bench-server",
+    about = "rayai's echo agents for the load benchmark"
+)]
+struct Args {
+    #[command(flatten)]
+    serve: ServeArgs,
+}
+
+/// The conformance example's `echo`.
+#[agent(name = "echo", num_cpus = 0.25, memory = "64MB")]
+#[derive(Default)]
+struct Echo;
+
+/// `echo` on the server's runtime: no hop between threads.
+#[agent(
+    name = "echo_shared",
+    num_cpus = 0.25,
+    memory = "64MB",
+    isolation = "shared"
+)]
+#[derive(Default)]
+struct EchoShared;
+
+/// `echo` as 4 replicas.
+#[agent(name = "echo4", num_cpus = 0.25, memory = "64MB", num_replicas = 4)]
+#[derive(Default)]
+struct Echo4;
+
+/// The conformance example's `echo` run: `{"echo": data}`, or `data.fail`, after `data.delay_ms`.
+async fn echo(data: Value) -> Result<Value, AgentError> {
+    if let Some(message) = data.get("fail").and_then(Value::as_str) {
+        return Err(AgentError::new(message.to_owned()));
+    }
+    if let Some(ms) = data.get("delay_ms").and_then(Value::as_u64) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    Ok(json!({ "echo": data }))
+}
+
+/// `data.n` chunks `tok`.
+fn toks(data: &Value) -> TextStream<'static> {
+    let n = data.get("n").and_then(Value::as_u64).unwrap_or(0);
+    rayai::stream::iter((0..n).map(|_| Ok("tok".to_owned()))).boxed()
+}
+
+macro_rules! echo_agent {
+    ($($t:ty),*) => {$(
+        impl Agent for $t {
+            async fn run(&self, data: Value) -> Result<Value, AgentError> {
+                echo(data).await
+            }
+
+            fn run_stream(&self, data: Value) -> Option<TextStream<'_>> {
+                Some(toks(&data))
+            }
+        }
+    )*};
+}
+echo_agent!(Echo, EchoShared, Echo4);
+
+#[tokio::main]
+async fn main() -> rayai::Result<()> {
+    let args = Args::parse();
+    let server = rayai::serve::start(args.serve.apply(HttpOptions {
+        drain_delay_s: 0.0,
+        ..HttpOptions::default()
+    }))
+    .await?;
+    let app = App::new()
+        .agent::<Echo>()
+        .agent::<EchoShared>()
+        .agent::<Echo4>();
+    server.deploy(app, "/").await?;
+    println!(
+        "bench-server on http://{} (pid {})",
+        server.local_addr(),
+        std::process::id()
+    );
+    rayai::serve::shutdown_signal().await;
+    server.shutdown().await;
+    Ok(())
+}
