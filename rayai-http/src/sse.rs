@@ -79,7 +79,7 @@ pub(crate) fn error_frame(message: &str) -> Bytes {
 pub(crate) struct Frames<S> {
     stream: Option<S>,
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Bytes)>,
-    keep_alive: Option<(Pin<Box<tokio::time::Sleep>>, Duration)>,
+    keep_alive: Option<KeepAlive>,
     buf: BytesMut,
 }
 
@@ -99,18 +99,33 @@ impl<S> Frames<S> {
                     error_frame(&message),
                 )
             }),
-            keep_alive: keep_alive.map(|every| (Box::pin(tokio::time::sleep(every)), every)),
+            keep_alive: keep_alive.map(|every| KeepAlive {
+                sleep: Box::pin(tokio::time::sleep(every)),
+                every,
+                last: tokio::time::Instant::now(),
+            }),
             buf: BytesMut::new(),
         }
     }
 
-    /// Starts the silence over: something was just sent.
+    /// Starts the silence over: something was just sent. Only the time is noted (a clock read);
+    /// the timer is moved when it fires, not for every frame.
     fn sent(&mut self) {
-        if let Some((sleep, every)) = self.keep_alive.as_mut() {
-            sleep.as_mut().reset(tokio::time::Instant::now() + *every);
+        if let Some(keep_alive) = self.keep_alive.as_mut() {
+            keep_alive.last = tokio::time::Instant::now();
         }
     }
+
+    /// The buffered frames, as one chunk of the body.
+    fn flush(&mut self) -> Poll<Option<Bytes>> {
+        self.sent();
+        Poll::Ready(Some(self.buf.split().freeze()))
+    }
 }
+
+/// Frames that are ready together go out as one chunk, up to this many bytes: fewer chunks for
+/// hyper to frame and fewer writes, and no frame waits for another.
+const COALESCE_BYTES: usize = 16 * 1024;
 
 impl<S, T> Stream for Frames<S>
 where
@@ -128,38 +143,66 @@ where
             if let Some((sleep, frame)) = this.deadline.as_mut()
                 && sleep.as_mut().poll(cx).is_ready()
             {
-                let frame = frame.clone();
+                this.buf.extend_from_slice(frame);
                 this.stream = None;
-                return Poll::Ready(Some(frame));
+                return this.flush();
             }
             let next = match Pin::new(stream).poll_next(cx) {
                 Poll::Ready(next) => next,
+                Poll::Pending if !this.buf.is_empty() => return this.flush(),
                 Poll::Pending => {
-                    if let Some((sleep, _)) = this.keep_alive.as_mut()
-                        && sleep.as_mut().poll(cx).is_ready()
+                    if let Some(keep_alive) = this.keep_alive.as_mut()
+                        && keep_alive.poll_silent(cx).is_ready()
                     {
-                        this.sent();
-                        return Poll::Ready(Some(Bytes::from_static(KEEP_ALIVE)));
+                        this.buf.extend_from_slice(KEEP_ALIVE);
+                        return this.flush();
                     }
                     return Poll::Pending;
                 }
             };
             match next {
                 Some(Ok(item)) => {
-                    if item.encode(&mut this.buf) {
-                        this.sent();
-                        return Poll::Ready(Some(this.buf.split().freeze()));
+                    if item.encode(&mut this.buf) && this.buf.len() >= COALESCE_BYTES {
+                        return this.flush();
                     }
                 }
                 Some(Err(e)) => {
+                    this.buf.extend_from_slice(&error_frame(&e.to_string()));
                     this.stream = None;
-                    return Poll::Ready(Some(error_frame(&e.to_string())));
+                    return this.flush();
                 }
                 None => {
+                    this.buf.extend_from_slice(DONE_FRAME);
                     this.stream = None;
-                    return Poll::Ready(Some(Bytes::from_static(DONE_FRAME)));
+                    return this.flush();
                 }
             }
+        }
+    }
+}
+
+/// The keep-alive timer of a stream: a comment after `every` without a frame.
+struct KeepAlive {
+    sleep: Pin<Box<tokio::time::Sleep>>,
+    every: Duration,
+    /// When something was last sent.
+    last: tokio::time::Instant,
+}
+
+impl KeepAlive {
+    /// Ready when the stream has been silent for `every`. When the timer fires early (a frame
+    /// was sent since it was set), it is moved to `every` after that frame.
+    fn poll_silent(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        loop {
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            let due = self.last + self.every;
+            if due <= tokio::time::Instant::now() {
+                self.sleep
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + self.every);
+                return Poll::Ready(());
+            }
+            self.sleep.as_mut().reset(due);
         }
     }
 }
@@ -221,11 +264,48 @@ mod tests {
         }))
     }
 
-    async fn body(frames: impl Stream<Item = Bytes>) -> Vec<String> {
+    /// The chunks of the body, as they were handed to hyper.
+    async fn chunks(frames: impl Stream<Item = Bytes>) -> Vec<String> {
         frames
             .map(|b| String::from_utf8(b.to_vec()).unwrap())
             .collect()
             .await
+    }
+
+    /// The events of the body (each with its blank line), whatever chunks carried them.
+    async fn body(frames: impl Stream<Item = Bytes>) -> Vec<String> {
+        let mut events = Vec::new();
+        for chunk in chunks(frames).await {
+            assert!(
+                chunk.ends_with("\n\n"),
+                "a chunk ends with an event: {chunk:?}"
+            );
+            events.extend(chunk.split_inclusive("\n\n").map(str::to_owned));
+        }
+        events
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn frames_ready_together_go_in_one_chunk_and_none_waits() {
+        // "b" and "c" are ready together after a pause; "a" goes before the pause.
+        let stream = paced(
+            vec![Some("a"), None, Some("b"), Some("c")],
+            Duration::from_secs(1),
+        );
+        assert_eq!(
+            chunks(Frames::new(stream, None, None)).await,
+            [
+                "data: a\n\n",
+                "data: b\n\ndata: c\n\ndata: {\"type\": \"done\"}\n\n"
+            ]
+        );
+        // A long burst is cut into chunks of about COALESCE_BYTES.
+        let line = "x".repeat(1000);
+        let burst: Vec<Result<String, Error>> = (0..40).map(|_| Ok(line.clone())).collect();
+        let got = chunks(Frames::new(futures::stream::iter(burst), None, None)).await;
+        assert!(got.len() >= 3, "{}", got.len());
+        assert!(got.iter().all(|c| c.len() < COALESCE_BYTES + 1100));
+        assert_eq!(got.concat().matches("data: x").count(), 40);
     }
 
     use futures::StreamExt as _;
