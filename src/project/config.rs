@@ -135,6 +135,11 @@ struct HttpSection {
     dashboard_port: Option<u16>,
     metrics_export_port: Option<u16>,
     strict_placement: Option<bool>,
+    drain_delay_s: Option<Spanned<f64>>,
+    sse_keep_alive_s: Option<Spanned<f64>>,
+    body_read_timeout_s: Option<Spanned<f64>>,
+    max_connections: Option<Spanned<usize>>,
+    max_body_bytes_in_flight: Option<u64>,
 }
 
 impl ProjectConfig {
@@ -400,6 +405,28 @@ impl ProjectConfig {
         }
         if let Some(v) = h.strict_placement {
             options.strict_placement = v;
+        }
+        if let Some(v) = &h.drain_delay_s {
+            options.drain_delay_s = secs(v, "drain_delay_s")?;
+        }
+        if let Some(v) = &h.sse_keep_alive_s {
+            options.sse_keep_alive_s = secs(v, "sse_keep_alive_s")?;
+        }
+        if let Some(v) = &h.body_read_timeout_s {
+            options.body_read_timeout_s = secs(v, "body_read_timeout_s")?;
+        }
+        if let Some(v) = &h.max_connections {
+            if *v.get_ref() == 0 {
+                return Err(self.error(
+                    v.span(),
+                    Some("http.max_connections".to_owned()),
+                    "max_connections must be 1 or more".to_owned(),
+                ));
+            }
+            options.max_connections = Some(*v.get_ref());
+        }
+        if let Some(v) = h.max_body_bytes_in_flight {
+            options.max_body_bytes_in_flight = v;
         }
         Ok(options)
     }
@@ -677,6 +704,23 @@ mod tests {
             ProjectConfig::parse("rayai.toml", "[http]\nmetrics_export_port = 9100\n").unwrap();
         let o = cfg.apply_http(HttpOptions::default()).unwrap();
         assert_eq!(o.metrics_export_port, Some(9100));
+
+        let cfg = ProjectConfig::parse(
+            "rayai.toml",
+            "[http]\nbody_read_timeout_s = 0\nmax_connections = 500\nmax_body_bytes_in_flight = 1048576\ndrain_delay_s = 1\nsse_keep_alive_s = 0\n",
+        )
+        .unwrap();
+        let o = cfg.apply_http(HttpOptions::default()).unwrap();
+        assert_eq!(o.body_read_timeout_s, 0.0);
+        assert_eq!(o.max_connections, Some(500));
+        assert_eq!(o.max_body_bytes_in_flight, 1 << 20);
+        assert_eq!((o.drain_delay_s, o.sse_keep_alive_s), (1.0, 0.0));
+        let cfg = ProjectConfig::parse("rayai.toml", "[http]\n\nmax_connections = 0\n").unwrap();
+        let err = cfg.apply_http(HttpOptions::default()).unwrap_err();
+        assert_eq!(err.line, 3, "{err}");
+        assert!(err.to_string().contains("max_connections"), "{err}");
+        let cfg = ProjectConfig::parse("rayai.toml", "[http]\nbody_read_timeout_s = -1\n").unwrap();
+        assert!(cfg.apply_http(HttpOptions::default()).is_err());
 
         let err = ProjectConfig::parse("rayai.toml", "[http]\nport = 70000\n").unwrap_err();
         assert_eq!((err.line, err.key.as_deref()), (2, Some("port")), "{err}");
