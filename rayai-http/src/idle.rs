@@ -251,11 +251,99 @@ impl Drop for ReadingBody {
 pub(crate) struct Tracked<I> {
     io: I,
     activity: Arc<Activity>,
+    /// hyper's own error answer, being written with an `x-request-id` added.
+    rewrite: Option<Rewrite>,
 }
 
 impl<I> Tracked<I> {
     pub(crate) fn new(io: I, activity: Arc<Activity>) -> Self {
-        Tracked { io, activity }
+        Tracked {
+            io,
+            activity,
+            rewrite: None,
+        }
+    }
+}
+
+/// The answer hyper writes itself for a request head it cannot take (`400`, `431`, ...), with
+/// an `x-request-id` header added: the bytes to write, how many are written, and how many of
+/// hyper's bytes they stand for.
+struct Rewrite {
+    bytes: Vec<u8>,
+    written: usize,
+    stands_for: usize,
+}
+
+/// hyper's own error answer with a request id, when `data` is one: an HTTP/1 `4xx`/`5xx` head
+/// with an empty body and no `x-request-id`, written while no request is in flight (so no
+/// service wrote it). `None` for anything else.
+fn with_request_id(data: &[u8]) -> Option<Vec<u8>> {
+    let rest = data
+        .strip_prefix(b"HTTP/1.1 ")
+        .or_else(|| data.strip_prefix(b"HTTP/1.0 "))?;
+    if !matches!(rest.first(), Some(b'4' | b'5')) {
+        return None;
+    }
+    let line_end = data.windows(2).position(|w| w == b"\r\n")? + 2;
+    let head_end = data.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let head = &data[..head_end];
+    let has = |name: &[u8]| {
+        head.split(|&b| b == b'\n')
+            .any(|line| line.len() > name.len() && line[..name.len()].eq_ignore_ascii_case(name))
+    };
+    if head_end != data.len() || has(b"x-request-id:") || !has(b"content-length: 0") {
+        return None;
+    }
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+    let mut out = Vec::with_capacity(data.len() + 52);
+    out.extend_from_slice(&data[..line_end]);
+    out.extend_from_slice(b"x-request-id: ");
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\r\n");
+    out.extend_from_slice(&data[line_end..]);
+    Some(out)
+}
+
+impl<I: AsyncWrite + Unpin> Tracked<I> {
+    /// Starts rewriting `data` when it is hyper's own error answer; `false` when it is not.
+    fn start_rewrite(&mut self, data: &[u8]) -> bool {
+        if self.rewrite.is_some()
+            || self.activity.in_flight.load(Ordering::Relaxed) != 0
+            || !data.starts_with(b"HTTP/1.")
+        {
+            return self.rewrite.is_some();
+        }
+        match with_request_id(data) {
+            Some(bytes) => {
+                self.rewrite = Some(Rewrite {
+                    bytes,
+                    written: 0,
+                    stands_for: data.len(),
+                });
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Writes the rewritten answer; once all of it is written, hyper is told its bytes were.
+    fn poll_rewrite(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
+        while let Some(rewrite) = self.rewrite.as_mut() {
+            if rewrite.written == rewrite.bytes.len() {
+                let n = rewrite.stands_for;
+                self.rewrite = None;
+                return Poll::Ready(Ok(n));
+            }
+            let n = std::task::ready!(
+                Pin::new(&mut self.io).poll_write(cx, &rewrite.bytes[rewrite.written..])
+            )?;
+            if n == 0 {
+                return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+            }
+            rewrite.written += n;
+        }
+        Poll::Ready(Ok(0))
     }
 }
 
@@ -281,7 +369,11 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write(cx, data)
+        let this = &mut *self;
+        if this.start_rewrite(data) {
+            return this.poll_rewrite(cx);
+        }
+        Pin::new(&mut this.io).poll_write(cx, data)
     }
 
     fn poll_write_vectored(
@@ -289,7 +381,13 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Tracked<I> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        let this = &mut *self;
+        if let Some(first) = bufs.iter().find(|b| !b.is_empty())
+            && this.start_rewrite(first)
+        {
+            return this.poll_rewrite(cx);
+        }
+        Pin::new(&mut this.io).poll_write_vectored(cx, bufs)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -419,6 +517,88 @@ mod tests {
 
     fn secs(s: u64) -> Duration {
         Duration::from_secs(s)
+    }
+
+    /// A writer that takes at most three bytes a call, and is pending every other call.
+    struct Trickle {
+        out: Vec<u8>,
+        pending: bool,
+    }
+
+    impl AsyncWrite for Trickle {
+        fn poll_write(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            data: &[u8],
+        ) -> Poll<std::io::Result<usize>> {
+            self.pending = !self.pending;
+            if self.pending {
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let n = data.len().min(3);
+            self.out.extend_from_slice(&data[..n]);
+            Poll::Ready(Ok(n))
+        }
+        fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+            Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn hypers_own_error_answer_gets_a_request_id_through_partial_writes() {
+        use tokio::io::AsyncWriteExt as _;
+        let answer = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
+        let activity = Activity::new(BOUNDS);
+        let mut io = Tracked::new(
+            Trickle {
+                out: Vec::new(),
+                pending: false,
+            },
+            activity.clone(),
+        );
+        io.write_all(answer).await.unwrap();
+        let out = String::from_utf8(io.io.out.clone()).unwrap();
+        let (line, rest) = out.split_once("\r\n").unwrap();
+        assert_eq!(line, "HTTP/1.1 431 Request Header Fields Too Large");
+        let id = rest.strip_prefix("x-request-id: ").unwrap();
+        assert_eq!(
+            &id[36..],
+            "\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n"
+        );
+
+        // A service's answer (it has an id), a body, or anything while a request is in flight
+        // passes untouched.
+        let served = b"HTTP/1.1 404 Not Found\r\nx-request-id: a\r\ncontent-length: 0\r\n\r\n";
+        let body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\nmore";
+        for bytes in [
+            &served[..],
+            &body[..],
+            b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
+        ] {
+            let mut io = Tracked::new(
+                Trickle {
+                    out: Vec::new(),
+                    pending: false,
+                },
+                activity.clone(),
+            );
+            io.write_all(bytes).await.unwrap();
+            assert_eq!(io.io.out, bytes);
+        }
+        let _in_flight = activity.begin();
+        let mut io = Tracked::new(
+            Trickle {
+                out: Vec::new(),
+                pending: false,
+            },
+            activity.clone(),
+        );
+        io.write_all(answer).await.unwrap();
+        assert_eq!(io.io.out, answer);
     }
 
     #[tokio::test(start_paused = true)]

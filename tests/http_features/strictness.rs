@@ -100,6 +100,54 @@ async fn http11_without_host_or_with_two_is_400_with_a_request_id() {
     server.shutdown().await;
 }
 
+/// The answers hyper writes itself, before any request exists (a head it cannot parse, a head
+/// too large, an unknown version), carry an `x-request-id` too, on the serving port and the
+/// dashboard, and the connection serves nothing more.
+#[tokio::test]
+async fn the_answers_hyper_writes_itself_carry_a_request_id() {
+    let mut opts = options();
+    opts.dashboard_port = Some(0);
+    let server = super::start(opts).await;
+    let dashboard = server.dashboard_addr().expect("a dashboard");
+    for addr in [server.local_addr(), dashboard] {
+        let too_large = format!(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Big: {}",
+            "a".repeat(512 * 1024)
+        );
+        for (head, status) in [
+            ("GARBAGE\x01 / HTTP/1.1\r\nHost: a", 400),
+            ("GET / HTTP/1.1\r\nHost: a\r\nBad Header Name: x", 400),
+            ("GET / HTTP/9.9\r\nHost: a", 400),
+            (too_large.as_str(), 431),
+        ] {
+            let bytes =
+                common::raw(addr, format!("{head}\r\n\r\n").as_bytes(), false, RAW_WAIT).await;
+            let text = String::from_utf8_lossy(&bytes);
+            let code = format!("HTTP/1.1 {status} ");
+            assert!(text.starts_with(&code), "{head:.40?}: {text:?}");
+            let id = text
+                .lines()
+                .find_map(|l| l.strip_prefix("x-request-id: "))
+                .unwrap_or_else(|| panic!("{head:.40?}: no x-request-id in {text:?}"));
+            assert!(super::is_uuid(id.trim()), "{text:?}");
+            assert_eq!(text.matches("HTTP/1.1").count(), 1, "{text:?}");
+        }
+    }
+    // Served answers are untouched: one id each.
+    let reply = raw(server.local_addr(), "GET / HTTP/1.1\r\nHost: a").await;
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(
+        reply
+            .headers
+            .iter()
+            .filter(|(n, _)| n == "x-request-id")
+            .count(),
+        1,
+        "{reply:?}"
+    );
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn http2_names_its_host_in_authority_and_is_served() {
     let server = example().await;
