@@ -117,7 +117,9 @@ pub(crate) fn parse(body: &[u8], shape: Shape) -> Result<ChatRequest, Value> {
     let stream = match fields.get("stream") {
         None | Some(Value::Bool(false)) => StreamMode::Off,
         // Any numeric zero (`0`, `-0`, `0.0`, `0e0`, `1e-400`), as pydantic reads them.
-        Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_f64() == Some(0.0) => StreamMode::Off,
+        Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_f64() == Some(0.0) => {
+            StreamMode::Off
+        }
         Some(Value::String(s)) if s == "text" => StreamMode::Text,
         Some(Value::String(s)) if s == "events" => StreamMode::Events,
         Some(other) => {
