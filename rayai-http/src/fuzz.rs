@@ -102,9 +102,9 @@ pub fn sse_error_frame(message: &str) -> Bytes {
     sse::error_frame(message)
 }
 
-/// The body of a text stream, frame by frame, as the server writes it: one frame per chunk that
+/// The body of a text stream, chunk by chunk, as the server writes it: one frame per chunk that
 /// is not skipped, then the `done` frame; or, when the agent's stream fails with `error` after
-/// its chunks, the error frame instead of `done`.
+/// its chunks, the error frame instead of `done`. Frames ready together share a chunk.
 pub fn sse_text_stream(chunks: &[String], error: Option<&str>) -> Vec<Bytes> {
     let items = chunks.iter().cloned().map(Ok).chain(error.map(|message| {
         Err(rayai_core::Error::Agent(rayai_core::AgentError::new(
