@@ -23,7 +23,6 @@ use clap::Parser;
 use conformance::agents;
 use rayai::HttpOptions;
 use rayai::serve::ServeArgs;
-use tracing_subscriber::prelude::*;
 
 // Memory from bursts of large bodies goes back to the system (see `rayai::alloc`).
 #[global_allocator]
@@ -38,12 +37,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> rayai::Result<()> {
-    // The dashboard's log view shows what the `LogLayer` captures.
-    tracing_subscriber::registry()
-        .with(tracing_subscriber::EnvFilter::from_default_env())
-        .with(tracing_subscriber::fmt::layer())
-        .with(rayai::LogLayer::new())
-        .init();
+    // `serve::start` installs rayai's log subscriber: `RUST_LOG` (default `info`, one access log
+    // line per request), `RAYAI_LOG_FORMAT=json`, and the dashboard's log view fed.
     let args = Args::parse();
     let app = agents::app();
     let server = rayai::serve::start(args.serve.apply(HttpOptions {

@@ -41,11 +41,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> rayai::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    // `serve::start` installs rayai's log subscriber: `RUST_LOG` (default `info`, one access log
+    // line per request), `RAYAI_LOG_FORMAT=json`, and the dashboard's log view fed.
     let args = Args::parse();
     let token = std::env::var("RAYAI_EXAMPLE_TOKEN").unwrap_or_else(|_| "secret".to_owned());
     let options = args.serve.apply(HttpOptions {

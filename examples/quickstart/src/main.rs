@@ -22,7 +22,6 @@ use clap::Parser;
 use rayai::HttpOptions;
 use rayai::prelude::*;
 use rayai::serve::ServeArgs;
-use tracing_subscriber::prelude::*;
 
 /// The text of the last user message in `data.messages` (RayAI's chat shape).
 fn last_user_message(data: &Value) -> Option<&str> {
@@ -150,14 +149,8 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> rayai::Result<()> {
-    // The dashboard's log view shows what the `LogLayer` captures.
-    tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with(tracing_subscriber::fmt::layer())
-        .with(rayai::LogLayer::new())
-        .init();
+    // `serve::start` installs rayai's log subscriber: `RUST_LOG` (default `info`, one access log
+    // line per request), `RAYAI_LOG_FORMAT=json`, and the dashboard's log view fed.
     let args = Args::parse();
     let server = rayai::serve::start(args.serve.apply(HttpOptions {
         // A fixture that test suites may start beside others: when the dashboard's port is
