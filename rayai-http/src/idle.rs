@@ -548,23 +548,27 @@ mod tests {
         }
     }
 
+    /// What `bytes` become when written through a connection's wrapper, three bytes a call.
+    async fn written(activity: &Arc<Activity>, bytes: &[u8]) -> Vec<u8> {
+        use tokio::io::AsyncWriteExt as _;
+        let trickle = Trickle {
+            out: Vec::new(),
+            pending: false,
+        };
+        let mut io = Tracked::new(trickle, activity.clone());
+        io.write_all(bytes).await.unwrap();
+        io.io.out
+    }
+
     #[tokio::test]
     async fn hypers_own_error_answer_gets_a_request_id_through_partial_writes() {
-        use tokio::io::AsyncWriteExt as _;
         let answer = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n";
         let activity = Activity::new(BOUNDS);
-        let mut io = Tracked::new(
-            Trickle {
-                out: Vec::new(),
-                pending: false,
-            },
-            activity.clone(),
-        );
-        io.write_all(answer).await.unwrap();
-        let out = String::from_utf8(io.io.out.clone()).unwrap();
+        let out = String::from_utf8(written(&activity, answer).await).unwrap();
         let (line, rest) = out.split_once("\r\n").unwrap();
         assert_eq!(line, "HTTP/1.1 431 Request Header Fields Too Large");
         let id = rest.strip_prefix("x-request-id: ").unwrap();
+        assert!(uuid::Uuid::parse_str(&id[..36]).is_ok(), "{id:?}");
         assert_eq!(
             &id[36..],
             "\r\nconnection: close\r\ncontent-length: 0\r\ndate: x\r\n\r\n"
@@ -579,26 +583,10 @@ mod tests {
             &body[..],
             b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n",
         ] {
-            let mut io = Tracked::new(
-                Trickle {
-                    out: Vec::new(),
-                    pending: false,
-                },
-                activity.clone(),
-            );
-            io.write_all(bytes).await.unwrap();
-            assert_eq!(io.io.out, bytes);
+            assert_eq!(written(&activity, bytes).await, bytes);
         }
         let _in_flight = activity.begin();
-        let mut io = Tracked::new(
-            Trickle {
-                out: Vec::new(),
-                pending: false,
-            },
-            activity.clone(),
-        );
-        io.write_all(answer).await.unwrap();
-        assert_eq!(io.io.out, answer);
+        assert_eq!(written(&activity, answer).await, answer);
     }
 
     #[tokio::test(start_paused = true)]
