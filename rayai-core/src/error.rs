@@ -326,6 +326,27 @@ pub enum Error {
     /// The replica serving the request went away before it answered.
     #[error("the replica serving this request stopped before it finished")]
     ReplicaStopped,
+    /// A deployment in other processes has no replica that can take the request now.
+    #[error("deployment `{deployment}` is unavailable: {reason}")]
+    Unavailable {
+        /// The deployment's name.
+        deployment: String,
+        /// Why: what discovery found, what each replica answered.
+        reason: String,
+    },
+    /// A replica in another process had the request, and the connection to it failed before it
+    /// answered: the request may have run, so it was not sent again.
+    #[error(
+        "replica {replica} of deployment `{deployment}` failed while serving the request: {reason}"
+    )]
+    ReplicaLost {
+        /// The deployment's name.
+        deployment: String,
+        /// The replica's address.
+        replica: String,
+        /// What the connection said.
+        reason: String,
+    },
     /// The deployment is shutting down and takes no new requests.
     #[error("deployment `{0}` is shutting down")]
     ShuttingDown(String),

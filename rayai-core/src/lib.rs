@@ -19,6 +19,7 @@
 //! | `route` | the route-prefix table |
 //! | `status`, `error` | [`DeploymentStatus`]; [`Error`] and [`AgentError`] |
 //! | `batch` | dynamic batching for a deployment's calls |
+//! | `remote` | replicas in other processes: [`remote::Discovery`], [`remote::Transport`], [`remote::Roles`] |
 //!
 //! Dependencies run one way: the types users write against sit at the bottom, `serving` on
 //! top; nothing below `serving` reaches the controller.
@@ -41,6 +42,7 @@ mod handle;
 pub mod handler;
 pub mod memory;
 mod node;
+pub mod remote;
 mod request;
 pub mod route;
 mod schema;

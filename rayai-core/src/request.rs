@@ -51,6 +51,12 @@ impl RequestContext {
         self.sticky.as_deref()
     }
 
+    /// The key that keeps this request's session on one replica (the session id, or an
+    /// `x-session-id` header), if it has a session.
+    pub fn sticky_key(&self) -> Option<&str> {
+        self.sticky.as_deref()
+    }
+
     /// The request id (the client's `X-Request-ID`, or a fresh UUID).
     pub fn request_id(&self) -> &str {
         &self.request_id

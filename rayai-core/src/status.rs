@@ -27,6 +27,9 @@ pub enum ReplicaState {
     Running,
     /// Finishing its requests before it stops.
     Stopping,
+    /// A replica in another process that refused a connection, reset one or failed its health
+    /// probe: out of the set until a probe finds it healthy.
+    Unreachable,
 }
 
 /// A snapshot of one replica.
@@ -46,8 +49,11 @@ pub struct ReplicaStatus {
     pub starts: u32,
     /// Why it stopped, if it died.
     pub last_error: Option<String>,
-    /// When it started (its constructor finished); Ray's `start_time_s`.
+    /// When it started (its constructor finished); Ray's `start_time_s`. For a replica in
+    /// another process, when this process first found it.
     pub start_time: std::time::SystemTime,
+    /// Where it runs, for a replica in another process (`host:port`); `None` in this process.
+    pub address: Option<String>,
 }
 
 /// A snapshot of one deployment.

@@ -55,6 +55,10 @@ pub enum Error {
         /// The address it bound.
         address: std::net::SocketAddr,
     },
+    /// The role settings (`RAYAI_ROLE`, `RAYAI_DEPLOYMENT`, `RAYAI_DISCOVERY`) do not fit
+    /// together, or name what the program does not have.
+    #[error("{0}")]
+    Role(String),
     /// The runtime failed: a deployment that does not fit, a replica that does not start.
     #[error(transparent)]
     Runtime(#[from] rayai_core::Error),
@@ -236,6 +240,15 @@ pub(crate) fn from_error(error: &CoreError, retry_after_s: Option<u32>) -> Respo
             None => text(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
         },
         CoreError::ShuttingDown(_) => text(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+        CoreError::Unavailable { .. } => {
+            let mut resp = text(StatusCode::SERVICE_UNAVAILABLE, error.to_string());
+            resp.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_s.unwrap_or(1)),
+            );
+            resp
+        }
+        CoreError::ReplicaLost { .. } => detail(StatusCode::BAD_GATEWAY, &error.to_string()),
         _ => detail(StatusCode::INTERNAL_SERVER_ERROR, &error.to_string()),
     }
 }

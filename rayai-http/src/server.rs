@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::roles::Role;
 use rayai_core::{App, Controller, DeploymentHandle, DeploymentStatus, Placement};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -79,6 +80,8 @@ struct Inner {
     shutting_down: AtomicBool,
     /// Turns true when the shutdown is complete: connections and replicas done.
     stopped: watch::Sender<bool>,
+    /// The deployments of the applications deployed so far, for the replica role's check.
+    deployed: watch::Sender<Vec<String>>,
 }
 
 impl Server {
@@ -156,6 +159,11 @@ impl Server {
         layer: Option<ServerLayerFn>,
     ) -> Result<Server, Error> {
         let tls = tls_acceptor(&options)?;
+        let (role, roles) = crate::roles::from_env()?;
+        if let Some(roles) = roles {
+            tracing::info!(?role, discovery = %roles.discovery.describe(), "role");
+            controller.set_roles(roles);
+        }
         let address = format!("{}:{}", options.host, options.port);
         let hint = "choose another port with --port or RAYAI_PORT";
         let listener = TcpListener::bind((options.host.as_str(), options.port))
@@ -224,6 +232,7 @@ impl Server {
             controller,
             draining: false.into(),
             monitor,
+            role,
         });
         let layered = layer.map(|wrap| wrap(server_service(shared.clone())));
         let service = Proxy {
@@ -232,7 +241,7 @@ impl Server {
         };
         tokio::spawn(accept_loop(listener, service, conn, stop_rx, closed_tx));
         tracing::info!(address = %local_addr, "serving on http://{local_addr}");
-        Ok(Server {
+        let server = Server {
             inner: Arc::new(Inner {
                 shared,
                 declarative,
@@ -242,8 +251,16 @@ impl Server {
                 closed,
                 shutting_down: AtomicBool::new(false),
                 stopped: watch::channel(false).0,
+                deployed: watch::channel(Vec::new()).0,
             }),
-        })
+        };
+        if let Role::Replica(local) = &server.inner.shared.role {
+            tokio::spawn(check_replica_role(
+                local.clone(),
+                server.inner.deployed.subscribe(),
+            ));
+        }
+        Ok(server)
     }
 
     /// The address the server listens on.
@@ -273,6 +290,14 @@ impl Server {
             .deploy_app_with(app, route_prefix, placement)
             .await?;
         self.inner.declarative.catalog().deployed(&deployed);
+        self.inner.deployed.send_modify(|names| {
+            names.extend(
+                deployed
+                    .deployments()
+                    .iter()
+                    .map(|d| d.config().name().to_owned()),
+            );
+        });
         Ok(())
     }
 
@@ -466,3 +491,27 @@ const _: () = assert!(FLUSH.as_millis() + REPLICAS_STOP.as_millis() < 1000);
 
 /// Wraps the whole server's service in the server-wide layers.
 type ServerLayerFn = Arc<dyn Fn(ServerService) -> ServerService + Send + Sync>;
+
+/// In the replica role: once the program has deployed its applications (the first one, then
+/// two quiet seconds), a deployment named by `RAYAI_DEPLOYMENT` that none of them has is an
+/// error naming the valid ones, and the process exits with status 2: a replica process that
+/// serves nothing would only look healthy.
+async fn check_replica_role(local: Vec<String>, mut deployed: watch::Receiver<Vec<String>>) {
+    if deployed.wait_for(|names| !names.is_empty()).await.is_err() {
+        return;
+    }
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), deployed.changed()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return,
+            Err(_) => break,
+        }
+    }
+    let names = deployed.borrow().clone();
+    if let Some((unknown, valid)) = crate::roles::unknown_deployments(&local, &names) {
+        let message = crate::roles::unknown_message(&unknown, &valid);
+        tracing::error!("{message}");
+        eprintln!("error: {message}");
+        std::process::exit(2);
+    }
+}

@@ -23,6 +23,7 @@ use crate::chat::{self, AgentEndpoint, AgentRoute, Exchange};
 use crate::error;
 use crate::intake::Intake;
 use crate::monitor::{Monitor, RouteMetrics, method_label};
+use crate::roles::{Role, wire};
 
 /// `x-request-id`.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -134,6 +135,8 @@ pub(crate) struct Shared {
     pub(crate) controller: Controller,
     pub(crate) draining: AtomicBool,
     pub(crate) monitor: Arc<Monitor>,
+    /// The process's role (`RAYAI_ROLE`).
+    pub(crate) role: Role,
 }
 
 /// The whole server as a tower service, for server-wide layers.
@@ -340,6 +343,9 @@ impl Shared {
         match req.uri().path() {
             "/-/healthz" => return self.healthz(),
             "/-/routes" => return self.routes_json(),
+            path if path.starts_with(wire::PREFIX) && matches!(self.role, Role::Replica(_)) => {
+                return self.wire(req, &request_id).await;
+            }
             _ => {}
         }
         if let Err(reason) = check_path(req.uri().path()) {
@@ -524,9 +530,45 @@ impl Shared {
     fn healthz(&self) -> Response<Body> {
         if self.draining.load(Ordering::SeqCst) {
             error::text(StatusCode::SERVICE_UNAVAILABLE, "draining")
+        } else if let Some(missing) = self.local_missing() {
+            error::text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("starting: deployment `{missing}` does not run yet"),
+            )
         } else {
             error::text(StatusCode::OK, "success")
         }
+    }
+
+    /// In the replica role, a deployment of this process that does not run (yet).
+    fn local_missing(&self) -> Option<&str> {
+        let Role::Replica(local) = &self.role else {
+            return None;
+        };
+        local
+            .iter()
+            .find(|name| self.local_handle(name).is_none())
+            .map(String::as_str)
+    }
+
+    /// A deployment whose replicas run in this process (the replica role).
+    fn local_handle(&self, name: &str) -> Option<DeploymentHandle> {
+        match &self.role {
+            Role::Replica(local) if local.iter().any(|l| l == name) => self.controller.handle(name),
+            _ => None,
+        }
+    }
+
+    /// A request from a proxy or another process's handle to a deployment running here.
+    async fn wire(&self, req: Request<Incoming>, request_id: &str) -> Response<Body> {
+        wire::serve(
+            req,
+            request_id,
+            |name| self.local_handle(name),
+            self.options.max_body_bytes,
+            self.draining.load(Ordering::SeqCst),
+        )
+        .await
     }
 
     fn routes_json(&self) -> Response<Body> {

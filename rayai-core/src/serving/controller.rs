@@ -12,6 +12,7 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 
 use super::publish::{self, planned_routes, publishable};
+use super::remote::RemoteDeployment;
 use super::running::Running;
 use super::snapshot::{AppSource, Origin, Snapshot, SnapshotRef};
 use crate::app::App;
@@ -22,6 +23,7 @@ use crate::error::Error;
 use crate::handle::DeploymentHandle;
 use crate::node::scheduler::Scheduler;
 use crate::node::{NodeResources, Placement, Plan, PlanRow};
+use crate::remote::Roles;
 use crate::route::validate_prefix;
 use crate::status::DeploymentStatus;
 
@@ -53,6 +55,10 @@ struct Inner {
     scheduler: Arc<Mutex<Scheduler>>,
     /// Every deployment started here, newest last (dropped ones are swept on read).
     deployments: Mutex<Vec<Weak<Running>>>,
+    /// Every deployment followed in other processes, newest last.
+    remotes: Mutex<Vec<Weak<RemoteDeployment>>>,
+    /// Which deployments run here, and how the others are reached; `None`: all run here.
+    roles: arc_swap::ArcSwapOption<Roles>,
     /// Deploys and deletes, one at a time; readers never wait for it.
     changes: tokio::sync::Mutex<()>,
     snapshot: ArcSwap<Snapshot>,
@@ -71,6 +77,23 @@ impl Inner {
             .filter(|r| !r.is_closed())
             .collect()
     }
+
+    fn live_remotes(&self) -> Vec<Arc<RemoteDeployment>> {
+        let mut list = lock(&self.remotes);
+        list.retain(|w| w.strong_count() > 0);
+        list.iter()
+            .filter_map(Weak::upgrade)
+            .filter(|r| !r.is_closed())
+            .collect()
+    }
+
+    /// Whether the deployment `name` runs its replicas in this process.
+    fn runs_here(&self, name: &str) -> bool {
+        self.roles
+            .load()
+            .as_ref()
+            .is_none_or(|roles| roles.runs_here(name))
+    }
 }
 
 impl Registry for Inner {
@@ -80,6 +103,13 @@ impl Registry for Inner {
             .rev()
             .find(|r| r.name() == name)
             .map(|r| DeploymentHandle::new(r))
+            .or_else(|| {
+                self.live_remotes()
+                    .into_iter()
+                    .rev()
+                    .find(|r| r.name() == name)
+                    .map(|r| DeploymentHandle::new(r))
+            })
     }
 }
 
@@ -90,6 +120,8 @@ impl Controller {
             inner: Arc::new(Inner {
                 scheduler: Arc::new(Mutex::new(Scheduler::new(node))),
                 deployments: Mutex::new(Vec::new()),
+                remotes: Mutex::new(Vec::new()),
+                roles: arc_swap::ArcSwapOption::empty(),
                 changes: tokio::sync::Mutex::new(()),
                 snapshot: ArcSwap::from_pointee(Snapshot::default()),
             }),
@@ -105,6 +137,18 @@ impl Controller {
             .get_or_init(|| async { Controller::new(NodeResources::detect().await) })
             .await
             .clone()
+    }
+
+    /// Runs only the deployments `roles.local` names in this process from now on; every other
+    /// deployment of the applications deployed later is followed in other processes, found by
+    /// `roles.discovery` and reached by `roles.transport` (the proxy and replica roles).
+    pub fn set_roles(&self, roles: Roles) {
+        self.inner.roles.store(Some(Arc::new(roles)));
+    }
+
+    /// The roles given with [`Controller::set_roles`]; `None` when everything runs here.
+    pub fn roles(&self) -> Option<Roles> {
+        self.inner.roles.load_full().map(|r| Roles::clone(&r))
     }
 
     /// The node's resources.
@@ -145,6 +189,7 @@ impl Controller {
         rows.extend(
             app.deployments()
                 .iter()
+                .filter(|d| self.inner.runs_here(d.config().name()))
                 .map(|d| plan_row(d.config(), replicas(d.config()))),
         );
         Plan::new(self.node(), rows)
@@ -618,10 +663,21 @@ impl Controller {
     /// An invalid configuration, [`Error::NoRoom`] when a replica does not fit on the node, or a
     /// replica whose constructor keeps failing.
     pub async fn deploy(&self, deployment: Deployment) -> Result<DeploymentHandle, Error> {
+        let mut parts = deployment.into_parts();
+        if let Some(roles) = self.inner.roles.load_full() {
+            if !roles.runs_here(parts.config.name()) {
+                let remote = RemoteDeployment::start(parts, Roles::clone(&roles)).await?;
+                lock(&self.inner.remotes).push(Arc::downgrade(&remote));
+                return Ok(DeploymentHandle::new(remote));
+            }
+            if let Some(n) = roles.num_replicas {
+                parts.config = parts.config.without_autoscaling().with_num_replicas(n);
+            }
+        }
         let inner: Arc<Inner> = self.inner.clone();
         let registry: Arc<dyn Registry> = inner;
         let running = Running::start(
-            deployment.into_parts(),
+            parts,
             self.inner.scheduler.clone(),
             Arc::downgrade(&registry),
         )
@@ -637,7 +693,9 @@ impl Controller {
 
     /// A snapshot of every running deployment, those of applications and those started alone.
     pub fn status(&self) -> Vec<DeploymentStatus> {
-        self.inner.live().iter().map(|r| r.status()).collect()
+        let mut all: Vec<DeploymentStatus> = self.inner.live().iter().map(|r| r.status()).collect();
+        all.extend(self.inner.live_remotes().iter().map(|r| r.status()));
+        all
     }
 }
 

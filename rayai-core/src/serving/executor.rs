@@ -98,6 +98,13 @@ impl Executor {
 /// its work with it.
 pub(crate) struct AbortOnDrop<T>(JoinHandle<T>);
 
+impl<T> AbortOnDrop<T> {
+    /// Cancels `task` when dropped.
+    pub(crate) fn new(task: JoinHandle<T>) -> Self {
+        AbortOnDrop(task)
+    }
+}
+
 impl<T> Drop for AbortOnDrop<T> {
     fn drop(&mut self) {
         self.0.abort();

@@ -18,10 +18,11 @@ pub(crate) mod autoscale;
 mod controller;
 pub(crate) mod executor;
 mod publish;
-mod replica;
-mod router;
+pub(crate) mod remote;
+pub(crate) mod replica;
+pub(crate) mod router;
 mod running;
-mod slot;
+pub(crate) mod slot;
 mod snapshot;
 mod stats;
 

@@ -103,12 +103,6 @@ pub(crate) struct Replica {
     kick: Arc<Notify>,
 }
 
-impl AsRef<Load> for Arc<Replica> {
-    fn as_ref(&self) -> &Load {
-        &self.load
-    }
-}
-
 impl Replica {
     /// Starts the executor and runs the constructor on it, then, when the deployment has a
     /// `user_config`, `reconfigure` with it: the replica takes no request before both succeed.

@@ -13,12 +13,35 @@ use tokio::sync::Notify;
 
 use super::replica::{Load, Replica};
 use super::slot::{Slot, Waiter};
+
+/// What a router routes to: a replica in this process, or one in another.
+pub(crate) trait Routed: Send + Sync + 'static {
+    /// Its id, which sticky sessions hash.
+    fn id(&self) -> &str;
+    /// How busy it is.
+    fn load(&self) -> &Load;
+}
+
+impl Routed for Replica {
+    fn id(&self) -> &str {
+        Replica::id(self)
+    }
+    fn load(&self) -> &Load {
+        Replica::load(self)
+    }
+}
+
+impl<R: Routed> AsRef<Load> for Arc<R> {
+    fn as_ref(&self) -> &Load {
+        Routed::load(&**self)
+    }
+}
 use crate::error::Error;
 
 /// Routes a deployment's requests to its replicas.
-pub(crate) struct Router {
+pub(crate) struct Router<R = Replica> {
     name: String,
-    replicas: ArcSwap<Vec<Arc<Replica>>>,
+    replicas: ArcSwap<Vec<Arc<R>>>,
     /// `max_queued_requests` (`u64::MAX`: unbounded), changed in place by a lightweight update.
     max_queued: AtomicU64,
     waiter: Arc<Waiter>,
@@ -29,7 +52,7 @@ pub(crate) struct Router {
     kick: Arc<Notify>,
 }
 
-impl Router {
+impl<R: Routed> Router<R> {
     pub(crate) fn new(name: String, max_queued: Option<u32>, kick: Arc<Notify>) -> Self {
         Router {
             name,
@@ -43,7 +66,7 @@ impl Router {
     }
 
     /// Replaces the set of replicas, and wakes queued requests so they see the new ones.
-    pub(crate) fn set_replicas(&self, replicas: Vec<Arc<Replica>>) {
+    pub(crate) fn set_replicas(&self, replicas: Vec<Arc<R>>) {
         self.replicas.store(Arc::new(replicas));
         self.waiter.wake_all();
     }
@@ -75,7 +98,7 @@ impl Router {
         self.waiter.wake_all();
     }
 
-    fn try_slot(&self, session: Option<&str>) -> Option<Slot> {
+    fn try_slot(&self, session: Option<&str>) -> Option<Slot<R>> {
         let replicas = self.replicas.load();
         let sticky = session
             .and_then(|key| rendezvous(&replicas, key))
@@ -94,7 +117,7 @@ impl Router {
     /// # Errors
     ///
     /// [`Error::Backpressure`] when the queue is full, [`Error::ShuttingDown`] once closed.
-    pub(crate) async fn acquire(&self, session: Option<&str>) -> Result<Slot, Error> {
+    pub(crate) async fn acquire(&self, session: Option<&str>) -> Result<Slot<R>, Error> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::ShuttingDown(self.name.clone()));
         }
@@ -128,7 +151,7 @@ impl Router {
 /// The replica a session key belongs to: the one whose id, hashed with the key, weighs most
 /// (rendezvous, or highest-random-weight, hashing). A session moves only when its replica
 /// leaves the set; the sessions of a replica that leaves spread evenly over the others.
-fn rendezvous(replicas: &[Arc<Replica>], key: &str) -> Option<usize> {
+fn rendezvous<R: Routed>(replicas: &[Arc<R>], key: &str) -> Option<usize> {
     highest_weight(replicas.iter().map(|r| r.id()), key)
 }
 

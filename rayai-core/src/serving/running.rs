@@ -605,6 +605,7 @@ impl Running {
                     starts: m.starts,
                     last_error: m.replica.last_error(),
                     start_time: m.replica.started_at(),
+                    address: None,
                 })
                 .collect(),
         }

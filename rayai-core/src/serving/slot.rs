@@ -14,6 +14,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::executor::join_error;
 use super::replica::Replica;
+use super::router::Routed;
 use crate::agent::{DynAgent, EventStream, TextStream};
 use crate::error::{Error, panic_message};
 use crate::handle::AnyBox;
@@ -73,24 +74,31 @@ impl Drop for QueueGuard<'_> {
 }
 
 /// A reserved place on a replica; the place is given back when this is dropped.
-pub(crate) struct Slot {
-    replica: Arc<Replica>,
+pub(crate) struct Slot<R: Routed = Replica> {
+    replica: Arc<R>,
     waiter: Arc<Waiter>,
 }
 
-impl Drop for Slot {
+impl<R: Routed> Drop for Slot<R> {
     fn drop(&mut self) {
         self.replica.load().release();
         self.waiter.slot_freed();
     }
 }
 
-impl Slot {
+impl<R: Routed> Slot<R> {
     /// A place already reserved on `replica` (its load counts it).
-    pub(crate) fn new(replica: Arc<Replica>, waiter: Arc<Waiter>) -> Self {
+    pub(crate) fn new(replica: Arc<R>, waiter: Arc<Waiter>) -> Self {
         Slot { replica, waiter }
     }
 
+    /// The replica the place is on.
+    pub(crate) fn replica(&self) -> &Arc<R> {
+        &self.replica
+    }
+}
+
+impl Slot {
     /// Runs the agent's `run` on the replica. Dropping the returned future cancels the run.
     pub(crate) async fn call(self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
         let replica = self.replica.clone();

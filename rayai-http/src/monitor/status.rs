@@ -472,6 +472,7 @@ mod tests {
                     starts: 1,
                     last_error: None,
                     start_time: UNIX_EPOCH,
+                    address: None,
                 })
                 .collect(),
         }

@@ -1,0 +1,190 @@
+//! The roles of a rayai program beyond one process, chosen at start by the environment:
+//!
+//! | `RAYAI_ROLE` | what the process runs |
+//! |---|---|
+//! | `all` (default) | everything: the proxy and every replica |
+//! | `proxy` | no replica: the applications' routes, every request sent to replica processes found by `RAYAI_DISCOVERY` |
+//! | `replica` | the replicas of the deployments `RAYAI_DEPLOYMENT` names (comma-separated), `RAYAI_NUM_REPLICAS` of each if set, served to proxies and handles over HTTP/2 on the serving port |
+//!
+//! `RAYAI_DISCOVERY` is `static:<file>` (a TOML file, `[deployments]` then
+//! `echo = ["127.0.0.1:9001"]`, read again when it changes) or `dns` (`<deployment>.<RAYAI_DNS_SUFFIX>`
+//! A/AAAA records, port `RAYAI_DNS_PORT`, default 8000). A replica process needs it only to
+//! reach other deployments through handles.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use rayai_core::remote::{Discovery, Roles};
+
+use crate::Error;
+
+pub(crate) mod discovery;
+pub(crate) mod wire;
+
+/// The role a process plays.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Role {
+    All,
+    Proxy,
+    Replica(Vec<String>),
+}
+
+/// What the environment asks for: the role, and the roles' settings for the controller
+/// (`None` in the `all` role).
+pub(crate) fn from_env() -> Result<(Role, Option<Roles>), Error> {
+    let var = |name: &str| {
+        std::env::var(name)
+            .ok()
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    };
+    let role = match var("RAYAI_ROLE")
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("all") => return Ok((Role::All, None)),
+        Some("proxy") => Role::Proxy,
+        Some("replica") => {
+            let Some(names) = var("RAYAI_DEPLOYMENT") else {
+                return Err(Error::Role(
+                    "RAYAI_ROLE=replica needs RAYAI_DEPLOYMENT: the name of the deployment (or \
+                     several, comma-separated) whose replicas run in this process"
+                        .to_owned(),
+                ));
+            };
+            let names: Vec<String> = names
+                .split(',')
+                .map(|n| n.trim().to_owned())
+                .filter(|n| !n.is_empty())
+                .collect();
+            Role::Replica(names)
+        }
+        Some(_) => {
+            return Err(Error::Env {
+                variable: "RAYAI_ROLE",
+                value: var("RAYAI_ROLE").unwrap_or_default(),
+                expected: "one of all, proxy, replica",
+            });
+        }
+    };
+    let num_replicas = match var("RAYAI_NUM_REPLICAS") {
+        None => None,
+        Some(v) => match v.parse::<u32>() {
+            Ok(n) if n >= 1 && role != Role::Proxy => Some(n),
+            _ => {
+                return Err(Error::Env {
+                    variable: "RAYAI_NUM_REPLICAS",
+                    value: v,
+                    expected: "a whole number of replicas, 1 or more, in the replica role",
+                });
+            }
+        },
+    };
+    let seconds = |name: &'static str, default: f64| -> Result<Duration, Error> {
+        match var(name) {
+            None => Ok(Duration::from_secs_f64(default)),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|s| s.is_finite() && *s > 0.0 && *s <= 3600.0)
+                .map(Duration::from_secs_f64)
+                .ok_or(Error::Env {
+                    variable: name,
+                    value: v,
+                    expected: "a number of seconds above 0",
+                }),
+        }
+    };
+    let discovery: Arc<dyn Discovery> = match var("RAYAI_DISCOVERY") {
+        Some(value) => {
+            let port = match var("RAYAI_DNS_PORT") {
+                None => 8000,
+                Some(p) => p.parse::<u16>().map_err(|_| Error::Env {
+                    variable: "RAYAI_DNS_PORT",
+                    value: p,
+                    expected: "a port number",
+                })?,
+            };
+            discovery::from_env_value(&value, var("RAYAI_DNS_SUFFIX"), port).map_err(Error::Role)?
+        }
+        None if role == Role::Proxy => {
+            return Err(Error::Role(
+                "RAYAI_ROLE=proxy needs RAYAI_DISCOVERY: static:<file> (a TOML file listing each \
+                 deployment's replica addresses) or dns (with RAYAI_DNS_SUFFIX)"
+                    .to_owned(),
+            ));
+        }
+        None => Arc::new(Nowhere),
+    };
+    let local = match &role {
+        Role::Replica(names) => names.clone(),
+        _ => Vec::new(),
+    };
+    let roles = Roles {
+        local,
+        num_replicas,
+        discovery,
+        transport: wire::H2Transport::new(),
+        probe_period: seconds("RAYAI_PROBE_PERIOD_S", 1.0)?,
+        wait_for_replica: seconds("RAYAI_REPLICA_WAIT_S", 5.0)?,
+    };
+    Ok((role, Some(roles)))
+}
+
+/// The discovery of a replica process given none: other deployments have no replicas.
+struct Nowhere;
+
+impl Discovery for Nowhere {
+    fn describe(&self) -> String {
+        "none (set RAYAI_DISCOVERY)".to_owned()
+    }
+
+    fn resolve<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    fn period(&self) -> Duration {
+        Duration::from_secs(3600)
+    }
+}
+
+/// The deployments of the replica role that no application deployed so far has, and the names
+/// that would be valid: every `#[agent]` of the program and every deployment deployed.
+pub(crate) fn unknown_deployments(
+    local: &[String],
+    deployed: &[String],
+) -> Option<(Vec<String>, Vec<String>)> {
+    let mut valid: Vec<String> = rayai_core::App::discover()
+        .deployments()
+        .iter()
+        .map(|d| d.config().name().to_owned())
+        .chain(deployed.iter().cloned())
+        .collect();
+    valid.sort();
+    valid.dedup();
+    let unknown: Vec<String> = local
+        .iter()
+        .filter(|n| !deployed.contains(n))
+        .cloned()
+        .collect();
+    (!unknown.is_empty()).then_some((unknown, valid))
+}
+
+/// The message for deployments of the replica role that the program does not have.
+pub(crate) fn unknown_message(unknown: &[String], valid: &[String]) -> String {
+    format!(
+        "RAYAI_DEPLOYMENT names {} that this program does not deploy; valid names: {}",
+        unknown
+            .iter()
+            .map(|n| format!("`{n}`"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        if valid.is_empty() {
+            "none".to_owned()
+        } else {
+            valid.join(", ")
+        }
+    )
+}
