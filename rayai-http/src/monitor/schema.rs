@@ -259,6 +259,9 @@ pub(crate) struct ReplicaDetails {
     pub(crate) gpu_ids: Vec<u32>,
     /// Constructor attempts it took to start.
     pub(crate) starts: u32,
+    /// Where it runs, for a replica in another process (`host:port`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) address: Option<String>,
     /// Why it stopped, if it died.
     pub(crate) last_error: Option<String>,
 }

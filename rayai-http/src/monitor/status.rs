@@ -230,6 +230,7 @@ fn deployment(identity: &Identity, app: &str, handle: &DeploymentHandle) -> Depl
                 served: r.served,
                 gpu_ids: r.gpu_ids.clone(),
                 starts: r.starts,
+                address: r.address.clone(),
                 last_error: r.last_error.clone(),
             }
         })
