@@ -73,6 +73,18 @@ struct ServeArgs {
     /// starts and the rest waits as pending).
     #[arg(long)]
     strict: bool,
+    /// The process's role: `all` (everything in this process), `proxy` (no replicas; requests
+    /// go to replica processes found by --discovery) or `replica` (the replicas of
+    /// --deployment, served to proxies) [default: all, or RAYAI_ROLE].
+    #[arg(long, value_parser = ["all", "proxy", "replica"])]
+    role: Option<String>,
+    /// In the replica role, the deployments whose replicas run here (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    deployment: Vec<String>,
+    /// Where the proxy finds replica processes: `static:<file>` or `dns` [default:
+    /// RAYAI_DISCOVERY].
+    #[arg(long)]
+    discovery: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +140,15 @@ fn serve(args: ServeArgs) -> CliResult {
     }
     if args.strict {
         env.push(("RAYAI_STRICT".into(), "1".to_owned()));
+    }
+    if let Some(role) = args.role {
+        env.push(("RAYAI_ROLE".into(), role));
+    }
+    if !args.deployment.is_empty() {
+        env.push(("RAYAI_DEPLOYMENT".into(), args.deployment.join(",")));
+    }
+    if let Some(discovery) = args.discovery {
+        env.push(("RAYAI_DISCOVERY".into(), discovery));
     }
     project.exec(&exe, env)
 }
