@@ -3,10 +3,11 @@
 //! `rayai-bench`; its README says how every number is computed).
 //!
 //! ```text
-//! cargo bench --bench load                 # throughput, then the per-request counts
+//! cargo bench --bench load                 # throughput, the proxy hop, the per-request counts
 //! cargo bench --bench load -- quick        # 1 round of 2 s per case
 //! cargo bench --bench load -- throughput   # only the throughput
 //! cargo bench --bench load -- counts       # only the per-request counts
+//! cargo bench --bench load -- hop          # only the proxy hop (proxy + 1 replica process)
 //! ```
 //!
 //! It builds `loadgen`, `baseline` and `bench-server` in release, starts the baseline and rayai
@@ -193,6 +194,7 @@ struct Report {
     errors: u64,
     non_2xx: u64,
     req_per_s: f64,
+    p50_us: f64,
     p99_us: f64,
     frames_per_s: f64,
 }
@@ -254,6 +256,7 @@ fn loadgen(bins: &Bins, url: &str, body: &str, sse: bool, load: Load) -> Report 
         errors: num("errors") as u64,
         non_2xx: num("non_2xx") as u64,
         req_per_s: num("req_per_s"),
+        p50_us: num("p50_us"),
         p99_us: num("p99_us"),
         frames_per_s: num("frames_per_s"),
     }
@@ -480,6 +483,91 @@ fn throughput(bins: &Bins, quick: bool) {
             row.case, row.c, row.failures
         );
     }
+}
+
+/// The proxy hop: a proxy process (`RAYAI_ROLE=proxy`, static discovery) in front of one
+/// replica process (`RAYAI_ROLE=replica`) against the single process, in alternating rounds.
+fn proxy_hop(bins: &Bins, quick: bool) {
+    let (rounds, seconds, warmup) = if quick { (1, 2.0, 0.5) } else { (3, 3.0, 1.0) };
+    let single = Server::Rayai(Logs::Quiet).start(bins);
+    let mut replica_cmd = Server::Rayai(Logs::Quiet).command(bins, None);
+    replica_cmd
+        .env("RAYAI_ROLE", "replica")
+        .env("RAYAI_DEPLOYMENT", "echo,echo_shared,echo4");
+    let replica = Proc::start("replica process", replica_cmd);
+    let dir = std::env::temp_dir().join(format!("rayai-hop-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
+    let file = dir.join("replicas.toml");
+    let at = format!("[\"{}\"]", replica.addr);
+    std::fs::write(
+        &file,
+        format!("[deployments]\necho = {at}\necho_shared = {at}\necho4 = {at}\n"),
+    )
+    .expect("the discovery file");
+    let mut proxy_cmd = Server::Rayai(Logs::Quiet).command(bins, None);
+    proxy_cmd
+        .env("RAYAI_ROLE", "proxy")
+        .env("RAYAI_DISCOVERY", format!("static:{}", file.display()));
+    let proxy = Proc::start("proxy process", proxy_cmd);
+    // The proxy probes the replica before it routes to it.
+    let ready = Instant::now();
+    while loadgen(
+        bins,
+        &proxy.url("/agents/echo/chat"),
+        BODY,
+        false,
+        Load::Counted(1),
+    )
+    .non_2xx
+        > 0
+    {
+        assert!(
+            ready.elapsed() < START_TIMEOUT,
+            "the proxy never reached its replica"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    println!();
+    println!(
+        "## The proxy hop: proxy + 1 replica process against the single process (`echo`, \
+         access log filtered out), median of {rounds} alternating round(s) of {seconds} s"
+    );
+    println!();
+    println!(
+        "| c | single req/s | proxy + replica req/s | ratio | single p50 | proxy p50 | added p50 | single p99 | proxy p99 |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for c in [16, 64] {
+        let load = Load::Timed { c, seconds, warmup };
+        let (mut one, mut two) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let a = loadgen(bins, &single.url("/agents/echo/chat"), BODY, false, load);
+            let b = loadgen(bins, &proxy.url("/agents/echo/chat"), BODY, false, load);
+            eprintln!(
+                "hop c={c} round {round}/{rounds}: single {:.0}/s, proxy {:.0}/s ({:.2}x)",
+                a.req_per_s,
+                b.req_per_s,
+                b.req_per_s / a.req_per_s
+            );
+            assert_eq!(b.errors + b.non_2xx, 0, "the proxy failed requests");
+            one.push(a);
+            two.push(b);
+        }
+        let med = |v: &[Report], f: fn(&Report) -> f64| median(v.iter().map(f).collect());
+        let (r1, r2) = (med(&one, |r| r.req_per_s), med(&two, |r| r.req_per_s));
+        let (p1, p2) = (med(&one, |r| r.p50_us), med(&two, |r| r.p50_us));
+        println!(
+            "| {c} | {r1:.0} | {r2:.0} | {:.2}x | {} | {} | {} | {} | {} |",
+            r2 / r1,
+            ms(p1),
+            ms(p2),
+            ms(p2 - p1),
+            ms(med(&one, |r| r.p99_us)),
+            ms(med(&two, |r| r.p99_us)),
+        );
+    }
+    drop((single, replica, proxy));
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn print_row(row: &Row) {
@@ -776,9 +864,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |word: &str| args.iter().any(|a| a == word);
     let quick = has("quick");
-    let (mut run_throughput, mut run_counts) = (has("throughput"), has("counts"));
-    if !run_throughput && !run_counts {
-        (run_throughput, run_counts) = (true, true);
+    let (mut run_throughput, mut run_counts, mut run_hop) =
+        (has("throughput"), has("counts"), has("hop"));
+    if !run_throughput && !run_counts && !run_hop {
+        (run_throughput, run_counts, run_hop) = (true, true, true);
     }
     let bins = build();
     let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -793,6 +882,9 @@ fn main() {
     );
     if run_throughput {
         throughput(&bins, quick);
+    }
+    if run_hop {
+        proxy_hop(&bins, quick);
     }
     if run_counts {
         let dir = std::env::temp_dir().join(format!("rayai-bench-{}", std::process::id()));
