@@ -15,8 +15,8 @@ use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 
 use super::executor::AbortOnDrop;
-use super::replica::Load;
-use super::router::{Routed, Router};
+use super::replica::{Load, Routed};
+use super::router::Router;
 use super::slot::Slot;
 use super::stats::{DeploymentStats, LoopCounters, ReplicaCounters};
 use crate::config::{DeploymentConfig, DeploymentKind};

@@ -85,6 +85,23 @@ impl Load {
     }
 }
 
+/// What a router routes to: a replica in this process, or one in another.
+pub(crate) trait Routed: Send + Sync + 'static {
+    /// Its id, which sticky sessions hash.
+    fn id(&self) -> &str;
+    /// How busy it is.
+    fn load(&self) -> &Load;
+}
+
+impl Routed for Replica {
+    fn id(&self) -> &str {
+        Replica::id(self)
+    }
+    fn load(&self) -> &Load {
+        Replica::load(self)
+    }
+}
+
 /// A running replica.
 pub(crate) struct Replica {
     ctx: ReplicaContext,

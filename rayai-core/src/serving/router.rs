@@ -11,25 +11,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
 
-use super::replica::{Load, Replica};
+use super::replica::{Load, Replica, Routed};
 use super::slot::{Slot, Waiter};
-
-/// What a router routes to: a replica in this process, or one in another.
-pub(crate) trait Routed: Send + Sync + 'static {
-    /// Its id, which sticky sessions hash.
-    fn id(&self) -> &str;
-    /// How busy it is.
-    fn load(&self) -> &Load;
-}
-
-impl Routed for Replica {
-    fn id(&self) -> &str {
-        Replica::id(self)
-    }
-    fn load(&self) -> &Load {
-        Replica::load(self)
-    }
-}
 
 impl<R: Routed> AsRef<Load> for Arc<R> {
     fn as_ref(&self) -> &Load {

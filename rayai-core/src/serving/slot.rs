@@ -13,8 +13,7 @@ use serde_json::Value;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::executor::join_error;
-use super::replica::Replica;
-use super::router::Routed;
+use super::replica::{Replica, Routed};
 use crate::agent::{DynAgent, EventStream, TextStream};
 use crate::error::{Error, panic_message};
 use crate::handle::AnyBox;
