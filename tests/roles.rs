@@ -295,7 +295,17 @@ async fn under_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_and_three_replica_processes_serve_the_single_process_contract() {
-    let dir = std::env::temp_dir().join(format!("rayai-roles-{}", std::process::id()));
+    scenario("h1").await;
+}
+
+/// The same over pooled HTTP/2 between the proxy and the replica processes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_over_http2() {
+    scenario("h2").await;
+}
+
+async fn scenario(wire: &str) {
+    let dir = std::env::temp_dir().join(format!("rayai-roles-{wire}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("a temp dir");
     let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let (proxy_port, r1, r2, r3, single_port, dash_port) =
@@ -317,6 +327,7 @@ async fn a_proxy_and_three_replica_processes_serve_the_single_process_contract()
             ("RAYAI_ROLE", "replica".to_owned()),
             ("RAYAI_DEPLOYMENT", deployments.to_owned()),
             ("RAYAI_DISCOVERY", static_file.clone()),
+            ("RAYAI_WIRE", wire.to_owned()),
         ]
     };
     let p1 = spawn(&dir, "replica-1", r1, &replica("echo,counter"));
@@ -334,6 +345,7 @@ async fn a_proxy_and_three_replica_processes_serve_the_single_process_contract()
         &[
             ("RAYAI_ROLE", "proxy".to_owned()),
             ("RAYAI_DISCOVERY", static_file.clone()),
+            ("RAYAI_WIRE", wire.to_owned()),
             ("RAYAI_DASHBOARD_PORT", dash_port.to_string()),
         ],
     );

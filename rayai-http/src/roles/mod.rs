@@ -126,7 +126,17 @@ pub(crate) fn from_env() -> Result<(Role, Option<Roles>), Error> {
         local,
         num_replicas,
         discovery,
-        transport: wire::H2Transport::new(),
+        transport: wire::WireClient::new(match var("RAYAI_WIRE").as_deref() {
+            None | Some("h1" | "http1") => false,
+            Some("h2" | "http2") => true,
+            Some(other) => {
+                return Err(Error::Env {
+                    variable: "RAYAI_WIRE",
+                    value: other.to_owned(),
+                    expected: "h1 or h2",
+                });
+            }
+        }),
         probe_period: seconds("RAYAI_PROBE_PERIOD_S", 1.0)?,
         wait_for_replica: seconds("RAYAI_REPLICA_WAIT_S", 5.0)?,
     };
