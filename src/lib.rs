@@ -48,10 +48,10 @@ pub use rayai_core::batch;
 pub use rayai_core::handler::{Handler, HttpBody, RootPath};
 pub use rayai_core::{
     Agent, AgentError, App, Application, AutoscalingConfig, Callable, Construct, Controller,
-    Deploy, Deployment, DeploymentConfig, DeploymentHandle, DeploymentKind, DeploymentState,
-    DeploymentStatus, EventStream, Gpu, Isolation, NodeResources, Plan, PlanRow, ReplicaContext,
-    ReplicaState, ReplicaStatus, ReplicaStream, RequestContext, Resources, Shortfall, Snapshot,
-    TextStream, TypedHandle, memory, plan, route,
+    Crossing, Deploy, Deployment, DeploymentConfig, DeploymentHandle, DeploymentKind,
+    DeploymentState, DeploymentStatus, EventStream, Gpu, Isolation, NodeResources, Plan, PlanRow,
+    ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream, RequestContext, Resources,
+    Shortfall, Snapshot, TextStream, TypedHandle, memory, plan, route,
 };
 pub use rayai_core::{AgentSchema, TypedAgent, schemars};
 

@@ -28,7 +28,8 @@ use serde_json::{Value, json};
 /// How long the parent waits for any one thing before it fails.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A child: the conformance example's program, in the role its environment says.
+/// A child: the conformance example's program (or, with `RAYAI_TEST_APP=composition`, the
+/// composition example's), in the role its environment says.
 #[test]
 #[ignore = "a child process of the roles test, which runs it"]
 fn child_conformance() {
@@ -44,14 +45,21 @@ fn child_conformance() {
         })
         .await
         .expect("starts");
-        server
-            .deploy(conformance::agents::app(), "/")
-            .await
-            .expect("deploys");
-        server
-            .deploy(conformance::agents::greeter_app(), "/")
-            .await
-            .expect("deploys the greeter");
+        if std::env::var("RAYAI_TEST_APP").as_deref() == Ok("composition") {
+            server
+                .deploy(composition::apps::app(), "/")
+                .await
+                .expect("deploys");
+        } else {
+            server
+                .deploy(conformance::agents::app(), "/")
+                .await
+                .expect("deploys");
+            server
+                .deploy(conformance::agents::greeter_app(), "/")
+                .await
+                .expect("deploys the greeter");
+        }
         rayai::serve::shutdown_signal().await;
         server.shutdown().await;
     });
@@ -557,6 +565,99 @@ async fn scenario(wire: &str) {
             "{s}"
         );
     }
+    let _ = all;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The composition example across processes: the proxy, its ingress in one replica process, and
+/// every stage it composes (typed `Callable`s crossing as JSON, agents, a stream) in another,
+/// answering what the single process answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn composition_across_processes_answers_as_one_process() {
+    let dir = std::env::temp_dir().join(format!("rayai-roles-composition-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let (proxy_port, ingress_port, stages_port, single_port) =
+        (free_port(), free_port(), free_port(), free_port());
+    let stages =
+        "preprocess,word_count,postprocess,doubler,adder,squarer,reverse_model,upper_model,tokens";
+    let mut file = format!("[deployments]\ncomposition = [\"127.0.0.1:{ingress_port}\"]\n");
+    for name in stages.split(',') {
+        file.push_str(&format!("{name} = [\"127.0.0.1:{stages_port}\"]\n"));
+    }
+    let discovery = dir.join("replicas.toml");
+    std::fs::write(&discovery, file).expect("the discovery file");
+    let static_file = format!("static:{}", discovery.display());
+    let app = ("RAYAI_TEST_APP", "composition".to_owned());
+    let role = |role: &str, deployments: &str| {
+        vec![
+            app.clone(),
+            ("RAYAI_ROLE", role.to_owned()),
+            ("RAYAI_DEPLOYMENT", deployments.to_owned()),
+            ("RAYAI_DISCOVERY", static_file.clone()),
+        ]
+    };
+    let ingress = spawn(
+        &dir,
+        "ingress",
+        ingress_port,
+        &role("replica", "composition"),
+    );
+    let stage_proc = spawn(&dir, "stages", stages_port, &role("replica", stages));
+    let proxy = spawn(
+        &dir,
+        "proxy",
+        proxy_port,
+        &[
+            app.clone(),
+            ("RAYAI_ROLE", "proxy".to_owned()),
+            ("RAYAI_DISCOVERY", static_file.clone()),
+        ],
+    );
+    let single = spawn(&dir, "single", single_port, std::slice::from_ref(&app));
+    let (proxy_addr, single_addr) = (
+        SocketAddr::from(([127, 0, 0, 1], proxy_port)),
+        SocketAddr::from(([127, 0, 0, 1], single_port)),
+    );
+    let http = client();
+    let all = [&ingress, &stage_proc, &proxy, &single];
+    for addr in [proxy_addr, single_addr] {
+        eventually("the pipeline to answer", &all, || async {
+            send(
+                &http,
+                addr,
+                Method::POST,
+                "/pipeline",
+                r#"{"text": "  Hello Big World "}"#,
+            )
+            .await
+            .is_ok_and(|a| a.status == 200)
+        })
+        .await;
+    }
+    let cases: &[(&str, &str)] = &[
+        ("/pipeline", r#"{"text": "  Hello Big World "}"#),
+        ("/pipeline", r#"{"text": 5}"#),
+        ("/ensemble", r#"{"x": 3}"#),
+        ("/ensemble", r#"{"x": "three"}"#),
+        ("/route", r#"{"kind": "a", "text": "abc"}"#),
+        ("/route", r#"{"kind": "b", "text": "abc"}"#),
+        ("/route", r#"{"kind": "c"}"#),
+        ("/stream", r#"{"n": 3}"#),
+        ("/nowhere", "{}"),
+    ];
+    for (path, body) in cases {
+        let via_proxy = post(&http, proxy_addr, path, body).await;
+        let alone = post(&http, single_addr, path, body).await;
+        assert_eq!(via_proxy, alone, "POST {path} {body}");
+    }
+    let pipeline = post(
+        &http,
+        proxy_addr,
+        "/pipeline",
+        r#"{"text": "  Hello Big World "}"#,
+    )
+    .await;
+    assert_eq!(pipeline.body, r#"{"result":"3 words: hello big world"}"#);
     let _ = all;
     let _ = std::fs::remove_dir_all(&dir);
 }

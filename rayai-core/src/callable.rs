@@ -51,6 +51,98 @@ pub trait Callable: Send + Sync + 'static {
         let _ = user_config;
         async { Ok(()) }
     }
+
+    /// How requests and responses cross processes, when the deployment runs in another process
+    /// than its callers (`RAYAI_ROLE`): as JSON, with [`Crossing::serde`], when both are serde
+    /// types. `None` (the default): they stay Rust values, and a program that would have to reach
+    /// this deployment in another process refuses to start, saying so.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::{AgentError, Callable, Crossing};
+    ///
+    /// struct Upper;
+    /// impl Callable for Upper {
+    ///     type Request = String;
+    ///     type Response = String;
+    ///     async fn call(&self, text: String) -> Result<String, AgentError> {
+    ///         Ok(text.to_uppercase())
+    ///     }
+    ///     fn crossing() -> Option<Crossing<String, String>> {
+    ///         Some(Crossing::serde())
+    ///     }
+    /// }
+    /// assert!(Upper::crossing().is_some());
+    /// ```
+    fn crossing() -> Option<Crossing<Self::Request, Self::Response>>
+    where
+        Self: Sized,
+    {
+        None
+    }
+}
+
+/// How a typed deployment's requests and responses cross processes: see
+/// [`Callable::crossing`].
+pub struct Crossing<Req, Resp> {
+    codec: Codec,
+    _types: PhantomData<fn(Req) -> Resp>,
+}
+
+impl<Req, Resp> std::fmt::Debug for Crossing<Req, Resp> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Crossing")
+    }
+}
+
+impl<Req, Resp> Crossing<Req, Resp>
+where
+    Req: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+    Resp: serde::Serialize + serde::de::DeserializeOwned + Send + 'static,
+{
+    /// Requests and responses cross as JSON, with their serde implementations.
+    pub fn serde() -> Self {
+        Crossing {
+            codec: Codec {
+                request_to_json: to_json::<Req>,
+                request_from_json: from_json::<Req>,
+                response_to_json: to_json::<Resp>,
+                response_from_json: from_json::<Resp>,
+            },
+            _types: PhantomData,
+        }
+    }
+}
+
+impl<Req, Resp> Crossing<Req, Resp> {
+    pub(crate) fn codec(self) -> Codec {
+        self.codec
+    }
+}
+
+/// A typed deployment's values to and from JSON, with the types erased.
+#[derive(Clone, Copy)]
+pub(crate) struct Codec {
+    pub(crate) request_to_json: fn(&AnyBox) -> Result<serde_json::Value, String>,
+    pub(crate) request_from_json: fn(serde_json::Value) -> Result<AnyBox, String>,
+    pub(crate) response_to_json: fn(&AnyBox) -> Result<serde_json::Value, String>,
+    pub(crate) response_from_json: fn(serde_json::Value) -> Result<AnyBox, String>,
+}
+
+fn to_json<T: serde::Serialize + 'static>(value: &AnyBox) -> Result<serde_json::Value, String> {
+    let value = value
+        .downcast_ref::<T>()
+        .ok_or_else(|| format!("not a {}", std::any::type_name::<T>()))?;
+    serde_json::to_value(value).map_err(|e| e.to_string())
+}
+
+fn from_json<T: serde::de::DeserializeOwned + Send + 'static>(
+    value: serde_json::Value,
+) -> Result<AnyBox, String> {
+    serde_json::from_value::<T>(value)
+        .map(|v| Box::new(v) as AnyBox)
+        .map_err(|e| format!("not a {}: {e}", std::any::type_name::<T>()))
 }
 
 /// [`Callable`] with its types erased, so replicas of any typed deployment share one path.

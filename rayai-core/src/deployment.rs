@@ -9,7 +9,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 
 use crate::agent::{Agent, Deploy, DynAgent};
-use crate::callable::{Callable, DynCallable};
+use crate::callable::{Callable, Codec, Crossing, DynCallable};
 use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::context::ReplicaContext;
 use crate::error::AgentError;
@@ -48,6 +48,8 @@ pub struct Deployment {
     code: TypeId,
     /// A `reconfigure` given with [`Deployment::with_reconfigure`].
     reconfigure: Option<ReconfigureFn>,
+    /// How a typed deployment's values cross processes ([`Callable::crossing`]).
+    codec: Option<Codec>,
 }
 
 /// A `reconfigure` hook given as a closure: called with the `user_config` on each replica.
@@ -62,6 +64,7 @@ pub(crate) struct Parts {
     pub(crate) schema: Option<Arc<AgentSchema>>,
     pub(crate) reconfigure: Option<ReconfigureFn>,
     pub(crate) code: TypeId,
+    pub(crate) codec: Option<Codec>,
 }
 
 impl std::fmt::Debug for Deployment {
@@ -93,6 +96,7 @@ impl Deployment {
             schema: (schema != AgentSchema::any()).then(|| Arc::new(schema)),
             code: TypeId::of::<(T, F)>(),
             reconfigure: None,
+            codec: None,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -122,6 +126,7 @@ impl Deployment {
             schema: None,
             code: TypeId::of::<(T, F)>(),
             reconfigure: None,
+            codec: None,
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -144,6 +149,7 @@ impl Deployment {
             schema: None,
             code,
             reconfigure: None,
+            codec: None,
             // `make` runs inside the future, on the replica's executor, like every constructor:
             // a panic there fails (and retries) the replica's start instead of unwinding into
             // whoever deploys it.
@@ -202,7 +208,7 @@ impl Deployment {
     }
 
     /// The deployment of a [`Callable`] type: reached through [`crate::TypedHandle`]s, with Rust
-    /// values in and out.
+    /// values in and out (as JSON between processes when [`Callable::crossing`] says how).
     pub fn callable<T: Deploy + Callable>() -> Self {
         let construct = T::construct;
         Deployment {
@@ -211,6 +217,7 @@ impl Deployment {
             schema: None,
             code: TypeId::of::<T>(),
             reconfigure: None,
+            codec: T::crossing().map(Crossing::codec),
             factory: Arc::new(move |ctx| {
                 let fut = construct(ctx);
                 Box::pin(async move {
@@ -301,6 +308,7 @@ impl Deployment {
             schema: self.schema,
             reconfigure: self.reconfigure,
             code: self.code,
+            codec: self.codec,
         }
     }
 }

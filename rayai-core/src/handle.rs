@@ -50,6 +50,12 @@ pub(crate) trait Backend: Send + Sync + 'static {
         ctx: RequestContext,
         request: AnyBox,
     ) -> BoxFuture<'_, Result<AnyBox, Error>>;
+    /// A typed call with JSON in and out, through the deployment's `Callable::crossing`.
+    fn call_typed_json(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> BoxFuture<'_, Result<Value, Error>>;
     fn serve(
         &self,
         ctx: RequestContext,
@@ -233,6 +239,17 @@ impl DeploymentHandle {
         data: Value,
     ) -> Result<ReplicaStream<Value>, Error> {
         self.inner.stream_events(ctx, data).await
+    }
+
+    /// Runs a typed (`Callable`) deployment's `call` with its request and response as JSON, as
+    /// another process sends it: the deployment's [`crate::Callable::crossing`] converts them.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongKind`] for a deployment without a crossing, a `400` agent error for JSON
+    /// that is not its request type, and the errors of a typed call.
+    pub async fn call_typed_json(&self, ctx: RequestContext, data: Value) -> Result<Value, Error> {
+        self.inner.call_typed_json(ctx, data).await
     }
 
     /// Sends an HTTP request to a handler replica; the replica's slot is held until the response

@@ -58,7 +58,7 @@ pub mod __private;
 
 pub use agent::{Agent, Construct, Deploy, EventStream, TextStream};
 pub use app::App;
-pub use callable::{Callable, TypedHandle};
+pub use callable::{Callable, Crossing, TypedHandle};
 pub use config::{DeploymentConfig, DeploymentKind, Isolation};
 pub use context::ReplicaContext;
 pub use deployment::Deployment;

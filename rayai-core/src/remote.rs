@@ -67,6 +67,15 @@ pub trait Transport: Send + Sync + 'static {
         data: Value,
     ) -> BoxFuture<'static, Result<Value, Failure>>;
 
+    /// Runs a typed deployment's `call`, its request and response as JSON.
+    fn call_typed(
+        &self,
+        address: &str,
+        deployment: &str,
+        ctx: &RequestContext,
+        data: Value,
+    ) -> BoxFuture<'static, Result<Value, Failure>>;
+
     /// Opens an agent's text stream.
     fn stream_text(
         &self,

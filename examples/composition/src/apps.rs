@@ -11,7 +11,7 @@ use axum::routing::post;
 use rayai::batch::Batcher;
 use rayai::prelude::*;
 use rayai::stream::BoxStream;
-use rayai::{Deployment, DeploymentConfig, DeploymentHandle, TypedHandle};
+use rayai::{Crossing, Deployment, DeploymentConfig, DeploymentHandle, TypedHandle};
 
 /// Pipeline stage 1: trim and lowercase.
 #[deployment(num_cpus = 0.1, memory = "32MB", isolation = "shared")]
@@ -23,6 +23,11 @@ impl Callable for Preprocess {
     type Response = String;
     async fn call(&self, text: String) -> Result<String, AgentError> {
         Ok(text.trim().to_lowercase())
+    }
+
+    // Strings cross processes as JSON when a stage runs in another process (RAYAI_ROLE).
+    fn crossing() -> Option<Crossing<Self::Request, Self::Response>> {
+        Some(Crossing::serde())
     }
 }
 
@@ -60,6 +65,11 @@ impl Callable for WordCount {
     async fn call(&self, text: String) -> Result<usize, AgentError> {
         Ok(self.batcher.call(text).await?)
     }
+
+    // Values cross processes as JSON when a stage runs in another process (RAYAI_ROLE).
+    fn crossing() -> Option<Crossing<Self::Request, Self::Response>> {
+        Some(Crossing::serde())
+    }
 }
 
 /// Pipeline stage 3: formats the text and its count.
@@ -72,6 +82,11 @@ impl Callable for Postprocess {
     type Response = String;
     async fn call(&self, (text, words): (String, usize)) -> Result<String, AgentError> {
         Ok(format!("{words} words: {text}"))
+    }
+
+    // Values cross processes as JSON when a stage runs in another process (RAYAI_ROLE).
+    fn crossing() -> Option<Crossing<Self::Request, Self::Response>> {
+        Some(Crossing::serde())
     }
 }
 
@@ -88,6 +103,10 @@ macro_rules! number_model {
             type Response = f64;
             async fn call(&self, $x: f64) -> Result<f64, AgentError> {
                 Ok($body)
+            }
+
+            fn crossing() -> Option<Crossing<f64, f64>> {
+                Some(Crossing::serde())
             }
         }
     )*};

@@ -19,6 +19,7 @@ use super::replica::{Load, Routed};
 use super::router::Router;
 use super::slot::Slot;
 use super::stats::{DeploymentStats, LoopCounters, ReplicaCounters};
+use crate::callable::Codec;
 use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::deployment::Parts;
 use crate::error::Error;
@@ -83,6 +84,8 @@ pub(crate) struct RemoteDeployment {
     config: ArcSwap<DeploymentConfig>,
     kind: DeploymentKind,
     schema: Option<Arc<AgentSchema>>,
+    /// How a typed deployment's values cross.
+    codec: Option<Codec>,
     roles: Roles,
     router: Router<Peer>,
     /// Every address discovery yields, routable or not, in discovery's order.
@@ -108,18 +111,19 @@ impl RemoteDeployment {
             config,
             kind,
             schema,
+            codec,
             ..
         } = parts;
         config.validate()?;
-        if kind == DeploymentKind::Callable {
+        if kind == DeploymentKind::Callable && codec.is_none() {
             return Err(Error::InvalidConfig {
                 deployment: config.name().to_owned(),
                 field: "name",
                 reason: format!(
-                    "the typed (Callable) deployment `{}` cannot be reached in another process: \
-                     its request and response are Rust values that do not cross processes; run \
-                     it in the processes of its callers (list it in RAYAI_DEPLOYMENT beside them) \
-                     or make it an agent, whose JSON crosses",
+                    "the typed (Callable) deployment `{}` runs in another process, and its \
+                     request and response do not say how to cross processes: implement \
+                     `Callable::crossing` (`Some(Crossing::serde())` for serde types), or run it \
+                     in the processes of its callers (list it in their RAYAI_DEPLOYMENT)",
                     config.name()
                 ),
             });
@@ -135,6 +139,7 @@ impl RemoteDeployment {
             config: ArcSwap::from_pointee(config),
             kind,
             schema,
+            codec,
             roles,
             peers: Mutex::new(Vec::new()),
             discovery_error: Mutex::new(None),
@@ -587,14 +592,35 @@ impl Backend for RemoteDeployment {
 
     fn call_any(
         &self,
-        _ctx: RequestContext,
-        _request: AnyBox,
+        ctx: RequestContext,
+        request: AnyBox,
     ) -> BoxFuture<'_, Result<AnyBox, Error>> {
         Box::pin(async move {
-            Err(Error::WrongKind {
+            let codec = self.codec.ok_or_else(|| Error::WrongKind {
                 deployment: self.name.clone(),
-                expected: "a typed (Callable) deployment in this process",
-            })
+                expected: "a typed deployment whose values cross processes (Callable::crossing)",
+            })?;
+            let data = (codec.request_to_json)(&request)
+                .map_err(|e| Error::Agent(crate::AgentError::bad_request(e)))?;
+            let value = self.call_typed_json(ctx, data).await?;
+            (codec.response_from_json)(value).map_err(|e| Error::Agent(crate::AgentError::new(e)))
+        })
+    }
+
+    fn call_typed_json(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> BoxFuture<'_, Result<Value, Error>> {
+        Box::pin(async move {
+            let transport = &self.roles.transport;
+            let (value, slot, started) = self
+                .send(&ctx, |address| {
+                    transport.call_typed(address, &self.name, &ctx, data.clone())
+                })
+                .await?;
+            slot.replica().counters.record(started.elapsed(), true);
+            Ok(value)
         })
     }
 

@@ -17,6 +17,7 @@ use super::replica::Replica;
 use super::router::Router;
 use super::slot::{Events, Text};
 use super::stats::{DeploymentStats, LoopCounters};
+use crate::callable::Codec;
 use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::context::{Registry, ReplicaContext};
 use crate::deployment::{Parts, ReconfigureFn};
@@ -58,6 +59,8 @@ pub(crate) struct Running {
     reconfigure: Option<ReconfigureFn>,
     /// The Rust types that build the replicas (see `Deployment::same_code`).
     code: TypeId,
+    /// How a typed deployment's values cross processes.
+    codec: Option<Codec>,
     /// Held while replicas are reconfigured, and while a started replica catches up with the
     /// `user_config` and joins: no replica misses an update.
     reconfiguring: tokio::sync::Mutex<()>,
@@ -127,6 +130,7 @@ impl Running {
             schema,
             reconfigure,
             code,
+            codec,
         } = parts;
         config.validate()?;
         let kick = Arc::new(Notify::new());
@@ -154,6 +158,7 @@ impl Running {
             schema,
             reconfigure,
             code,
+            codec,
             reconfiguring: tokio::sync::Mutex::new(()),
             successor: arc_swap::ArcSwapOption::empty(),
             scheduler,
@@ -756,6 +761,23 @@ impl Backend for Running {
                     None => Err(e),
                 },
             }
+        })
+    }
+
+    fn call_typed_json(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> BoxFuture<'_, Result<Value, Error>> {
+        Box::pin(async move {
+            let codec = self.codec.ok_or_else(|| Error::WrongKind {
+                deployment: self.name.clone(),
+                expected: "a typed deployment whose values cross processes (Callable::crossing)",
+            })?;
+            let request = (codec.request_from_json)(data)
+                .map_err(|e| Error::Agent(crate::AgentError::bad_request(e)))?;
+            let response = Backend::call_any(self, ctx, request).await?;
+            (codec.response_to_json)(&response).map_err(|e| Error::Agent(crate::AgentError::new(e)))
         })
     }
 

@@ -8,6 +8,7 @@
 //! | request | body | answer |
 //! |---|---|---|
 //! | `POST /-/replica/<deployment>/call` | the agent's JSON input | `200` and `run`'s JSON value |
+//! | `POST /-/replica/<deployment>/typed` | a typed deployment's request as JSON | `200` and its response as JSON |
 //! | `POST /-/replica/<deployment>/text`, `/events` | the JSON input | `200` and one line per item: `{"i": item}`, then `{"end": true}` or `{"e": error}` |
 //! | `<any method> /-/replica/<deployment>/serve` | the request's own body | the handler's response |
 //! | `GET /-/healthz` | | `200` while the process takes requests |
@@ -239,6 +240,10 @@ pub(crate) async fn serve(
     };
     match op {
         "call" => match handle.call_with(ctx, data).await {
+            Ok(value) => json_answer(StatusCode::OK, &value),
+            Err(e) => error_response(&e),
+        },
+        "typed" => match handle.call_typed_json(ctx, data).await {
             Ok(value) => json_answer(StatusCode::OK, &value),
             Err(e) => error_response(&e),
         },
@@ -547,6 +552,17 @@ impl Transport for WireClient {
         data: Value,
     ) -> BoxFuture<'static, Result<Value, Failure>> {
         let sent = self.send(Self::json_request(address, deployment, "call", ctx, &data));
+        Box::pin(async move { read_answer(sent.await?.into_body()).await })
+    }
+
+    fn call_typed(
+        &self,
+        address: &str,
+        deployment: &str,
+        ctx: &RequestContext,
+        data: Value,
+    ) -> BoxFuture<'static, Result<Value, Failure>> {
+        let sent = self.send(Self::json_request(address, deployment, "typed", ctx, &data));
         Box::pin(async move { read_answer(sent.await?.into_body()).await })
     }
 
