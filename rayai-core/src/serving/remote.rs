@@ -291,6 +291,23 @@ impl RemoteDeployment {
         }
     }
 
+    /// Resolves once the deployment has had no live replica for `roles.wait_for_replica`.
+    async fn all_gone(&self) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if self.live() > 0 {
+                changed.await;
+                continue;
+            }
+            match tokio::time::timeout(self.roles.wait_for_replica, changed).await {
+                Err(_) if self.live() == 0 => return,
+                _ => {}
+            }
+        }
+    }
+
     fn unavailable(&self) -> Error {
         let peers = lock(&self.peers);
         let reason = if peers.is_empty() {
@@ -331,7 +348,12 @@ impl RemoteDeployment {
         self.handle_requests.fetch_add(1, Ordering::Relaxed);
         for _ in 0..MAX_ATTEMPTS {
             self.wait_for_live().await?;
-            let slot = self.router.acquire(ctx.routing_key()).await?;
+            // Queued behind busy replicas, a request waits as long as its timeout allows; but
+            // when every replica leaves meanwhile, only as long as a new request would.
+            let slot = tokio::select! {
+                slot = self.router.acquire(ctx.routing_key()) => slot?,
+                () = self.all_gone() => return Err(self.unavailable()),
+            };
             let peer = slot.replica().clone();
             peer.served.fetch_add(1, Ordering::Relaxed);
             let started = Instant::now();
@@ -692,5 +714,210 @@ impl http_body::Body for HeldBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::Agent;
+    use crate::deployment::Deployment;
+    use crate::error::AgentError;
+    use crate::remote::Discovery;
+
+    struct Nop;
+    impl Agent for Nop {
+        async fn run(&self, data: Value) -> Result<Value, AgentError> {
+            Ok(data)
+        }
+    }
+
+    /// Discovery from a list the test changes.
+    struct Listed(Mutex<Vec<String>>);
+    impl Discovery for Listed {
+        fn describe(&self) -> String {
+            "listed".to_owned()
+        }
+        fn resolve<'a>(&'a self, _: &'a str) -> BoxFuture<'a, Result<Vec<String>, String>> {
+            let list = lock(&self.0).clone();
+            Box::pin(async move { Ok(list) })
+        }
+        fn period(&self) -> Duration {
+            Duration::from_millis(20)
+        }
+    }
+
+    /// A transport whose answer per address the test scripts: `ok`, `unsent`, `lost`, `hang`.
+    struct Scripted(Mutex<Vec<(String, &'static str)>>);
+    impl Scripted {
+        fn mode(&self, address: &str) -> &'static str {
+            lock(&self.0)
+                .iter()
+                .find(|(a, _)| a == address)
+                .map_or("unsent", |(_, m)| *m)
+        }
+    }
+    impl crate::remote::Transport for Scripted {
+        fn call(
+            &self,
+            address: &str,
+            _: &str,
+            _: &RequestContext,
+            data: Value,
+        ) -> BoxFuture<'static, Result<Value, Failure>> {
+            let (mode, address) = (self.mode(address), address.to_owned());
+            Box::pin(async move {
+                match mode {
+                    "ok" => Ok(serde_json::json!({ "from": address, "data": data })),
+                    "lost" => Err(Failure::Lost("reset".into())),
+                    "hang" => std::future::pending().await,
+                    _ => Err(Failure::Unsent("refused".into())),
+                }
+            })
+        }
+        fn call_typed(
+            &self,
+            a: &str,
+            d: &str,
+            c: &RequestContext,
+            v: Value,
+        ) -> BoxFuture<'static, Result<Value, Failure>> {
+            self.call(a, d, c, v)
+        }
+        fn stream_text(
+            &self,
+            _: &str,
+            _: &str,
+            _: &RequestContext,
+            _: Value,
+        ) -> BoxFuture<'static, Result<RemoteStream<String>, Failure>> {
+            Box::pin(async { Err(Failure::Unsent("no streams here".into())) })
+        }
+        fn stream_events(
+            &self,
+            _: &str,
+            _: &str,
+            _: &RequestContext,
+            _: Value,
+        ) -> BoxFuture<'static, Result<RemoteStream<Value>, Failure>> {
+            Box::pin(async { Err(Failure::Unsent("no streams here".into())) })
+        }
+        fn serve(
+            &self,
+            _: &str,
+            _: &str,
+            _: &RequestContext,
+            _: http::Request<HttpBody>,
+        ) -> BoxFuture<'static, Result<http::Response<HttpBody>, Failure>> {
+            Box::pin(async { Err(Failure::Unsent("no handlers here".into())) })
+        }
+        fn probe(&self, address: &str) -> BoxFuture<'static, Result<(), String>> {
+            let up = self.mode(address) != "unsent";
+            Box::pin(async move { if up { Ok(()) } else { Err("down".into()) } })
+        }
+    }
+
+    async fn remote(
+        peers: &[(&str, &'static str)],
+        max_ongoing: u32,
+    ) -> (Arc<RemoteDeployment>, Arc<Listed>, Arc<Scripted>) {
+        let listed = Arc::new(Listed(Mutex::new(
+            peers.iter().map(|(a, _)| (*a).to_owned()).collect(),
+        )));
+        let scripted = Arc::new(Scripted(Mutex::new(
+            peers.iter().map(|(a, m)| ((*a).to_owned(), *m)).collect(),
+        )));
+        let roles = Roles {
+            local: Vec::new(),
+            num_replicas: None,
+            discovery: listed.clone(),
+            transport: scripted.clone(),
+            probe_period: Duration::from_millis(20),
+            wait_for_replica: Duration::from_millis(200),
+        };
+        let config = DeploymentConfig::new("echo").with_max_ongoing_requests(max_ongoing);
+        let parts = Deployment::from_fn(config, |_| async { Ok(Nop) }).into_parts();
+        let remote = RemoteDeployment::start(parts, roles).await.expect("starts");
+        (remote, listed, scripted)
+    }
+
+    fn ctx() -> RequestContext {
+        RequestContext::new("id", "default")
+    }
+
+    #[tokio::test]
+    async fn a_replica_that_never_saw_the_request_hands_it_to_another() {
+        let (remote, _, scripted) = remote(&[("a:1", "ok"), ("b:1", "ok")], 5).await;
+        // `a` goes down after its probe: the requests that reach it are sent to `b`.
+        lock(&scripted.0)[0].1 = "unsent";
+        for _ in 0..10 {
+            let answer = Backend::call(&*remote, ctx(), Value::Null)
+                .await
+                .expect("served");
+            assert_eq!(answer["from"], "b:1");
+        }
+        let status = remote.status();
+        let a = status
+            .replicas
+            .iter()
+            .find(|r| r.replica_id == "a:1")
+            .unwrap();
+        assert_eq!(a.state, ReplicaState::Unreachable);
+        assert_eq!(a.address.as_deref(), Some("a:1"));
+        // It comes back when a probe finds it healthy.
+        lock(&scripted.0)[0].1 = "ok";
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while remote.live() < 2 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("a rejoins");
+    }
+
+    #[tokio::test]
+    async fn a_request_the_replica_had_is_a_502_not_a_retry() {
+        let (remote, _, _) = remote(&[("a:1", "lost")], 5).await;
+        let error = Backend::call(&*remote, ctx(), Value::Null)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::ReplicaLost { .. }), "{error}");
+    }
+
+    #[tokio::test]
+    async fn no_replica_at_all_is_a_503_after_the_wait() {
+        let (remote, _, _) = remote(&[], 5).await;
+        let started = Instant::now();
+        let error = Backend::call(&*remote, ctx(), Value::Null)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Unavailable { .. }), "{error}");
+        assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[tokio::test]
+    async fn a_queued_request_fails_when_every_replica_leaves() {
+        let (remote, listed, _) = remote(&[("a:1", "hang")], 1).await;
+        let busy = {
+            let remote = remote.clone();
+            tokio::spawn(async move { Backend::call(&*remote, ctx(), Value::Null).await })
+        };
+        while remote.status().replicas[0].ongoing_requests == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let queued = {
+            let remote = remote.clone();
+            tokio::spawn(async move { Backend::call(&*remote, ctx(), Value::Null).await })
+        };
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(remote.queued(), 1);
+        lock(&listed.0).clear();
+        let error = tokio::time::timeout(Duration::from_secs(5), queued)
+            .await
+            .expect("no hang")
+            .expect("the task")
+            .unwrap_err();
+        assert!(matches!(error, Error::Unavailable { .. }), "{error}");
+        busy.abort();
     }
 }
