@@ -565,7 +565,7 @@ impl Shared {
             req,
             request_id,
             |name| self.local_handle(name),
-            self.options.max_body_bytes,
+            &self.options,
             self.draining.load(Ordering::SeqCst),
         )
         .await

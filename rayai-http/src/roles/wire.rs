@@ -38,7 +38,7 @@ use rayai_core::remote::{Failure, RemoteStream, Transport};
 use rayai_core::{AgentError, DeploymentHandle, Error, RequestContext};
 use serde_json::{Value, json};
 
-use crate::Body;
+use crate::{Body, HttpOptions};
 
 /// The path prefix of the wire's requests.
 pub(crate) const PREFIX: &str = "/-/replica/";
@@ -205,13 +205,14 @@ fn context(req: &Request<Incoming>, fallback_id: &str) -> RequestContext {
     }
 }
 
-/// Serves one wire request on a replica process: `local` says which deployments run here,
-/// `handle` finds them, `max_body` bounds a JSON input, `draining` refuses new work.
+/// Serves one wire request on a replica process: `local` finds the deployments that run here,
+/// `options` bound the body as any request's (size, read timeout, the process's budget),
+/// `draining` refuses new work.
 pub(crate) async fn serve(
     req: Request<Incoming>,
     request_id: &str,
     local: impl Fn(&str) -> Option<DeploymentHandle>,
-    max_body: u64,
+    options: &HttpOptions,
     draining: bool,
 ) -> Response<Body> {
     let path = req.uri().path().to_owned();
@@ -232,11 +233,30 @@ pub(crate) async fn serve(
     };
     let ctx = context(&req, request_id);
     if op == "serve" {
+        let declared = crate::intake::declared_length(&req);
+        let version = req.version();
+        let (parts, body) = req.into_parts();
+        let body = match crate::intake::Intake::new(body, declared, options) {
+            Ok(body) => body.on_connection(),
+            Err(why) => return why.response(version),
+        };
+        let req = Request::from_parts(parts, rayai_core::handler::boxed(body));
         return serve_http(handle, ctx, req).await;
     }
-    let data: Value = match read_json(req.into_body(), max_body).await {
-        Ok(data) => data,
-        Err(message) => return refused(StatusCode::BAD_REQUEST, message),
+    let data: Value = match crate::intake::read_whole(req, options).await {
+        Ok((bytes, _held)) => match serde_json::from_slice(&bytes) {
+            Ok(data) => data,
+            Err(e) => {
+                return refused(
+                    StatusCode::BAD_REQUEST,
+                    format!("the request is not JSON: {e}"),
+                );
+            }
+        },
+        Err(resp) => {
+            let status = resp.status();
+            return refused(status, format!("the request body was refused ({status})"));
+        }
     };
     match op {
         "call" => match handle.call_with(ctx, data).await {
@@ -300,7 +320,7 @@ fn lines(
 async fn serve_http(
     handle: DeploymentHandle,
     ctx: RequestContext,
-    req: Request<Incoming>,
+    req: Request<HttpBody>,
 ) -> Response<Body> {
     let (mut parts, body) = req.into_parts();
     if let Some(uri) = parts
@@ -312,21 +332,11 @@ async fn serve_http(
     }
     parts.headers.remove(&X_SESSION);
     parts.headers.remove(&X_SESSION_KEY);
-    let req = Request::from_parts(parts, rayai_core::handler::boxed(body));
+    let req = Request::from_parts(parts, body);
     match handle.serve(ctx, req).await {
         Ok(resp) => resp.map(Body::from),
         Err(e) => error_response(&e),
     }
-}
-
-async fn read_json(body: Incoming, max: u64) -> Result<Value, String> {
-    let limited = http_body_util::Limited::new(body, usize::try_from(max).unwrap_or(usize::MAX));
-    let bytes = limited
-        .collect()
-        .await
-        .map_err(|e| format!("could not read the request: {e}"))?
-        .to_bytes();
-    serde_json::from_slice(&bytes).map_err(|e| format!("the request is not JSON: {e}"))
 }
 
 // ----- the proxy's side -----
