@@ -48,11 +48,20 @@ pub(crate) fn from_env() -> Result<(Role, Option<Roles>), Error> {
         Some("proxy") => Role::Proxy,
         Some("replica") => {
             let Some(names) = var("RAYAI_DEPLOYMENT") else {
-                return Err(Error::Role(
+                let agents: Vec<String> = rayai_core::App::discover()
+                    .deployments()
+                    .iter()
+                    .map(|d| d.config().name().to_owned())
+                    .collect();
+                return Err(Error::Role(format!(
                     "RAYAI_ROLE=replica needs RAYAI_DEPLOYMENT: the name of the deployment (or \
-                     several, comma-separated) whose replicas run in this process"
-                        .to_owned(),
-                ));
+                     several, comma-separated) whose replicas run in this process{}",
+                    if agents.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (this program's agents: {})", agents.join(", "))
+                    }
+                )));
             };
             let names: Vec<String> = names
                 .split(',')
