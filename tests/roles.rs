@@ -661,3 +661,55 @@ async fn composition_across_processes_answers_as_one_process() {
     let _ = all;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A bad role, or a replica role naming a deployment the program does not have, stops the
+/// program with one error naming the valid choices.
+#[test]
+fn bad_role_settings_are_one_clear_error() {
+    let dir = std::env::temp_dir().join(format!("rayai-roles-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let run = |name: &str, env: &[(&str, String)]| {
+        let mut proc = spawn(&dir, name, free_port(), env);
+        let start = Instant::now();
+        let status = loop {
+            if let Some(status) = proc.child.try_wait().expect("waits") {
+                break status;
+            }
+            assert!(
+                start.elapsed() < WAIT,
+                "{name} kept running\n{}",
+                proc.logs()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        (status, proc.logs())
+    };
+    let (status, logs) = run("bogus", &[("RAYAI_ROLE", "bogus".to_owned())]);
+    assert!(!status.success());
+    assert!(
+        logs.contains("RAYAI_ROLE=\"bogus\" is not one of all, proxy, replica"),
+        "{logs}"
+    );
+    let (status, logs) = run(
+        "unknown",
+        &[
+            ("RAYAI_ROLE", "replica".to_owned()),
+            ("RAYAI_DEPLOYMENT", "echo,nope".to_owned()),
+        ],
+    );
+    assert_eq!(status.code(), Some(2), "{logs}");
+    assert!(
+        logs.contains(
+            "RAYAI_DEPLOYMENT names `nope` that this program does not deploy; valid names:"
+        ) && logs.contains("echo")
+            && logs.contains("greeter"),
+        "{logs}"
+    );
+    let (status, logs) = run("proxy-alone", &[("RAYAI_ROLE", "proxy".to_owned())]);
+    assert!(!status.success());
+    assert!(
+        logs.contains("RAYAI_ROLE=proxy needs RAYAI_DISCOVERY"),
+        "{logs}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
