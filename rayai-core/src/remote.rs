@@ -103,8 +103,10 @@ pub trait Transport: Send + Sync + 'static {
         req: http::Request<HttpBody>,
     ) -> BoxFuture<'static, Result<http::Response<HttpBody>, Failure>>;
 
-    /// Asks the replica process whether it takes requests (its `/-/healthz`).
-    fn probe(&self, address: &str) -> BoxFuture<'static, Result<(), String>>;
+    /// Asks the replica process whether it takes `deployment`'s requests now; the answer is how
+    /// many it takes at once (its replicas of the deployment times their
+    /// `max_ongoing_requests`), which the proxy holds it to.
+    fn probe(&self, address: &str, deployment: &str) -> BoxFuture<'static, Result<u32, String>>;
 }
 
 /// Which deployments run in this process, and how the others are found and reached.

@@ -210,24 +210,26 @@ impl RemoteDeployment {
             .roles
             .probe_period
             .clamp(Duration::from_millis(200), Duration::from_secs(5));
-        let probes =
-            peers.iter().map(|peer| async move {
-                let result =
-                    match tokio::time::timeout(timeout, self.roles.transport.probe(&peer.address))
-                        .await
-                    {
-                        Ok(result) => result,
-                        Err(_) => Err(format!(
-                            "health probe timed out after {:.1}s",
-                            timeout.as_secs_f64()
-                        )),
-                    };
-                (peer, result)
-            });
+        let probes = peers.iter().map(|peer| async move {
+            let result = match tokio::time::timeout(
+                timeout,
+                self.roles.transport.probe(&peer.address, &self.name),
+            )
+            .await
+            {
+                Ok(result) => result,
+                Err(_) => Err(format!(
+                    "health probe timed out after {:.1}s",
+                    timeout.as_secs_f64()
+                )),
+            };
+            (peer, result)
+        });
         let mut changed = false;
         for (peer, result) in futures::future::join_all(probes).await {
             match result {
-                Ok(()) => {
+                Ok(capacity) => {
+                    peer.load.set_max_ongoing(capacity.max(1));
                     let was_down = peer.down.swap(false, Ordering::SeqCst);
                     let was_fresh = peer.fresh.swap(false, Ordering::SeqCst);
                     if was_down {
@@ -811,10 +813,21 @@ mod tests {
         ) -> BoxFuture<'static, Result<http::Response<HttpBody>, Failure>> {
             Box::pin(async { Err(Failure::Unsent("no handlers here".into())) })
         }
-        fn probe(&self, address: &str) -> BoxFuture<'static, Result<(), String>> {
+        fn probe(&self, address: &str, _: &str) -> BoxFuture<'static, Result<u32, String>> {
             let up = self.mode(address) != "unsent";
-            Box::pin(async move { if up { Ok(()) } else { Err("down".into()) } })
+            Box::pin(async move {
+                if up {
+                    Ok(self_capacity())
+                } else {
+                    Err("down".into())
+                }
+            })
         }
+    }
+
+    /// What every scripted replica process says it takes at once.
+    fn self_capacity() -> u32 {
+        1
     }
 
     async fn remote(

@@ -11,7 +11,7 @@
 //! | `POST /-/replica/<deployment>/typed` | a typed deployment's request as JSON | `200` and its response as JSON |
 //! | `POST /-/replica/<deployment>/text`, `/events` | the JSON input | `200` and one line per item: `{"i": item}`, then `{"end": true}` or `{"e": error}` |
 //! | `<any method> /-/replica/<deployment>/serve` | the request's own body | the handler's response |
-//! | `GET /-/healthz` | | `200` while the process takes requests |
+//! | `GET /-/replica/<deployment>/health` | | `200` and `{"capacity": n}` (running replicas times `max_ongoing_requests`) while the deployment takes requests here |
 //!
 //! Every request carries `x-request-id`, `x-rayai-session` and, for sticky sessions,
 //! `x-rayai-session-key`; `serve` carries the request's own URI in `x-rayai-uri`. An error is
@@ -231,6 +231,9 @@ pub(crate) async fn serve(
             format!("deployment `{deployment}` does not run in this process"),
         );
     };
+    if op == "health" {
+        return health(&handle);
+    }
     let ctx = context(&req, request_id);
     if op == "serve" {
         let declared = crate::intake::declared_length(&req);
@@ -277,6 +280,23 @@ pub(crate) async fn serve(
         },
         _ => refused(StatusCode::NOT_FOUND, format!("no wire operation {op}")),
     }
+}
+
+/// Whether the deployment takes requests here, and how many at once: its running replicas
+/// times their `max_ongoing_requests`.
+fn health(handle: &DeploymentHandle) -> Response<Body> {
+    let running = handle.status().running_replicas;
+    if running == 0 {
+        return refused(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "deployment `{}` has no running replica here yet",
+                handle.name()
+            ),
+        );
+    }
+    let capacity = running.saturating_mul(handle.config().max_ongoing_requests());
+    json_answer(StatusCode::OK, &json!({ "capacity": capacity }))
 }
 
 /// A stream's items as lines, each sent as it comes.
@@ -635,21 +655,26 @@ impl Transport for WireClient {
         })
     }
 
-    fn probe(&self, address: &str) -> BoxFuture<'static, Result<(), String>> {
+    fn probe(&self, address: &str, deployment: &str) -> BoxFuture<'static, Result<u32, String>> {
         let client = self.client.clone();
-        let uri = format!("http://{address}/-/healthz");
+        let uri = format!("http://{address}{PREFIX}{deployment}/health");
         Box::pin(async move {
             let uri: Uri = uri.parse().map_err(|e| format!("bad address: {e}"))?;
             let mut req = Request::new(rayai_core::handler::empty());
             *req.uri_mut() = uri;
             let resp = client.request(req).await.map_err(|e| error_text(&e))?;
             let status = resp.status();
-            drop(resp);
-            if status == StatusCode::OK {
-                Ok(())
-            } else {
-                Err(format!("/-/healthz answered {status}"))
+            let answer = read_answer(resp.into_body())
+                .await
+                .map_err(|_| format!("the health probe answered {status} and no JSON"))?;
+            if status != StatusCode::OK {
+                let why = decode_error(&answer);
+                return Err(format!("the health probe answered {status}: {why}"));
             }
+            answer["capacity"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok())
+                .ok_or_else(|| "the health probe answered no capacity".to_owned())
         })
     }
 }
