@@ -529,22 +529,24 @@ fn proxy_hop(bins: &Bins, quick: bool) {
     }
     println!();
     println!(
-        "## The proxy hop: proxy + 1 replica process against the single process (`echo`, \
-         access log filtered out), median of {rounds} alternating round(s) of {seconds} s"
+        "## The proxy hop: proxy + 1 replica process against the single process (`echo`: 1 \
+         replica, `echo4`: 4 replicas; access log filtered out), median of {rounds} alternating \
+         round(s) of {seconds} s"
     );
     println!();
     println!(
-        "| c | single req/s | proxy + replica req/s | ratio | single p50 | proxy p50 | added p50 | single p99 | proxy p99 |"
+        "| agent | c | single req/s | proxy + replica req/s | ratio | single p50 | proxy p50 | added p50 | single p99 | proxy p99 |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for c in [16, 64] {
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for (agent, c) in [("echo", 16), ("echo", 64), ("echo4", 16), ("echo4", 64)] {
+        let path = format!("/agents/{agent}/chat");
         let load = Load::Timed { c, seconds, warmup };
         let (mut one, mut two) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
-            let a = loadgen(bins, &single.url("/agents/echo/chat"), BODY, false, load);
-            let b = loadgen(bins, &proxy.url("/agents/echo/chat"), BODY, false, load);
+            let a = loadgen(bins, &single.url(&path), BODY, false, load);
+            let b = loadgen(bins, &proxy.url(&path), BODY, false, load);
             eprintln!(
-                "hop c={c} round {round}/{rounds}: single {:.0}/s, proxy {:.0}/s ({:.2}x)",
+                "hop {agent} c={c} round {round}/{rounds}: single {:.0}/s, proxy {:.0}/s ({:.2}x)",
                 a.req_per_s,
                 b.req_per_s,
                 b.req_per_s / a.req_per_s
@@ -557,7 +559,7 @@ fn proxy_hop(bins: &Bins, quick: bool) {
         let (r1, r2) = (med(&one, |r| r.req_per_s), med(&two, |r| r.req_per_s));
         let (p1, p2) = (med(&one, |r| r.p50_us), med(&two, |r| r.p50_us));
         println!(
-            "| {c} | {r1:.0} | {r2:.0} | {:.2}x | {} | {} | {} | {} | {} |",
+            "| {agent} | {c} | {r1:.0} | {r2:.0} | {:.2}x | {} | {} | {} | {} | {} |",
             r2 / r1,
             ms(p1),
             ms(p2),
