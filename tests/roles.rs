@@ -713,3 +713,101 @@ fn bad_role_settings_are_one_clear_error() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The static discovery file is read again when it changes: a replica process added to it
+/// takes requests, one removed from it gets none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rewritten_discovery_file_adds_and_removes_replica_processes() {
+    let dir = std::env::temp_dir().join(format!("rayai-roles-file-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let (proxy_port, r1, r2, dash_port) = (free_port(), free_port(), free_port(), free_port());
+    let discovery = dir.join("replicas.toml");
+    let write = |ports: &[u16]| {
+        let list: Vec<String> = ports.iter().map(|p| format!("\"127.0.0.1:{p}\"")).collect();
+        std::fs::write(
+            &discovery,
+            format!(
+                "# rewritten\n[deployments]\ncounter = [{}]\n",
+                list.join(", ")
+            ),
+        )
+        .expect("the discovery file");
+    };
+    write(&[r1]);
+    let static_file = format!("static:{}", discovery.display());
+    let replica = || {
+        vec![
+            ("RAYAI_ROLE", "replica".to_owned()),
+            ("RAYAI_DEPLOYMENT", "counter".to_owned()),
+        ]
+    };
+    let p1 = spawn(&dir, "replica-1", r1, &replica());
+    let p2 = spawn(&dir, "replica-2", r2, &replica());
+    let proxy = spawn(
+        &dir,
+        "proxy",
+        proxy_port,
+        &[
+            ("RAYAI_ROLE", "proxy".to_owned()),
+            ("RAYAI_DISCOVERY", static_file.clone()),
+            ("RAYAI_DASHBOARD_PORT", dash_port.to_string()),
+        ],
+    );
+    let (proxy_addr, dashboard) = (
+        SocketAddr::from(([127, 0, 0, 1], proxy_port)),
+        SocketAddr::from(([127, 0, 0, 1], dash_port)),
+    );
+    let http = client();
+    let all = [&p1, &p2, &proxy];
+    let (first, second) = (format!("127.0.0.1:{r1}"), format!("127.0.0.1:{r2}"));
+    eventually("the first replica process to be live", &all, || async {
+        replicas(&http, dashboard, "counter")
+            .await
+            .get(&first)
+            .is_some_and(|(state, _)| state == "RUNNING")
+    })
+    .await;
+    assert!(
+        !replicas(&http, dashboard, "counter")
+            .await
+            .contains_key(&second)
+    );
+
+    write(&[r1, r2]);
+    eventually(
+        "the added replica process to take requests",
+        &all,
+        || async {
+            let answer = post(&http, proxy_addr, "/agents/counter/chat", r#"{"data": {}}"#).await;
+            assert_eq!(answer.status, 200, "{answer:?}");
+            replicas(&http, dashboard, "counter")
+                .await
+                .get(&second)
+                .is_some_and(|(state, served)| state == "RUNNING" && *served > 0)
+        },
+    )
+    .await;
+
+    write(&[r2]);
+    eventually(
+        "the removed replica process to leave the set",
+        &all,
+        || async {
+            !replicas(&http, dashboard, "counter")
+                .await
+                .contains_key(&first)
+        },
+    )
+    .await;
+    let before = replicas(&http, dashboard, "counter").await[&second].1;
+    for _ in 0..10 {
+        let answer = post(&http, proxy_addr, "/agents/counter/chat", r#"{"data": {}}"#).await;
+        assert_eq!(answer.status, 200, "{answer:?}");
+    }
+    assert_eq!(
+        replicas(&http, dashboard, "counter").await[&second].1,
+        before + 10
+    );
+    let _ = all;
+    let _ = std::fs::remove_dir_all(&dir);
+}
