@@ -362,6 +362,8 @@ impl RemoteDeployment {
             match send(&peer.address).await {
                 Ok(answer) => return Ok((answer, slot, started)),
                 Err(Failure::Unsent(reason) | Failure::Refused(reason)) => {
+                    // Not given to it after all.
+                    peer.served.fetch_sub(1, Ordering::Relaxed);
                     tracing::debug!(deployment = %self.name, replica = %peer.address, %reason, "the replica did not take the request; trying another");
                     self.take_out(&peer, reason, true);
                 }
