@@ -35,6 +35,15 @@ pub(crate) trait Backend: Send + Sync + 'static {
     fn stats(&self) -> DeploymentStats;
     /// Runs `run` on a replica (its result as it came, object or not).
     fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>>;
+    /// Runs `run` on a replica for the HTTP front: the value, or, from another process, its JSON
+    /// text as the replica process wrote it (already checked to be an object).
+    fn call_answer(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> BoxFuture<'_, Result<Answer, Error>> {
+        Box::pin(async move { self.call(ctx, data).await.map(Answer::Value) })
+    }
     fn stream_text(
         &self,
         ctx: RequestContext,
@@ -62,6 +71,16 @@ pub(crate) trait Backend: Send + Sync + 'static {
         req: http::Request<HttpBody>,
     ) -> BoxFuture<'_, Result<http::Response<HttpBody>, Error>>;
     fn shutdown(&self, timeout: Duration) -> BoxFuture<'_, ()>;
+}
+
+/// An agent's answer as [`DeploymentHandle::call_answer`] returns it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// The JSON object `run` returned.
+    Value(Value),
+    /// The same object as compact JSON text, as a replica process in another process wrote it:
+    /// the HTTP front copies it into its answer without parsing it again.
+    Json(bytes::Bytes),
 }
 
 /// A running deployment: send it requests; they are load-balanced over its replicas.
@@ -211,6 +230,22 @@ impl DeploymentHandle {
             Ok(value)
         } else {
             Err(Error::NotAnObject(json_kind(&value)))
+        }
+    }
+
+    /// Runs the agent's `run` on a replica as [`DeploymentHandle::call_with`] does, for a caller
+    /// that writes the answer out as JSON (the HTTP front): from a replica in another process the
+    /// answer stays the JSON text it came as.
+    ///
+    /// # Errors
+    ///
+    /// As [`DeploymentHandle::call_with`].
+    pub async fn call_answer(&self, ctx: RequestContext, data: Value) -> Result<Answer, Error> {
+        match self.inner.call_answer(ctx, data).await? {
+            Answer::Value(value) if !value.is_object() => {
+                Err(Error::NotAnObject(json_kind(&value)))
+            }
+            answer => Ok(answer),
         }
     }
 

@@ -63,7 +63,7 @@ pub use config::{DeploymentConfig, DeploymentKind, Isolation};
 pub use context::ReplicaContext;
 pub use deployment::Deployment;
 pub use error::{AgentError, Error, Result};
-pub use handle::DeploymentHandle;
+pub use handle::{Answer, DeploymentHandle};
 pub use node::{Gpu, NodeResources, Placement, Plan, PlanRow, Resources, Shortfall};
 pub use request::RequestContext;
 pub use schema::AgentSchema;

@@ -67,6 +67,15 @@ pub trait Transport: Send + Sync + 'static {
         data: Value,
     ) -> BoxFuture<'static, Result<Value, Failure>>;
 
+    /// Runs an agent's `run`, its answer as the JSON text the replica process wrote (an object).
+    fn call_json(
+        &self,
+        address: &str,
+        deployment: &str,
+        ctx: &RequestContext,
+        data: Value,
+    ) -> BoxFuture<'static, Result<bytes::Bytes, Failure>>;
+
     /// Runs a typed deployment's `call`, its request and response as JSON.
     fn call_typed(
         &self,

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Method, Response, StatusCode, header};
-use rayai_core::{DeploymentHandle, RequestContext};
+use rayai_core::{Answer, DeploymentHandle, RequestContext};
 use serde_json::{Map, Value, json};
 
 use crate::body::Body;
@@ -259,8 +259,8 @@ impl<'a> AgentEndpoint<'a> {
             ctx = ctx.with_session_key(key);
         }
         let result = match request.stream {
-            StreamMode::Off => match self.handle.call_with(ctx, request.data).await {
-                Ok(result) => return success(shape, result, &session),
+            StreamMode::Off => match self.handle.call_answer(ctx, request.data).await {
+                Ok(answer) => return success(shape, answer, &session),
                 Err(e) => Err(e),
             },
             StreamMode::Text => self
@@ -279,14 +279,23 @@ impl<'a> AgentEndpoint<'a> {
 }
 
 /// `{"result":{...},"session_id":"..."}`, compact, in that order (or 0.1.3's `response`).
-fn success(shape: Shape, result: Value, session: &str) -> Response<Body> {
+fn success(shape: Shape, answer: Answer, session: &str) -> Response<Body> {
     let mut out = BytesMut::with_capacity(128);
-    match shape {
-        Shape::Chat => {
+    match (shape, answer) {
+        (Shape::Chat, Answer::Json(json)) => {
+            // A replica process's compact JSON: what serializing its value here would write.
+            out.put_slice(b"{\"result\":");
+            out.put_slice(&json);
+        }
+        (Shape::Chat, Answer::Value(result)) => {
             out.put_slice(b"{\"result\":");
             let _ = serde_json::to_writer((&mut out).writer(), &result);
         }
-        Shape::Query => {
+        (Shape::Query, answer) => {
+            let result = match answer {
+                Answer::Json(json) => serde_json::from_slice(&json).unwrap_or(Value::Null),
+                Answer::Value(value) => value,
+            };
             out.put_slice(b"{\"response\":");
             let text = match result.get("response").or_else(|| result.get("content")) {
                 Some(Value::String(s)) => s.clone(),

@@ -23,7 +23,7 @@ use crate::callable::Codec;
 use crate::config::{DeploymentConfig, DeploymentKind};
 use crate::deployment::Parts;
 use crate::error::Error;
-use crate::handle::{AnyBox, Backend};
+use crate::handle::{Answer, AnyBox, Backend};
 use crate::handler::{BoxError, HttpBody};
 use crate::remote::{Failure, RemoteStream, Roles};
 use crate::request::RequestContext;
@@ -584,6 +584,23 @@ impl Backend for RemoteDeployment {
         })
     }
 
+    fn call_answer(
+        &self,
+        ctx: RequestContext,
+        data: Value,
+    ) -> BoxFuture<'_, Result<Answer, Error>> {
+        Box::pin(async move {
+            let transport = &self.roles.transport;
+            let (json, slot, started) = self
+                .send(&ctx, |address| {
+                    transport.call_json(address, &self.name, &ctx, data.clone())
+                })
+                .await?;
+            slot.replica().counters.record(started.elapsed(), true);
+            Ok(Answer::Json(json))
+        })
+    }
+
     fn stream_text(
         &self,
         ctx: RequestContext,
@@ -778,6 +795,16 @@ mod tests {
                     _ => Err(Failure::Unsent("refused".into())),
                 }
             })
+        }
+        fn call_json(
+            &self,
+            a: &str,
+            d: &str,
+            c: &RequestContext,
+            v: Value,
+        ) -> BoxFuture<'static, Result<bytes::Bytes, Failure>> {
+            let call = self.call(a, d, c, v);
+            Box::pin(async move { call.await.map(|v| bytes::Bytes::from(v.to_string())) })
         }
         fn call_typed(
             &self,

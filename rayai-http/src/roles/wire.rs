@@ -489,12 +489,16 @@ fn error_text(error: &dyn std::error::Error) -> String {
     text
 }
 
-async fn read_answer(body: Incoming) -> Result<Value, Failure> {
-    let bytes = http_body_util::Limited::new(body, MAX_ANSWER)
+async fn read_bytes(body: Incoming) -> Result<Bytes, Failure> {
+    Ok(http_body_util::Limited::new(body, MAX_ANSWER)
         .collect()
         .await
         .map_err(|e| Failure::Lost(format!("the answer was cut: {e}")))?
-        .to_bytes();
+        .to_bytes())
+}
+
+async fn read_answer(body: Incoming) -> Result<Value, Failure> {
+    let bytes = read_bytes(body).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Failure::Lost(format!("the answer is not JSON: {e}")))
 }
@@ -583,6 +587,17 @@ impl Transport for WireClient {
     ) -> BoxFuture<'static, Result<Value, Failure>> {
         let sent = self.send(Self::json_request(address, deployment, "call", ctx, &data));
         Box::pin(async move { read_answer(sent.await?.into_body()).await })
+    }
+
+    fn call_json(
+        &self,
+        address: &str,
+        deployment: &str,
+        ctx: &RequestContext,
+        data: Value,
+    ) -> BoxFuture<'static, Result<Bytes, Failure>> {
+        let sent = self.send(Self::json_request(address, deployment, "call", ctx, &data));
+        Box::pin(async move { read_bytes(sent.await?.into_body()).await })
     }
 
     fn call_typed(
