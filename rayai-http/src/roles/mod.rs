@@ -20,6 +20,7 @@ use rayai_core::remote::{Discovery, Roles};
 use crate::Error;
 
 pub(crate) mod discovery;
+mod pool;
 pub(crate) mod wire;
 
 /// The role a process plays.

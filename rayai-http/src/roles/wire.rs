@@ -38,6 +38,7 @@ use rayai_core::remote::{Failure, RemoteStream, Transport};
 use rayai_core::{AgentError, DeploymentHandle, Error, RequestContext};
 use serde_json::{Value, json};
 
+use super::pool::{self, Leased, Pool};
 use crate::{Body, HttpOptions};
 
 /// The path prefix of the wire's requests.
@@ -365,37 +366,49 @@ async fn serve_http(
 /// per request in flight), or with `http2` one multiplexed HTTP/2 connection per replica
 /// process.
 pub(crate) struct WireClient {
-    client: Client<HttpConnector, HttpBody>,
+    connections: Connections,
+}
+
+/// Where the client's connections come from.
+enum Connections {
+    /// HTTP/1.1 keep-alive connections of our own pool.
+    Http1(Pool),
+    /// hyper-util's client, HTTP/2 only.
+    Http2(Box<Client<HttpConnector, HttpBody>>),
 }
 
 impl WireClient {
     pub(crate) fn new(http2: bool) -> Arc<WireClient> {
+        if !http2 {
+            return Arc::new(WireClient {
+                connections: Connections::Http1(Pool::default()),
+            });
+        }
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(2)));
         let mut builder = Client::builder(TokioExecutor::new());
-        builder.pool_idle_timeout(Duration::from_secs(60));
-        if http2 {
-            // Windows large enough that requests and answers do not wait for window updates.
-            builder
-                .http2_only(true)
-                .http2_initial_stream_window_size(4 << 20)
-                .http2_initial_connection_window_size(32 << 20);
-        }
-        let client = builder.build(connector);
-        Arc::new(WireClient { client })
+        // Windows large enough that requests and answers do not wait for window updates.
+        builder
+            .pool_idle_timeout(Duration::from_secs(60))
+            .http2_only(true)
+            .http2_initial_stream_window_size(4 << 20)
+            .http2_initial_connection_window_size(32 << 20);
+        Arc::new(WireClient {
+            connections: Connections::Http2(Box::new(builder.build(connector))),
+        })
     }
 
+    /// A request to `address` (with `path` as its URI: the pool sends it on a connection to
+    /// `address`, and the HTTP/2 client wants the whole URI).
     fn request(
         address: &str,
         path: &str,
         method: Method,
         ctx: &RequestContext,
         body: HttpBody,
-    ) -> Result<Request<HttpBody>, Failure> {
-        let uri: Uri = format!("http://{address}{path}")
-            .parse()
-            .map_err(|e| Failure::Unsent(format!("bad replica address {address:?}: {e}")))?;
+    ) -> Result<(String, Request<HttpBody>), Failure> {
+        let uri = pool::path_uri(path)?;
         let mut req = Request::new(body);
         *req.method_mut() = method;
         *req.uri_mut() = uri;
@@ -409,17 +422,42 @@ impl WireClient {
         if let Some(v) = ctx.sticky_key().and_then(|k| HeaderValue::from_str(k).ok()) {
             headers.insert(X_SESSION_KEY, v);
         }
-        Ok(req)
+        Ok((address.to_owned(), req))
+    }
+
+    /// Sends `req` to its address, as it is, on a pooled connection.
+    fn transmit(
+        &self,
+        address: String,
+        mut req: Request<HttpBody>,
+    ) -> BoxFuture<'static, Result<Response<Leased>, Failure>> {
+        match &self.connections {
+            Connections::Http1(pool) => {
+                let pool = pool.clone();
+                Box::pin(async move { pool.send(&address, req).await })
+            }
+            Connections::Http2(client) => {
+                let client = Client::clone(client);
+                Box::pin(async move {
+                    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+                    *req.uri_mut() = format!("http://{address}{path}")
+                        .parse::<Uri>()
+                        .map_err(|e| Failure::Unsent(format!("bad address {address:?}: {e}")))?;
+                    let resp = client.request(req).await.map_err(classify)?;
+                    Ok(resp.map(Leased::plain))
+                })
+            }
+        }
     }
 
     /// Sends `req`; an answer marked as an error becomes the [`Failure`] it says.
     fn send(
         &self,
-        req: Result<Request<HttpBody>, Failure>,
-    ) -> BoxFuture<'static, Result<Response<Incoming>, Failure>> {
-        let client = self.client.clone();
+        req: Result<(String, Request<HttpBody>), Failure>,
+    ) -> BoxFuture<'static, Result<Response<Leased>, Failure>> {
+        let sent = req.map(|(address, req)| self.transmit(address, req));
         Box::pin(async move {
-            let resp = client.request(req?).await.map_err(classify)?;
+            let resp = sent?.await?;
             if resp.headers().contains_key(&X_ERROR) {
                 let refused = resp.headers().contains_key(&X_REFUSED);
                 let value = read_answer(resp.into_body()).await?;
@@ -440,9 +478,9 @@ impl WireClient {
         op: &str,
         ctx: &RequestContext,
         data: &Value,
-    ) -> Result<Request<HttpBody>, Failure> {
+    ) -> Result<(String, Request<HttpBody>), Failure> {
         let body = rayai_core::handler::full(serde_json::to_vec(data).unwrap_or_default());
-        let mut req = Self::request(
+        let (address, mut req) = Self::request(
             address,
             &format!("{PREFIX}{deployment}/{op}"),
             Method::POST,
@@ -451,12 +489,12 @@ impl WireClient {
         )?;
         req.headers_mut()
             .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        Ok(req)
+        Ok((address, req))
     }
 
     fn stream<T: Send + 'static>(
         &self,
-        req: Result<Request<HttpBody>, Failure>,
+        req: Result<(String, Request<HttpBody>), Failure>,
         item: fn(Value) -> Option<T>,
     ) -> BoxFuture<'static, Result<RemoteStream<T>, Failure>> {
         let sent = self.send(req);
@@ -478,7 +516,7 @@ fn classify(error: hyper_util::client::legacy::Error) -> Failure {
     }
 }
 
-fn error_text(error: &dyn std::error::Error) -> String {
+pub(crate) fn error_text(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
@@ -489,7 +527,7 @@ fn error_text(error: &dyn std::error::Error) -> String {
     text
 }
 
-async fn read_bytes(body: Incoming) -> Result<Bytes, Failure> {
+async fn read_bytes(body: Leased) -> Result<Bytes, Failure> {
     Ok(http_body_util::Limited::new(body, MAX_ANSWER)
         .collect()
         .await
@@ -497,7 +535,7 @@ async fn read_bytes(body: Incoming) -> Result<Bytes, Failure> {
         .to_bytes())
 }
 
-async fn read_answer(body: Incoming) -> Result<Value, Failure> {
+async fn read_answer(body: Leased) -> Result<Value, Failure> {
     let bytes = read_bytes(body).await?;
     serde_json::from_slice(&bytes)
         .map_err(|e| Failure::Lost(format!("the answer is not JSON: {e}")))
@@ -505,9 +543,9 @@ async fn read_answer(body: Incoming) -> Result<Value, Failure> {
 
 /// The items of a line stream, as they arrive; a body that ends without its last line ends the
 /// stream with [`Error::ReplicaLost`].
-fn line_stream<T: Send + 'static>(body: Incoming, item: fn(Value) -> Option<T>) -> RemoteStream<T> {
+fn line_stream<T: Send + 'static>(body: Leased, item: fn(Value) -> Option<T>) -> RemoteStream<T> {
     struct State {
-        body: Incoming,
+        body: Leased,
         buffer: BytesMut,
         done: bool,
     }
@@ -651,7 +689,7 @@ impl Transport for WireClient {
             ctx,
             body,
         )
-        .map(|mut wire| {
+        .map(|(address, mut wire)| {
             let headers = wire.headers_mut();
             for (name, value) in &parts.headers {
                 if name != http::header::HOST && !headers.contains_key(name) {
@@ -661,7 +699,7 @@ impl Transport for WireClient {
             if let Ok(v) = HeaderValue::from_str(&parts.uri.to_string()) {
                 headers.insert(X_URI, v);
             }
-            wire
+            (address, wire)
         });
         let sent = self.send(wire);
         Box::pin(async move {
@@ -671,13 +709,18 @@ impl Transport for WireClient {
     }
 
     fn probe(&self, address: &str, deployment: &str) -> BoxFuture<'static, Result<u32, String>> {
-        let client = self.client.clone();
-        let uri = format!("http://{address}{PREFIX}{deployment}/health");
-        Box::pin(async move {
-            let uri: Uri = uri.parse().map_err(|e| format!("bad address: {e}"))?;
+        let path = format!("{PREFIX}{deployment}/health");
+        let req = pool::path_uri(&path).map(|uri| {
             let mut req = Request::new(rayai_core::handler::empty());
             *req.uri_mut() = uri;
-            let resp = client.request(req).await.map_err(|e| error_text(&e))?;
+            self.transmit(address.to_owned(), req)
+        });
+        Box::pin(async move {
+            let describe = |f: Failure| match f {
+                Failure::Unsent(why) | Failure::Refused(why) | Failure::Lost(why) => why,
+                Failure::Answered(e) => e.to_string(),
+            };
+            let resp = req.map_err(describe)?.await.map_err(describe)?;
             let status = resp.status();
             let answer = read_answer(resp.into_body())
                 .await
