@@ -58,15 +58,6 @@ pub type RemoteStream<T> = BoxStream<'static, Result<T, Error>>;
 /// How requests reach a replica in another process: one connection pool for all of them.
 /// Dropping a returned future or stream cancels the request on the replica.
 pub trait Transport: Send + Sync + 'static {
-    /// Runs an agent's `run`.
-    fn call(
-        &self,
-        address: &str,
-        deployment: &str,
-        ctx: &RequestContext,
-        data: Value,
-    ) -> BoxFuture<'static, Result<Value, Failure>>;
-
     /// Runs an agent's `run`, its answer as the JSON text the replica process wrote (an object).
     fn call_json(
         &self,

@@ -573,14 +573,16 @@ impl Backend for RemoteDeployment {
 
     fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>> {
         Box::pin(async move {
-            let transport = &self.roles.transport;
-            let (value, slot, started) = self
-                .send(&ctx, |address| {
-                    transport.call(address, &self.name, &ctx, data.clone())
-                })
-                .await?;
-            slot.replica().counters.record(started.elapsed(), true);
-            Ok(value)
+            match self.call_answer(ctx, data).await? {
+                Answer::Value(value) => Ok(value),
+                Answer::Json(json) => {
+                    serde_json::from_slice(&json).map_err(|e| Error::ReplicaLost {
+                        deployment: self.name.clone(),
+                        replica: String::new(),
+                        reason: format!("its answer is not JSON: {e}"),
+                    })
+                }
+            }
         })
     }
 
@@ -778,7 +780,7 @@ mod tests {
                 .map_or("unsent", |(_, m)| *m)
         }
     }
-    impl crate::remote::Transport for Scripted {
+    impl Scripted {
         fn call(
             &self,
             address: &str,
@@ -796,6 +798,8 @@ mod tests {
                 }
             })
         }
+    }
+    impl crate::remote::Transport for Scripted {
         fn call_json(
             &self,
             a: &str,

@@ -616,17 +616,6 @@ fn line_stream<T: Send + 'static>(body: Leased, item: fn(Value) -> Option<T>) ->
 }
 
 impl Transport for WireClient {
-    fn call(
-        &self,
-        address: &str,
-        deployment: &str,
-        ctx: &RequestContext,
-        data: Value,
-    ) -> BoxFuture<'static, Result<Value, Failure>> {
-        let sent = self.send(Self::json_request(address, deployment, "call", ctx, &data));
-        Box::pin(async move { read_answer(sent.await?.into_body()).await })
-    }
-
     fn call_json(
         &self,
         address: &str,
