@@ -81,8 +81,8 @@ impl Pool {
                 body,
                 lease: Some((sender, peer)),
             })),
-            Err(e) if e.is_canceled() => Err(Failure::Unsent(super::wire::error_text(&e))),
-            Err(e) => Err(Failure::Lost(super::wire::error_text(&e))),
+            Err(e) if e.is_canceled() => Err(Failure::Unsent(error_text(&e))),
+            Err(e) => Err(Failure::Lost(error_text(&e))),
         }
     }
 }
@@ -167,4 +167,16 @@ impl http_body::Body for Leased {
     fn size_hint(&self) -> http_body::SizeHint {
         self.body.size_hint()
     }
+}
+
+/// An error and its causes, on one line.
+pub(crate) fn error_text(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }

@@ -38,7 +38,7 @@ use rayai_core::remote::{Failure, RemoteStream, Transport};
 use rayai_core::{AgentError, DeploymentHandle, Error, RequestContext};
 use serde_json::{Value, json};
 
-use super::pool::{self, Leased, Pool};
+use super::pool::{self, Leased, Pool, error_text};
 use crate::{Body, HttpOptions};
 
 /// The path prefix of the wire's requests.
@@ -514,17 +514,6 @@ fn classify(error: hyper_util::client::legacy::Error) -> Failure {
     } else {
         Failure::Lost(text)
     }
-}
-
-pub(crate) fn error_text(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 async fn read_bytes(body: Leased) -> Result<Bytes, Failure> {
