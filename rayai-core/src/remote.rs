@@ -64,7 +64,7 @@ pub trait Transport: Send + Sync + 'static {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<bytes::Bytes, Failure>>;
 
     /// Runs a typed deployment's `call`, its request and response as JSON.
@@ -73,7 +73,7 @@ pub trait Transport: Send + Sync + 'static {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<Value, Failure>>;
 
     /// Opens an agent's text stream.
@@ -82,7 +82,7 @@ pub trait Transport: Send + Sync + 'static {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<RemoteStream<String>, Failure>>;
 
     /// Opens an agent's event stream.
@@ -91,7 +91,7 @@ pub trait Transport: Send + Sync + 'static {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<RemoteStream<Value>, Failure>>;
 
     /// Sends an HTTP request to a handler (an ingress) deployment.

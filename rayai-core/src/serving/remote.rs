@@ -269,8 +269,9 @@ impl RemoteDeployment {
         self.changed.notify_waiters();
     }
 
+    /// Replicas taking requests now: the router's set, read without a lock.
     fn live(&self) -> usize {
-        lock(&self.peers).iter().filter(|p| p.routable()).count()
+        self.router.len()
     }
 
     /// Waits until the deployment has a live replica, at most `roles.wait_for_replica`.
@@ -595,7 +596,7 @@ impl Backend for RemoteDeployment {
             let transport = &self.roles.transport;
             let (json, slot, started) = self
                 .send(&ctx, |address| {
-                    transport.call_json(address, &self.name, &ctx, data.clone())
+                    transport.call_json(address, &self.name, &ctx, &data)
                 })
                 .await?;
             slot.replica().counters.record(started.elapsed(), true);
@@ -612,7 +613,7 @@ impl Backend for RemoteDeployment {
             let transport = &self.roles.transport;
             let (stream, slot, started) = self
                 .send(&ctx, |address| {
-                    transport.stream_text(address, &self.name, &ctx, data.clone())
+                    transport.stream_text(address, &self.name, &ctx, &data)
                 })
                 .await?;
             Ok(Self::relay(stream, slot, started))
@@ -628,7 +629,7 @@ impl Backend for RemoteDeployment {
             let transport = &self.roles.transport;
             let (stream, slot, started) = self
                 .send(&ctx, |address| {
-                    transport.stream_events(address, &self.name, &ctx, data.clone())
+                    transport.stream_events(address, &self.name, &ctx, &data)
                 })
                 .await?;
             Ok(Self::relay(stream, slot, started))
@@ -661,7 +662,7 @@ impl Backend for RemoteDeployment {
             let transport = &self.roles.transport;
             let (value, slot, started) = self
                 .send(&ctx, |address| {
-                    transport.call_typed(address, &self.name, &ctx, data.clone())
+                    transport.call_typed(address, &self.name, &ctx, &data)
                 })
                 .await?;
             slot.replica().counters.record(started.elapsed(), true);
@@ -805,9 +806,9 @@ mod tests {
             a: &str,
             d: &str,
             c: &RequestContext,
-            v: Value,
+            v: &Value,
         ) -> BoxFuture<'static, Result<bytes::Bytes, Failure>> {
-            let call = self.call(a, d, c, v);
+            let call = self.call(a, d, c, v.clone());
             Box::pin(async move { call.await.map(|v| bytes::Bytes::from(v.to_string())) })
         }
         fn call_typed(
@@ -815,16 +816,16 @@ mod tests {
             a: &str,
             d: &str,
             c: &RequestContext,
-            v: Value,
+            v: &Value,
         ) -> BoxFuture<'static, Result<Value, Failure>> {
-            self.call(a, d, c, v)
+            self.call(a, d, c, v.clone())
         }
         fn stream_text(
             &self,
             _: &str,
             _: &str,
             _: &RequestContext,
-            _: Value,
+            _: &Value,
         ) -> BoxFuture<'static, Result<RemoteStream<String>, Failure>> {
             Box::pin(async { Err(Failure::Unsent("no streams here".into())) })
         }
@@ -833,7 +834,7 @@ mod tests {
             _: &str,
             _: &str,
             _: &RequestContext,
-            _: Value,
+            _: &Value,
         ) -> BoxFuture<'static, Result<RemoteStream<Value>, Failure>> {
             Box::pin(async { Err(Failure::Unsent("no streams here".into())) })
         }

@@ -65,6 +65,11 @@ impl<R: Routed> Router<R> {
         self.waiter.wake_all();
     }
 
+    /// Replicas in the set now.
+    pub(crate) fn len(&self) -> usize {
+        self.replicas.load().len()
+    }
+
     /// Requests waiting for a slot.
     pub(crate) fn queued(&self) -> u32 {
         self.waiter.queued()

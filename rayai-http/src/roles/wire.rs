@@ -611,9 +611,9 @@ impl Transport for WireClient {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<Bytes, Failure>> {
-        let sent = self.send(Self::json_request(address, deployment, "call", ctx, &data));
+        let sent = self.send(Self::json_request(address, deployment, "call", ctx, data));
         Box::pin(async move { read_bytes(sent.await?.into_body()).await })
     }
 
@@ -622,9 +622,9 @@ impl Transport for WireClient {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<Value, Failure>> {
-        let sent = self.send(Self::json_request(address, deployment, "typed", ctx, &data));
+        let sent = self.send(Self::json_request(address, deployment, "typed", ctx, data));
         Box::pin(async move { read_answer(sent.await?.into_body()).await })
     }
 
@@ -633,9 +633,9 @@ impl Transport for WireClient {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<RemoteStream<String>, Failure>> {
-        let req = Self::json_request(address, deployment, "text", ctx, &data);
+        let req = Self::json_request(address, deployment, "text", ctx, data);
         self.stream(req, |v| match v {
             Value::String(s) => Some(s),
             _ => None,
@@ -647,9 +647,9 @@ impl Transport for WireClient {
         address: &str,
         deployment: &str,
         ctx: &RequestContext,
-        data: Value,
+        data: &Value,
     ) -> BoxFuture<'static, Result<RemoteStream<Value>, Failure>> {
-        let req = Self::json_request(address, deployment, "events", ctx, &data);
+        let req = Self::json_request(address, deployment, "events", ctx, data);
         self.stream(req, Some)
     }
 
