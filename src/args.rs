@@ -3,7 +3,8 @@
 use crate::HttpOptions;
 
 /// Where a program serves: `--port`, `--host` and `--dashboard-port`, as `serve run` and
-/// `rayai serve` take them. Flatten it into a program's own `clap` parser and apply it to the
+/// `rayai serve` take them, else `RAYAI_PORT`, `RAYAI_HOST` and `RAYAI_DASHBOARD_PORT` (how a
+/// pod's environment sets them). Flatten it into a program's own `clap` parser and apply it to the
 /// options.
 ///
 /// # Examples
@@ -27,13 +28,13 @@ use crate::HttpOptions;
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct ServeArgs {
     /// Port to serve the applications on.
-    #[arg(long, default_value_t = 8000)]
+    #[arg(long, env = "RAYAI_PORT", default_value_t = 8000)]
     pub port: u16,
     /// Address to bind.
-    #[arg(long, default_value = "127.0.0.1")]
+    #[arg(long, env = "RAYAI_HOST", default_value = "127.0.0.1")]
     pub host: String,
     /// Port of the dashboard, `/metrics` and the status API (on 127.0.0.1); 0 turns it off.
-    #[arg(long, default_value_t = 8265)]
+    #[arg(long, env = "RAYAI_DASHBOARD_PORT", default_value_t = 8265)]
     pub dashboard_port: u16,
 }
 

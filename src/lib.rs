@@ -65,6 +65,10 @@ pub use rayai_http::auth::BearerAuthLayer;
 pub use rayai_http::deploy;
 pub use rayai_http::docs;
 pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
+/// Kubernetes manifests from the agents' attributes, and EndpointSlice discovery (the
+/// `kubernetes` feature): see the crate [`rayai_k8s`].
+#[cfg(feature = "kubernetes")]
+pub use rayai_k8s as k8s;
 pub use rayai_macros::{agent, deployment};
 
 /// A request as handlers see it: the path below the route prefix, the prefix in [`RootPath`].

@@ -59,6 +59,10 @@ pub enum Error {
     /// together, or name what the program does not have.
     #[error("{0}")]
     Role(String),
+    /// `RAYAI_RENDER` cannot render this program's manifests (no `kubernetes` feature, no
+    /// `RAYAI_IMAGE`, a setting that means nothing).
+    #[error("{0}")]
+    Render(String),
     /// The runtime failed: a deployment that does not fit, a replica that does not start.
     #[error(transparent)]
     Runtime(#[from] rayai_core::Error),

@@ -41,6 +41,7 @@ mod intake;
 mod logging;
 mod monitor;
 mod options;
+mod render;
 mod roles;
 pub mod serve;
 mod server;

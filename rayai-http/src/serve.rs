@@ -82,6 +82,15 @@ fn shut_down_on_signal(server: &Server) {
 
 /// Resolves on Ctrl-C, or SIGTERM on Unix.
 pub async fn shutdown_signal() {
+    if let Some(render) = crate::render::session() {
+        // Rendering manifests (`RAYAI_RENDER=k8s`): a program that deployed and now waits is
+        // ready to serve, so what it deployed is complete. One waiting before it deploys (a
+        // task watching for signals) waits for good: the render ends the process.
+        if render.deployed_any() {
+            render.finish();
+        }
+        return std::future::pending().await;
+    }
     signals().await;
 }
 

@@ -158,8 +158,13 @@ impl Server {
         controller: Controller,
         layer: Option<ServerLayerFn>,
     ) -> Result<Server, Error> {
+        let options = crate::render::start(options)?;
         let tls = tls_acceptor(&options)?;
-        let (role, roles) = crate::roles::from_env()?;
+        let (role, roles) = if crate::render::session().is_some() {
+            (Role::All, None)
+        } else {
+            crate::roles::from_env().await?
+        };
         if let Some(roles) = roles {
             tracing::info!(?role, discovery = %roles.discovery.describe(), "role");
             controller.set_roles(roles);
@@ -280,6 +285,13 @@ impl Server {
     /// An invalid prefix or application, a route another application holds, or a replica that
     /// fails to start. Nothing changes on error.
     pub async fn deploy(&self, app: App, route_prefix: &str) -> Result<(), rayai_core::Error> {
+        if let Some(render) = crate::render::session() {
+            // Rendering manifests: the application is checked and recorded, not started.
+            app.validate()?;
+            rayai_core::route::validate_prefix(route_prefix)?;
+            render.record(&app, route_prefix);
+            return Ok(());
+        }
         let placement = if self.inner.shared.options.strict_placement {
             Placement::Strict
         } else {
@@ -425,6 +437,9 @@ impl Server {
     /// its connections and its replicas done. Never returns for a server that is not shutting
     /// down.
     pub async fn stopped(&self) {
+        if let Some(render) = crate::render::session() {
+            render.finish();
+        }
         let mut stopped = self.inner.stopped.subscribe();
         let _ = stopped.wait_for(|s| *s).await;
     }

@@ -45,7 +45,8 @@ async fn main() -> rayai::Result<()> {
         // A fixture that test suites may start beside others: when the dashboard's port is
         // taken, serve without it (a warning) rather than refuse to start.
         dashboard_best_effort: true,
-        ..HttpOptions::default()
+        // The other options from RAYAI_* variables (a pod sets its metrics port, its drain).
+        ..HttpOptions::try_from_env()?
     }))
     .await?;
     server.deploy(app, "/").await?;

@@ -122,6 +122,14 @@ impl Declarative {
             apps.push(self.resolve(config, app_config, i)?);
         }
         let mut report = ApplyReport::default();
+        if let Some(render) = crate::render::session() {
+            // Rendering manifests: the applications are recorded, not started.
+            for ((app, prefix), app_config) in apps.iter().zip(&config.applications) {
+                render.record(app, prefix);
+                report.applied.push(app_config.name.clone());
+            }
+            return Ok(report);
+        }
         let listed: BTreeSet<&str> = config
             .applications
             .iter()

@@ -7,9 +7,12 @@
 //! | `replica` | the replicas of the deployments `RAYAI_DEPLOYMENT` names (comma-separated), `RAYAI_NUM_REPLICAS` of each if set, served to proxies and handles over HTTP/2 on the serving port |
 //!
 //! `RAYAI_DISCOVERY` is `static:<file>` (a TOML file, `[deployments]` then
-//! `echo = ["127.0.0.1:9001"]`, read again when it changes) or `dns` (`<deployment>.<RAYAI_DNS_SUFFIX>`
-//! A/AAAA records, port `RAYAI_DNS_PORT`, default 8000). A replica process needs it only to
-//! reach other deployments through handles.
+//! `echo = ["127.0.0.1:9001"]`, read again when it changes), `dns` (`<deployment>.<RAYAI_DNS_SUFFIX>`
+//! A/AAAA records, port `RAYAI_DNS_PORT`, default 8000) or, with rayai's `kubernetes` feature,
+//! `kubernetes` (the ready endpoints of the EndpointSlices of each deployment's Service, in
+//! `RAYAI_NAMESPACE` or the service account's namespace, for the program `RAYAI_NAME`, default the
+//! executable's name). A replica process needs it only to reach other deployments through
+//! handles.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -33,7 +36,7 @@ pub(crate) enum Role {
 
 /// What the environment asks for: the role, and the roles' settings for the controller
 /// (`None` in the `all` role).
-pub(crate) fn from_env() -> Result<(Role, Option<Roles>), Error> {
+pub(crate) async fn from_env() -> Result<(Role, Option<Roles>), Error> {
     let var = |name: &str| {
         std::env::var(name)
             .ok()
@@ -108,6 +111,9 @@ pub(crate) fn from_env() -> Result<(Role, Option<Roles>), Error> {
         }
     };
     let discovery: Arc<dyn Discovery> = match var("RAYAI_DISCOVERY") {
+        Some(value) if value.eq_ignore_ascii_case("kubernetes") => {
+            kubernetes(var("RAYAI_NAME"), var("RAYAI_NAMESPACE")).await?
+        }
         Some(value) => {
             let port = match var("RAYAI_DNS_PORT") {
                 None => 8000,
@@ -122,7 +128,8 @@ pub(crate) fn from_env() -> Result<(Role, Option<Roles>), Error> {
         None if role == Role::Proxy => {
             return Err(Error::Role(
                 "RAYAI_ROLE=proxy needs RAYAI_DISCOVERY: static:<file> (a TOML file listing each \
-                 deployment's replica addresses) or dns (with RAYAI_DNS_SUFFIX)"
+                 deployment's replica addresses), dns (with RAYAI_DNS_SUFFIX) or kubernetes \
+                 (EndpointSlices, with rayai's `kubernetes` feature)"
                     .to_owned(),
             ));
         }
@@ -151,6 +158,41 @@ pub(crate) fn from_env() -> Result<(Role, Option<Roles>), Error> {
         wait_for_replica: seconds("RAYAI_REPLICA_WAIT_S", 5.0)?,
     };
     Ok((role, Some(roles)))
+}
+
+/// `RAYAI_DISCOVERY=kubernetes`: the EndpointSlices of the program's replica Services, watched
+/// with the pod's service account (or a kubeconfig outside a cluster).
+#[cfg(feature = "kubernetes")]
+async fn kubernetes(
+    name: Option<String>,
+    namespace: Option<String>,
+) -> Result<Arc<dyn Discovery>, Error> {
+    let program = rayai_k8s::names::program_name(&name.unwrap_or_else(program_name));
+    let slices =
+        rayai_k8s::discovery::EndpointSlices::from_environment(&program, namespace.as_deref())
+            .await
+            .map_err(Error::Role)?;
+    Ok(Arc::new(slices))
+}
+
+/// `RAYAI_DISCOVERY=kubernetes` without the feature: refused.
+#[cfg(not(feature = "kubernetes"))]
+async fn kubernetes(_: Option<String>, _: Option<String>) -> Result<Arc<dyn Discovery>, Error> {
+    Err(Error::Role(
+        "RAYAI_DISCOVERY=kubernetes: this program was built without rayai's `kubernetes` \
+         feature; add it to watch EndpointSlices, or use static:<file> or dns"
+            .to_owned(),
+    ))
+}
+
+/// The program's name: its executable's, without directories or extension (`conformance`).
+#[cfg_attr(not(feature = "kubernetes"), allow(dead_code))]
+pub(crate) fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .or_else(|| std::env::args_os().next().map(std::path::PathBuf::from))
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "rayai".to_owned())
 }
 
 /// The discovery of a replica process given none: other deployments have no replicas.
