@@ -4,6 +4,9 @@
 //! The generated project builds (dev profile, `--debug`) into this workspace's target directory,
 //! so the dependencies it shares with the workspace compile once.
 
+#[path = "../rayai-k8s/tests/support/kubernetes_validate.rs"]
+mod kubernetes_validate;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -353,9 +356,19 @@ fn create_agent_refuses_bad_input_and_leaves_nothing() {
         "rayai.toml",
         ".env.example",
         "README.md",
+        "Dockerfile",
+        ".dockerignore",
     ] {
         assert!(app.join(file).is_file(), "{file} missing");
     }
+    // The image builds the project's own binary, with the Kubernetes feature.
+    let dockerfile = std::fs::read_to_string(app.join("Dockerfile")).unwrap();
+    assert!(
+        dockerfile.contains("ENTRYPOINT [\"/usr/local/bin/app\"]")
+            && dockerfile.contains("--features rayai/kubernetes")
+            && dockerfile.contains("USER 10001"),
+        "{dockerfile}"
+    );
     // Small reservations, so a handful of agents fit on a small machine.
     let echo = std::fs::read_to_string(app.join("agents/echo.rs")).unwrap();
     assert!(
@@ -466,6 +479,73 @@ fn project_end_to_end() {
         "{}",
         text(&out)
     );
+    std::fs::write(&config, &original).unwrap();
+
+    // k8s render: builds with rayai's `kubernetes` feature, prints one Deployment and Service per
+    // agent (stdout is only YAML), valid against Kubernetes' schemas.
+    let out = rayai(
+        &dir,
+        &[
+            "k8s",
+            "render",
+            "demo",
+            "--debug",
+            "--image",
+            "example.org/demo:1",
+            "--namespace",
+            "agents",
+        ],
+    )
+    .output()
+    .unwrap();
+    let yaml = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(yaml.starts_with("---\n"), "{yaml}");
+    for name in ["demo-echo", "demo-writer"] {
+        assert!(
+            yaml.contains(&format!("  name: {name}\n")),
+            "{name}: {yaml}"
+        );
+    }
+    assert!(yaml.contains("image: example.org/demo:1"), "{yaml}");
+    kubernetes_validate::validate(&yaml, &[]);
+    // A fraction of a GPU cannot be rendered: the message names the agent and the ways to share.
+    std::fs::write(
+        &config,
+        format!("{original}\n[agents.echo]\nnum_gpus = 0.5\n"),
+    )
+    .unwrap();
+    let out = rayai(
+        &dir,
+        &[
+            "k8s",
+            "render",
+            "demo",
+            "--debug",
+            "--image",
+            "example.org/demo:1",
+        ],
+    )
+    .output()
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    for needle in [
+        "deployment `echo` asks for num_gpus = 0.5",
+        "time-slicing",
+        "MIG",
+    ] {
+        assert!(stderr.contains(needle), "{needle}: {stderr}");
+    }
     std::fs::write(&config, &original).unwrap();
 
     // --agents with an unknown name: non-zero, and the names that exist.

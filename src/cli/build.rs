@@ -29,8 +29,8 @@ impl Project {
     }
 
     /// Builds the project's binary with cargo (its progress and errors shown as cargo prints
-    /// them) and returns the executable's path.
-    pub(crate) fn build(&self, release: bool) -> Result<PathBuf, String> {
+    /// them), with `features` on (`rayai/kubernetes`), and returns the executable's path.
+    pub(crate) fn build(&self, release: bool, features: &[&str]) -> Result<PathBuf, String> {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.arg("build")
@@ -42,6 +42,9 @@ impl Project {
             .stderr(Stdio::inherit());
         if release {
             cmd.arg("--release");
+        }
+        if !features.is_empty() {
+            cmd.arg("--features").arg(features.join(","));
         }
         let mut child = cmd
             .spawn()

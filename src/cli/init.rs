@@ -17,6 +17,8 @@ const MAIN_RS: &str = include_str!("../../templates/project/main.rs");
 const RAYAI_TOML: &str = include_str!("../../templates/project/rayai.toml");
 const ENV_EXAMPLE: &str = include_str!("../../templates/project/env.example");
 const GITIGNORE: &str = include_str!("../../templates/project/gitignore");
+const DOCKERFILE: &str = include_str!("../../templates/project/Dockerfile");
+const DOCKERIGNORE: &str = include_str!("../../templates/project/dockerignore");
 const README: &str = include_str!("../../templates/project/README.md");
 const AGENT: &str = include_str!("../../templates/agent/plain.rs");
 const STREAM_AGENT: &str = include_str!("../../templates/agent/stream.rs");
@@ -220,7 +222,7 @@ pub(crate) fn init(args: &InitArgs) -> CliResult {
         t.replace("{{name}}", package)
             .replace("{{rayai_dep}}", &rayai_dep)
     };
-    let files: [(&str, String); 8] = [
+    let files: [(&str, String); 10] = [
         ("Cargo.toml", fill(CARGO_TOML)),
         ("build.rs", BUILD_RS.to_owned()),
         ("src/main.rs", fill(MAIN_RS)),
@@ -228,6 +230,8 @@ pub(crate) fn init(args: &InitArgs) -> CliResult {
         ("rayai.toml", RAYAI_TOML.to_owned()),
         (".env.example", ENV_EXAMPLE.to_owned()),
         (".gitignore", GITIGNORE.to_owned()),
+        ("Dockerfile", fill(DOCKERFILE)),
+        (".dockerignore", DOCKERIGNORE.to_owned()),
         ("README.md", fill(README)),
     ];
 

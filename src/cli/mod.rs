@@ -5,6 +5,7 @@ mod build;
 mod deploy;
 mod http;
 mod init;
+mod k8s;
 mod manifest;
 mod status;
 
@@ -36,17 +37,20 @@ enum Command {
     Status(status::StatusArgs),
     /// Apply a Ray Serve config file (YAML, TOML or JSON) to a running server, as `serve deploy`.
     Deploy(deploy::DeployArgs),
+    /// Kubernetes: `rayai k8s render` prints a project's manifests.
+    #[command(subcommand)]
+    K8s(k8s::K8sCommand),
 }
 
 /// How to build the project.
 #[derive(Debug, Args)]
-struct BuildArgs {
+pub(crate) struct BuildArgs {
     /// The project (a directory with Cargo.toml).
     #[arg(default_value = ".")]
-    project_path: PathBuf,
+    pub(crate) project_path: PathBuf,
     /// Build with the dev profile instead of release (faster to build, slower to run).
     #[arg(long)]
-    debug: bool,
+    pub(crate) debug: bool,
 }
 
 #[derive(Debug, Args)]
@@ -106,6 +110,7 @@ pub fn main() -> ExitCode {
         Command::Plan(args) => plan(args),
         Command::Status(args) => status::status(&args),
         Command::Deploy(args) => deploy::deploy(&args),
+        Command::K8s(k8s::K8sCommand::Render(args)) => k8s::render(&args),
     };
     match result {
         Ok(code) => code,
@@ -121,7 +126,7 @@ type CliResult = Result<ExitCode, String>;
 
 fn serve(args: ServeArgs) -> CliResult {
     let project = build::Project::open(&args.build.project_path)?;
-    let exe = project.build(!args.build.debug)?;
+    let exe = project.build(!args.build.debug, &[])?;
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(host) = args.host {
         env.push(("RAYAI_HOST".into(), host));
@@ -155,7 +160,7 @@ fn serve(args: ServeArgs) -> CliResult {
 
 fn plan(args: PlanArgs) -> CliResult {
     let project = build::Project::open(&args.build.project_path)?;
-    let exe = project.build(!args.build.debug)?;
+    let exe = project.build(!args.build.debug, &[])?;
     let mut env = vec![("RAYAI_PLAN".to_owned(), "1".to_owned())];
     if !args.agents.is_empty() {
         env.push(("RAYAI_AGENTS".into(), args.agents.join(",")));
