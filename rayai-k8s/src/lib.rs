@@ -11,7 +11,7 @@
 //! | `num_cpus = 0.25` | `requests.cpu: 250m` |
 //! | `memory = "2GB"` (binary units, as RayAI) | `requests.memory` = `limits.memory` = `2Gi` |
 //! | `num_gpus = 1` | `limits["nvidia.com/gpu"]: 1` (whole GPUs only), a toleration of `nvidia.com/gpu` taints, an optional node selector |
-//! | `graceful_shutdown_timeout_s` | `terminationGracePeriodSeconds` = `preStop` pause + drain delay + it + 1 |
+//! | `graceful_shutdown_timeout_s` | `terminationGracePeriodSeconds` = the drain delay (the `preStop` pause) + it |
 //! | `health_check_period_s`, `health_check_timeout_s` | the liveness probe of `/-/healthz` |
 //! | 2 replicas or more | a `PodDisruptionBudget` (`maxUnavailable: 1`) |
 //! | the proxy | a `Deployment` (`RAYAI_ROLE=proxy`, `RAYAI_DISCOVERY=kubernetes`), its `Service`, a `ServiceAccount` with a `Role` allowing get/list/watch on `endpointslices` and `pods` |

@@ -120,13 +120,13 @@ pub struct Settings {
     pub http_port: u16,
     /// The port of `/metrics` in every pod (Prometheus scrapes it).
     pub metrics_port: u16,
-    /// Seconds `/-/healthz` answers `503` before a stopping process closes its listener.
+    /// The program's drain delay: the seconds a stopping process keeps serving while its
+    /// clients learn it leaves. On Kubernetes it is the pods' `preStop` pause (the endpoints
+    /// update while the process still serves everything); the process then stops at once
+    /// (`RAYAI_DRAIN_DELAY_S=0` in the pods) and gives in-flight requests their grace.
     pub drain_delay_s: f64,
     /// Seconds the proxy gives in-flight requests when it stops.
     pub proxy_graceful_shutdown_s: f64,
-    /// Seconds a stopping pod waits (its `preStop`) before the process is told to stop, so that
-    /// proxies see it leave the endpoints first.
-    pub pre_stop_s: u32,
     /// Node labels GPU deployments' pods must run on (`nvidia.com/gpu.present=true`, say).
     pub gpu_node_selector: BTreeMap<String, String>,
     /// The Prometheus that KEDA's trigger asks.
@@ -135,8 +135,8 @@ pub struct Settings {
 
 impl Settings {
     /// The defaults for `image` and `program`: no namespace, HPA, a `ClusterIP` proxy with one
-    /// pod, port 8000, metrics on 9090, a 2 s drain delay, 20 s of grace for the proxy, a 5 s
-    /// `preStop`.
+    /// pod, port 8000, metrics on 9090, a 5 s drain delay (rayai's), 20 s of grace for the
+    /// proxy.
     pub fn new(image: impl Into<String>, program: impl Into<String>) -> Settings {
         Settings {
             image: image.into(),
@@ -147,9 +147,8 @@ impl Settings {
             proxy_replicas: 1,
             http_port: 8000,
             metrics_port: 9090,
-            drain_delay_s: 2.0,
+            drain_delay_s: 5.0,
             proxy_graceful_shutdown_s: 20.0,
-            pre_stop_s: 5,
             gpu_node_selector: BTreeMap::new(),
             prometheus_address: "http://prometheus-operated.monitoring.svc:9090".to_owned(),
         }
@@ -644,7 +643,8 @@ impl Renderer<'_> {
         }
     }
 
-    /// The server options every pod reads (`envFrom`).
+    /// The server options every pod reads (`envFrom`): where it listens, its metrics port, its
+    /// drain delay, JSON logs. (What differs between pods, the role, is in each one's `env`.)
     fn config_map(&self) -> ConfigMap {
         let s = self.settings;
         let data = BTreeMap::from([
@@ -654,13 +654,9 @@ impl Renderer<'_> {
                 "RAYAI_METRICS_EXPORT_PORT".to_owned(),
                 s.metrics_port.to_string(),
             ),
-            (
-                "RAYAI_DRAIN_DELAY_S".to_owned(),
-                s.drain_delay_s.to_string(),
-            ),
+            // The drain happens before SIGTERM, in the `preStop` pause.
+            ("RAYAI_DRAIN_DELAY_S".to_owned(), "0".to_owned()),
             ("RAYAI_LOG_FORMAT".to_owned(), "json".to_owned()),
-            ("RAYAI_NAME".to_owned(), self.program.clone()),
-            ("RAYAI_DISCOVERY".to_owned(), "kubernetes".to_owned()),
         ]);
         ConfigMap {
             metadata: self.meta(&self.config_name(), None, &[]),
@@ -791,7 +787,7 @@ impl Renderer<'_> {
             lifecycle: Some(Lifecycle {
                 pre_stop: Some(LifecycleHandler {
                     sleep: Some(SleepAction {
-                        seconds: i64::from(self.settings.pre_stop_s),
+                        seconds: self.pre_stop_s(),
                     }),
                     ..LifecycleHandler::default()
                 }),
@@ -854,12 +850,15 @@ impl Renderer<'_> {
         }
     }
 
+    /// The `preStop` pause: the drain delay, at least a second.
+    fn pre_stop_s(&self) -> i64 {
+        whole_seconds(self.settings.drain_delay_s).max(1)
+    }
+
     /// `terminationGracePeriodSeconds` for a process given `grace_s` for in-flight work: the
-    /// `preStop` pause, the drain delay, the grace, and a second.
+    /// drain delay (the `preStop` pause) plus the grace.
     fn termination_grace(&self, grace_s: f64) -> i64 {
-        i64::from(self.settings.pre_stop_s)
-            + whole_seconds(self.settings.drain_delay_s + grace_s)
-            + 1
+        self.pre_stop_s() + whole_seconds(grace_s)
     }
 
     fn proxy_service(&self) -> Service {
@@ -878,7 +877,12 @@ impl Renderer<'_> {
     fn proxy_deployment(&self) -> Deployment {
         let name = &self.program;
         let meta = self.meta(name, Some(names::PROXY), &[]);
-        let env = vec![Self::env("RAYAI_ROLE", "proxy"), Self::namespace_env()];
+        let env = vec![
+            Self::env("RAYAI_ROLE", "proxy"),
+            Self::env("RAYAI_DISCOVERY", "kubernetes"),
+            Self::env("RAYAI_NAME", self.program.clone()),
+            Self::namespace_env(),
+        ];
         // The proxy runs no replica: a CPU and a little memory.
         let resources = ResourceRequirements {
             requests: Some(BTreeMap::from([
@@ -980,6 +984,9 @@ impl Renderer<'_> {
             Self::env("RAYAI_DEPLOYMENT", d.name.clone()),
             // One replica per pod: Kubernetes scales pods.
             Self::env("RAYAI_NUM_REPLICAS", "1"),
+            // Handles to other deployments find their pods as the proxy does.
+            Self::env("RAYAI_DISCOVERY", "kubernetes"),
+            Self::env("RAYAI_NAME", self.program.clone()),
             // Replicas serve proxies only; the proxy has the dashboard.
             Self::env("RAYAI_DASHBOARD_PORT", "0"),
             Self::namespace_env(),

@@ -102,10 +102,12 @@ fn attributes_become_requests_limits_and_replicas() {
         vision["metadata"]["annotations"]["rayai.io/deployment-name"],
         "Vision_Model"
     );
-    // preStop 5 + drain 2 + grace 60 + 1.
+    // The drain delay (the preStop pause, 5 s) + graceful_shutdown_timeout_s (60).
+    let pod = &vision["spec"]["template"]["spec"];
+    assert_eq!(pod["terminationGracePeriodSeconds"], 65);
     assert_eq!(
-        vision["spec"]["template"]["spec"]["terminationGracePeriodSeconds"],
-        68
+        pod["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"],
+        5
     );
     // Autoscaling: its initial replicas, and an HPA on the ongoing-requests gauge.
     assert_eq!(

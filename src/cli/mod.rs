@@ -85,8 +85,8 @@ struct ServeArgs {
     /// In the replica role, the deployments whose replicas run here (comma-separated).
     #[arg(long, value_delimiter = ',')]
     deployment: Vec<String>,
-    /// Where the proxy finds replica processes: `static:<file>` or `dns` [default:
-    /// RAYAI_DISCOVERY].
+    /// Where the proxy finds replica processes: `static:<file>`, `dns` or `kubernetes`
+    /// (EndpointSlices, with rayai's `kubernetes` feature) [default: RAYAI_DISCOVERY].
     #[arg(long)]
     discovery: Option<String>,
 }

@@ -111,9 +111,10 @@ fn every_agent_gets_its_resources_probes_and_role() {
         for probe in ["readinessProbe", "livenessProbe"] {
             assert_eq!(container[probe]["httpGet"]["path"], "/-/healthz", "{probe}");
         }
-        assert!(container["lifecycle"]["preStop"].is_object());
-        // preStop (5) + drain delay (5) + graceful_shutdown_timeout_s (20) + 1.
-        assert_eq!(pod["terminationGracePeriodSeconds"], 31);
+        // The drain delay (5 s) is the preStop pause, while the endpoints update; then the
+        // process gets graceful_shutdown_timeout_s (20).
+        assert_eq!(container["lifecycle"]["preStop"]["sleep"]["seconds"], 5);
+        assert_eq!(pod["terminationGracePeriodSeconds"], 25);
         let resources = &container["resources"];
         assert_eq!(
             resources["requests"]["memory"],
@@ -160,8 +161,9 @@ fn the_proxy_watches_endpointslices_with_read_only_rights() {
     }
     let proxy = find(&docs, "Deployment", "conformance");
     assert_eq!(env_of(proxy, "RAYAI_ROLE").unwrap(), "proxy");
+    assert_eq!(env_of(proxy, "RAYAI_DISCOVERY").unwrap(), "kubernetes");
+    assert_eq!(env_of(proxy, "RAYAI_NAME").unwrap(), "conformance");
     let config = find(&docs, "ConfigMap", "conformance-config");
-    assert_eq!(config["data"]["RAYAI_DISCOVERY"], "kubernetes");
     assert_eq!(config["data"]["RAYAI_HOST"], "0.0.0.0");
     let from = &proxy["spec"]["template"]["spec"]["containers"][0]["envFrom"][0];
     assert_eq!(from["configMapRef"]["name"], "conformance-config");
