@@ -17,8 +17,8 @@
 //! }
 //! ```
 //!
-//! (The crate's examples are compiled as the workspace's `tests/ui` cases, since this crate alone
-//! cannot depend on `rayai`.)
+//! (The crate's examples are compiled as its `tests/ui` cases, which depend on `rayai` as a
+//! dev-dependency: a doctest here could not.)
 //!
 //! # Arguments
 //!
