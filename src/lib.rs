@@ -64,6 +64,10 @@ pub use rayai_http::auth::BearerAuthLayer;
 /// [`Server::apply_config`], `PUT /api/serve/applications/` or `rayai deploy`.
 pub use rayai_http::deploy;
 pub use rayai_http::docs;
+/// gRPC (the `grpc` feature): the `rayai.v1.Agents` service's types and client
+/// ([`grpc::pb`]); applications add their tonic services with [`App::grpc`].
+#[cfg(feature = "grpc")]
+pub use rayai_http::grpc;
 pub use rayai_http::{Error, HttpOptions, LogLayer, Result, Server};
 /// Kubernetes manifests from the agents' attributes, and EndpointSlice discovery (the
 /// `kubernetes` feature): see the crate [`rayai_k8s`].

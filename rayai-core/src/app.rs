@@ -204,6 +204,28 @@ impl App {
         self.deployment(Deployment::agent::<T>())
     }
 
+    /// Adds the gRPC service `T` (a `#[deployment(...)]` type implementing a tonic-generated
+    /// service trait), served as `wrap` makes it (`GreeterServer::from_arc`): see
+    /// [`Deployment::grpc`]. Added first, it is the application's ingress, which the gRPC
+    /// listener routes the application's calls to.
+    #[must_use]
+    pub fn grpc<T, S, B, W>(self, wrap: W) -> Self
+    where
+        T: Deploy,
+        W: Fn(std::sync::Arc<T>) -> S + Send + Sync + 'static,
+        S: tower::Service<http::Request<HttpBody>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<crate::handler::BoxError> + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<crate::handler::BoxError> + 'static,
+    {
+        self.deployment(Deployment::grpc::<T, S, B, W>(wrap))
+    }
+
     /// Adds a deployment.
     #[must_use]
     pub fn deployment(mut self, deployment: Deployment) -> Self {

@@ -202,6 +202,46 @@ impl Deployment {
         })
     }
 
+    /// The deployment of a gRPC service: `T` (a `#[deployment(...)]` type, which gives the
+    /// configuration and is constructed once per replica) implements a service trait that
+    /// tonic generated from a `.proto`, and `wrap` makes it the generated server
+    /// (`GreeterServer::from_arc`). As the application's ingress, it answers the calls the gRPC
+    /// listener routes to the application (Ray Serve's gRPC servicers), with the replicas,
+    /// queues and backpressure of any deployment.
+    pub fn grpc<T, S, B, W>(wrap: W) -> Self
+    where
+        T: Deploy,
+        W: Fn(Arc<T>) -> S + Send + Sync + 'static,
+        S: tower::Service<http::Request<HttpBody>, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError> + 'static,
+        B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+        B::Error: Into<BoxError> + 'static,
+    {
+        let wrap = Arc::new(wrap);
+        Deployment {
+            config: T::config(),
+            kind: DeploymentKind::Handler,
+            schema: None,
+            code: TypeId::of::<(T, W)>(),
+            reconfigure: None,
+            codec: None,
+            factory: Arc::new(move |ctx| {
+                let fut = T::construct(ctx);
+                let wrap = wrap.clone();
+                Box::pin(async move {
+                    let service = wrap(Arc::new(fut.await?));
+                    let handler: Arc<dyn DynHandler> = Arc::new(ServiceHandler(service));
+                    Ok(Target::Handler(handler))
+                })
+            }),
+        }
+    }
+
     /// What the deployment serves.
     pub fn kind(&self) -> DeploymentKind {
         self.kind

@@ -63,6 +63,9 @@ pub enum Error {
     /// `RAYAI_IMAGE`, a setting that means nothing).
     #[error("{0}")]
     Render(String),
+    /// The gRPC listener cannot start (no `grpc` feature).
+    #[error("{0}")]
+    Grpc(String),
     /// The runtime failed: a deployment that does not fit, a replica that does not start.
     #[error(transparent)]
     Runtime(#[from] rayai_core::Error),

@@ -36,6 +36,8 @@ pub mod docs;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 mod idle;
 mod intake;
 mod logging;

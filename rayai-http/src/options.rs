@@ -58,6 +58,11 @@ pub struct HttpOptions {
     /// `metrics_export_port`), on `host`; it works with the dashboard off and asks for no token.
     /// Default `None` (no such listener); 0 picks a free one.
     pub metrics_export_port: Option<u16>,
+    /// Port of the gRPC listener (Ray's `grpc_options.port`; Ray's default is 9000), on `host`:
+    /// applications' gRPC services routed by the `application` metadata key, the
+    /// `rayai.v1.Agents` service, health and reflection. Needs the `grpc` feature. Default
+    /// `None` (no gRPC listener); 0 picks a free one.
+    pub grpc_port: Option<u16>,
     /// When the dashboard cannot bind its port, serve without it (a warning) instead of failing
     /// to start (default `false`).
     pub dashboard_best_effort: bool,
@@ -119,6 +124,7 @@ impl Default for HttpOptions {
             dashboard_host: "127.0.0.1".to_owned(),
             dashboard_token: None,
             metrics_export_port: None,
+            grpc_port: None,
             dashboard_best_effort: false,
             strict_placement: false,
             drain_delay_s: 5.0,
@@ -184,6 +190,10 @@ impl HttpOptions {
         let metrics = "a port number (0 to 65535; 0 turns the metrics listener off)";
         if let Some(port) = var::<u16>(&lookup, "RAYAI_METRICS_EXPORT_PORT", metrics)? {
             opts.metrics_export_port = (port != 0).then_some(port);
+        }
+        let grpc = "a port number (0 to 65535; 0 turns the gRPC listener off)";
+        if let Some(port) = var::<u16>(&lookup, "RAYAI_GRPC_PORT", grpc)? {
+            opts.grpc_port = (port != 0).then_some(port);
         }
         if let Some(strict) = lookup("RAYAI_STRICT") {
             opts.strict_placement = match strict.trim() {

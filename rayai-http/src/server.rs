@@ -72,6 +72,8 @@ struct Inner {
     declarative: Arc<Declarative>,
     local_addr: SocketAddr,
     metrics_export_addr: Option<SocketAddr>,
+    /// The gRPC listener's address, and what turns true when it has closed.
+    grpc: Option<(SocketAddr, watch::Receiver<bool>)>,
     /// Turns true when the listener is to close.
     stop: watch::Sender<bool>,
     /// Turns true when the listener has closed and its connections are done.
@@ -228,6 +230,12 @@ impl Server {
         if let Some(addr) = metrics_export_addr {
             tracing::info!(address = %addr, "metrics on http://{addr}/metrics");
         }
+        let grpc_listener = match options.grpc_port {
+            None => None,
+            Some(port) => Some(grpc_bind(&options, port).await.inspect_err(|_| {
+                let _ = stop.send(true);
+            })?),
+        };
         let conn = ConnOptions {
             tls,
             ..ConnOptions::new(&options, gate)
@@ -244,6 +252,27 @@ impl Server {
             shared: shared.clone(),
             layered,
         };
+        #[cfg(feature = "grpc")]
+        let grpc = grpc_listener.map(|(listener, addr)| {
+            let (grpc_closed_tx, grpc_closed) = watch::channel(false);
+            shared.monitor.enable_grpc();
+            let grpc_service = crate::grpc::GrpcService::new(shared.clone());
+            tokio::spawn(accept_loop(
+                listener,
+                grpc_service,
+                ConnOptions {
+                    tls: conn.tls.clone(),
+                    ..ConnOptions::new(&shared.options, conn.gate.clone())
+                },
+                stop_rx.clone(),
+                grpc_closed_tx,
+            ));
+            tracing::info!(address = %addr, "gRPC on {addr}");
+            (addr, grpc_closed)
+        });
+        #[cfg(not(feature = "grpc"))]
+        let grpc: Option<(SocketAddr, watch::Receiver<bool>)> =
+            grpc_listener.map(|never| match never {});
         tokio::spawn(accept_loop(listener, service, conn, stop_rx, closed_tx));
         tracing::info!(address = %local_addr, "serving on http://{local_addr}");
         let server = Server {
@@ -252,6 +281,7 @@ impl Server {
                 declarative,
                 local_addr,
                 metrics_export_addr,
+                grpc,
                 stop,
                 closed,
                 shutting_down: AtomicBool::new(false),
@@ -421,6 +451,10 @@ impl Server {
         );
         let mut closed = self.inner.closed.clone();
         let _ = closed.wait_for(|closed| *closed).await;
+        if let Some((_, grpc_closed)) = &self.inner.grpc {
+            let mut grpc_closed = grpc_closed.clone();
+            let _ = grpc_closed.wait_for(|closed| *closed).await;
+        }
         // The replicas get what is left of it (their requests from connections are done or
         // cut by now), and a moment to stop past it at most.
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -444,6 +478,11 @@ impl Server {
         let _ = stopped.wait_for(|s| *s).await;
     }
 
+    /// The address the gRPC listener listens on (`grpc_port`); `None` when it is off.
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.inner.grpc.as_ref().map(|(addr, _)| *addr)
+    }
+
     /// The address the dashboard (the page, `/metrics` and the status API) listens on; `None`
     /// when it is off or could not bind.
     pub fn dashboard_addr(&self) -> Option<SocketAddr> {
@@ -458,6 +497,27 @@ impl Server {
 }
 
 /// The TLS acceptor for `options`, when it names a certificate and a key (PEM files).
+/// Binds the gRPC listener (the `grpc` feature).
+#[cfg(feature = "grpc")]
+async fn grpc_bind(options: &HttpOptions, port: u16) -> Result<(TcpListener, SocketAddr), Error> {
+    crate::conn::bind(
+        "the gRPC listener",
+        &options.host,
+        port,
+        "choose another port with --grpc-port or RAYAI_GRPC_PORT",
+    )
+    .await
+}
+
+/// Without the `grpc` feature, a `grpc_port` is refused.
+#[cfg(not(feature = "grpc"))]
+async fn grpc_bind(_: &HttpOptions, port: u16) -> Result<std::convert::Infallible, Error> {
+    Err(Error::Grpc(format!(
+        "grpc_port {port}: this program was built without rayai's `grpc` feature; add it \
+         (features = [\"grpc\"]) to serve gRPC"
+    )))
+}
+
 fn tls_acceptor(options: &HttpOptions) -> Result<Option<tokio_rustls::TlsAcceptor>, Error> {
     use rustls_pki_types::pem::PemObject;
     use rustls_pki_types::{CertificateDer, PrivateKeyDer};

@@ -527,6 +527,12 @@ impl Shared {
         })
     }
 
+    /// Whether the server takes requests now: not draining, and (in the replica role) its
+    /// deployments run.
+    pub(crate) fn serving(&self) -> bool {
+        !self.draining.load(Ordering::SeqCst) && self.local_missing().is_none()
+    }
+
     fn healthz(&self) -> Response<Body> {
         if self.draining.load(Ordering::SeqCst) {
             error::text(StatusCode::SERVICE_UNAVAILABLE, "draining")

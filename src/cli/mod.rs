@@ -73,6 +73,11 @@ struct ServeArgs {
     /// the dashboard on or off [default: none, or rayai.toml's http.metrics_export_port].
     #[arg(long, value_name = "PORT")]
     metrics_export_port: Option<u16>,
+    /// Serve gRPC on this port too (Ray's grpc_options.port, 9000 in Ray): the agents'
+    /// `rayai.v1.Agents` service and applications' gRPC services [default: none, or
+    /// rayai.toml's http.grpc_port].
+    #[arg(long, value_name = "PORT")]
+    grpc_port: Option<u16>,
     /// Refuse to start unless every replica fits on this machine now (by default what fits
     /// starts and the rest waits as pending).
     #[arg(long)]
@@ -126,7 +131,15 @@ type CliResult = Result<ExitCode, String>;
 
 fn serve(args: ServeArgs) -> CliResult {
     let project = build::Project::open(&args.build.project_path)?;
-    let exe = project.build(!args.build.debug, &[])?;
+    let exe = project.build(
+        !args.build.debug,
+        // gRPC is rayai's `grpc` feature: built in when asked for.
+        if args.grpc_port.is_some() {
+            &["rayai/grpc"]
+        } else {
+            &[]
+        },
+    )?;
     let mut env: Vec<(String, String)> = Vec::new();
     if let Some(host) = args.host {
         env.push(("RAYAI_HOST".into(), host));
@@ -142,6 +155,9 @@ fn serve(args: ServeArgs) -> CliResult {
     }
     if let Some(port) = args.metrics_export_port {
         env.push(("RAYAI_METRICS_EXPORT_PORT".into(), port.to_string()));
+    }
+    if let Some(port) = args.grpc_port {
+        env.push(("RAYAI_GRPC_PORT".into(), port.to_string()));
     }
     if args.strict {
         env.push(("RAYAI_STRICT".into(), "1".to_owned()));

@@ -134,6 +134,7 @@ struct HttpSection {
     root_path: Option<String>,
     dashboard_port: Option<u16>,
     metrics_export_port: Option<u16>,
+    grpc_port: Option<u16>,
     strict_placement: Option<bool>,
     drain_delay_s: Option<Spanned<f64>>,
     sse_keep_alive_s: Option<Spanned<f64>>,
@@ -402,6 +403,9 @@ impl ProjectConfig {
         }
         if let Some(v) = h.metrics_export_port {
             options.metrics_export_port = (v != 0).then_some(v);
+        }
+        if let Some(v) = h.grpc_port {
+            options.grpc_port = (v != 0).then_some(v);
         }
         if let Some(v) = h.strict_placement {
             options.strict_placement = v;

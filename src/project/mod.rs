@@ -226,6 +226,9 @@ pub fn http_options() -> Result<HttpOptions, ProjectError> {
     if std::env::var_os("RAYAI_METRICS_EXPORT_PORT").is_some() {
         options.metrics_export_port = from_env.metrics_export_port;
     }
+    if std::env::var_os("RAYAI_GRPC_PORT").is_some() {
+        options.grpc_port = from_env.grpc_port;
+    }
     if std::env::var_os("RAYAI_STRICT").is_some() {
         options.strict_placement = from_env.strict_placement;
     }

@@ -581,6 +581,103 @@ pub(crate) fn deployment_families(snapshot: &Snapshot) -> Vec<Family> {
     ]
 }
 
+/// The gRPC listener's metrics: Ray's `ray_serve_num_grpc_requests`,
+/// `ray_serve_num_grpc_error_requests`, `ray_serve_grpc_request_latency_ms` and
+/// `ray_serve_num_ongoing_grpc_requests`, by application and method (and status code).
+#[derive(Default)]
+pub(crate) struct GrpcMetrics {
+    series: Mutex<HashMap<GrpcKey, Arc<RequestSeries>>>,
+    ongoing: AtomicI64,
+}
+
+/// The labels of a gRPC series: application, method, status code.
+type GrpcKey = (Arc<str>, Arc<str>, i32);
+
+/// One gRPC call on its way: ongoing until [`GrpcCall::done`] (or dropped), then counted.
+pub(crate) struct GrpcCall {
+    metrics: Arc<GrpcMetrics>,
+    application: Arc<str>,
+    method: Arc<str>,
+    started: std::time::Instant,
+}
+
+impl GrpcMetrics {
+    /// A call to `method` of `application` starts.
+    pub(crate) fn call(self: &Arc<Self>, application: &str, method: &str) -> GrpcCall {
+        self.ongoing.fetch_add(1, Ordering::Relaxed);
+        GrpcCall {
+            metrics: self.clone(),
+            application: application.into(),
+            method: method.into(),
+            started: std::time::Instant::now(),
+        }
+    }
+
+    /// The families.
+    pub(crate) fn families(&self) -> Vec<Family> {
+        let mut families = vec![
+            Family::new(
+                "ray_serve_num_grpc_requests",
+                Kind::Counter,
+                "The number of gRPC requests processed",
+            ),
+            Family::new(
+                "ray_serve_num_grpc_error_requests",
+                Kind::Counter,
+                "The number of gRPC requests answered with a status other than OK",
+            ),
+            Family::new(
+                "ray_serve_grpc_request_latency_ms",
+                Kind::Histogram,
+                "The end-to-end latency of gRPC requests, measured from the proxy, to the status",
+            ),
+            Family::new(
+                "ray_serve_num_ongoing_grpc_requests",
+                Kind::Gauge,
+                "The number of ongoing requests in the gRPC proxy",
+            ),
+        ];
+        let mut all: Vec<_> = lock(&self.series)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        for ((application, method, code), series) in all {
+            let labels = |code_label: &'static str| {
+                vec![
+                    ("application", application.to_string()),
+                    ("method", method.to_string()),
+                    (code_label, code.to_string()),
+                ]
+            };
+            let n = series.requests.load(Ordering::Relaxed) as f64;
+            families[0].number(labels("status_code"), n);
+            if code != 0 {
+                families[1].number(labels("error_code"), n);
+            }
+            families[2].histogram(labels("status_code"), series.latency.buckets());
+        }
+        families[3].number(vec![], self.ongoing.load(Ordering::Relaxed).max(0) as f64);
+        families
+    }
+}
+
+impl GrpcCall {
+    /// The call ended with the gRPC status `code` (0 is OK).
+    pub(crate) fn done(self, code: i32) {
+        let key = (self.application.clone(), self.method.clone(), code);
+        let series = lock(&self.metrics.series).entry(key).or_default().clone();
+        series.requests.fetch_add(1, Ordering::Relaxed);
+        series.latency.observe(self.started.elapsed());
+    }
+}
+
+impl Drop for GrpcCall {
+    fn drop(&mut self) {
+        self.metrics.ongoing.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::exposition::{Format, encode};

@@ -23,7 +23,9 @@ use crate::body::Body;
 use crate::error;
 use exposition::Format;
 use gpu::GpuSampler;
-pub(crate) use metrics::{Metrics, OngoingGuard, RouteMetrics, method_label};
+pub(crate) use metrics::{
+    GrpcCall, GrpcMetrics, Metrics, OngoingGuard, RouteMetrics, method_label,
+};
 use node::NodeSampler;
 use series::Series;
 pub(crate) use status::Identity;
@@ -41,6 +43,8 @@ pub(crate) struct Monitor {
     dashboard_addr: OnceLock<SocketAddr>,
     /// Set when the server shuts down: its proxy is draining.
     draining: AtomicBool,
+    /// The gRPC listener's metrics, once it listens.
+    grpc: OnceLock<Arc<GrpcMetrics>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -59,6 +63,7 @@ impl Monitor {
             gpus: GpuSampler::default(),
             dashboard_addr: OnceLock::new(),
             draining: AtomicBool::new(false),
+            grpc: OnceLock::new(),
         }
     }
 
@@ -73,6 +78,19 @@ impl Monitor {
     }
 
     /// Records where the dashboard listens.
+    /// A gRPC call to `method` of `application` starts (the families appear in `/metrics` with
+    /// the first).
+    pub(crate) fn grpc_call(&self, application: &str, method: &str) -> GrpcCall {
+        self.grpc
+            .get_or_init(|| Arc::new(GrpcMetrics::default()))
+            .call(application, method)
+    }
+
+    /// Shows the gRPC families in `/metrics` (the gRPC listener listens).
+    pub(crate) fn enable_grpc(&self) {
+        let _ = self.grpc.get_or_init(|| Arc::new(GrpcMetrics::default()));
+    }
+
     pub(crate) fn set_dashboard_addr(&self, addr: SocketAddr) {
         let _ = self.dashboard_addr.set(addr);
     }
@@ -100,6 +118,9 @@ impl Monitor {
     pub(crate) fn metrics_response(&self, accept: Option<&HeaderValue>) -> Response<Body> {
         let format = Format::negotiate(accept.and_then(|v| v.to_str().ok()));
         let mut families = self.metrics.http_families();
+        if let Some(grpc) = self.grpc.get() {
+            families.extend(grpc.families());
+        }
         families.extend(metrics::deployment_families(&self.controller.snapshot()));
         families.extend(lock(&self.node).families());
         if self.controller.node().num_gpus() > 0 {
