@@ -422,6 +422,18 @@ mod tests {
     }
 
     #[test]
+    fn the_grpc_port_is_read_and_zero_turns_it_off() {
+        let read = |v: &str| {
+            HttpOptions::read_env(|name| (name == "RAYAI_GRPC_PORT").then(|| v.to_owned()))
+                .map(|o| o.grpc_port)
+        };
+        assert_eq!(read("9000").unwrap(), Some(9000));
+        assert_eq!(read("0").unwrap(), None);
+        assert!(read("nine").is_err());
+        assert_eq!(HttpOptions::default().grpc_port, None);
+    }
+
+    #[test]
     fn the_metrics_export_port_is_read_and_zero_turns_it_off() {
         let port = |v: &str| {
             HttpOptions::read_env(env(&[("RAYAI_METRICS_EXPORT_PORT", v)]))

@@ -708,6 +708,10 @@ mod tests {
             ProjectConfig::parse("rayai.toml", "[http]\nmetrics_export_port = 9100\n").unwrap();
         let o = cfg.apply_http(HttpOptions::default()).unwrap();
         assert_eq!(o.metrics_export_port, Some(9100));
+        assert_eq!(o.grpc_port, None);
+        let cfg = ProjectConfig::parse("rayai.toml", "[http]\ngrpc_port = 9000\n").unwrap();
+        let o = cfg.apply_http(HttpOptions::default()).unwrap();
+        assert_eq!(o.grpc_port, Some(9000));
 
         let cfg = ProjectConfig::parse(
             "rayai.toml",

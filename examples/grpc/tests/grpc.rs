@@ -1,0 +1,195 @@
+//! The gRPC listener with tonic's client, over a real socket: routing by the `application`
+//! metadata, a stream cut by its deadline, a cancelled call freeing its replica at once,
+//! health through the drain, and the listener's address. (The Python client covers the rest:
+//! `tests/python.rs`.)
+
+use std::time::{Duration, Instant};
+
+use grpc::pb::greeter_client::GreeterClient;
+use grpc::pb::sleeper_client::SleeperClient;
+use grpc::pb::{HelloRequest, SleepRequest};
+use rayai::{HttpOptions, Server};
+use tonic::Code;
+use tonic::transport::Channel;
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+
+/// A server with the example's applications, gRPC on a free port.
+async fn server(drain_delay_s: f64) -> Server {
+    let server = Server::start(HttpOptions {
+        port: 0,
+        grpc_port: Some(0),
+        dashboard_port: None,
+        drain_delay_s,
+        // The health watch of a test stays open through the drain: it is ended after this.
+        graceful_shutdown_timeout_s: 1.0,
+        ..HttpOptions::default()
+    })
+    .await
+    .expect("starts");
+    server
+        .deploy(grpc::greeter_app(), "/greeter")
+        .await
+        .expect("greeter");
+    server
+        .deploy(grpc::sleeper_app(), "/sleeper")
+        .await
+        .expect("sleeper");
+    server
+}
+
+async fn channel(server: &Server) -> Channel {
+    let addr = server.grpc_addr().expect("gRPC listens");
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .expect("connects")
+}
+
+/// `message` with the `application` metadata.
+fn to<T>(application: &str, message: T) -> tonic::Request<T> {
+    let mut req = tonic::Request::new(message);
+    req.metadata_mut()
+        .insert("application", application.parse().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn calls_reach_the_application_the_metadata_names() {
+    let server = server(0.0).await;
+    let mut greeter = GreeterClient::new(channel(&server).await);
+    let reply = greeter
+        .say_hello(to(
+            "greeter",
+            HelloRequest {
+                name: "Ray".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("answered");
+    assert_eq!(reply.get_ref().message, "Hello, Ray!");
+    assert!(reply.get_ref().replica.starts_with("greeter#"));
+    assert!(reply.metadata().get("x-request-id").is_some());
+    // Two applications: without the metadata, or with an unknown one, NOT_FOUND names both.
+    for req in [
+        tonic::Request::new(HelloRequest::default()),
+        to("nope", HelloRequest::default()),
+    ] {
+        let status = greeter.say_hello(req).await.unwrap_err();
+        assert_eq!(status.code(), Code::NotFound, "{status:?}");
+        assert!(
+            status.message().contains("'greeter', 'sleeper'"),
+            "{status:?}"
+        );
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_deadline_ends_a_stream_that_outlives_it() {
+    let server = server(0.0).await;
+    let mut greeter = GreeterClient::new(channel(&server).await);
+    let mut req = to(
+        "greeter",
+        HelloRequest {
+            name: "x".into(),
+            count: 50,
+            delay_ms: 100,
+        },
+    );
+    req.set_timeout(Duration::from_millis(550));
+    let started = Instant::now();
+    let mut stream = greeter
+        .say_hello_stream(req)
+        .await
+        .expect("opens")
+        .into_inner();
+    let mut received = 0;
+    let status = loop {
+        match stream.message().await {
+            Ok(Some(_)) => received += 1,
+            Ok(None) => panic!("the stream ended without its deadline"),
+            Err(status) => break status,
+        }
+    };
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!((2..50).contains(&received), "{received} messages");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_call_frees_its_replica_at_once() {
+    let server = server(0.0).await;
+    let channel = channel(&server).await;
+    let mut sleeper = SleeperClient::new(channel.clone());
+    // The sleeper takes one call at a time: a long one, abandoned after 200 ms...
+    let long = tokio::spawn({
+        let mut sleeper = sleeper.clone();
+        async move {
+            sleeper
+                .sleep(to("sleeper", SleepRequest { ms: 5_000 }))
+                .await
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    long.abort();
+    // ...must not hold the replica: the next call runs at once.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let reply = sleeper
+        .sleep(to("sleeper", SleepRequest { ms: 10 }))
+        .await
+        .expect("answered");
+    assert_eq!(reply.get_ref().slept_ms, 10);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the cancelled call still held the replica: {:?}",
+        started.elapsed()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_is_serving_until_the_drain() {
+    let server = server(1.0).await;
+    let channel = channel(&server).await;
+    let mut health = HealthClient::new(channel.clone());
+    let check = |service: &str| HealthCheckRequest {
+        service: service.to_owned(),
+    };
+    for service in ["", "rayai.v1.Agents", "greeter.v1.Greeter"] {
+        let status = health.check(check(service)).await.expect("checked");
+        assert_eq!(
+            status.get_ref().status,
+            ServingStatus::Serving as i32,
+            "{service}"
+        );
+    }
+    let unknown = health.check(check("nope")).await.unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let mut watch = health.watch(check("")).await.expect("watches").into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    // The drain (1 s): health turns NOT_SERVING and new calls are refused as UNAVAILABLE.
+    let stopping = tokio::spawn({
+        let server = server.clone();
+        async move { server.shutdown().await }
+    });
+    let next = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("the watch sees the drain")
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    let mut greeter = GreeterClient::new(channel);
+    let refused = greeter
+        .say_hello(to("greeter", HelloRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+    stopping.await.unwrap();
+}
