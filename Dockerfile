@@ -32,6 +32,6 @@ RUN apt-get update \
 COPY --from=build /out/ /usr/local/bin/
 USER 10001:10001
 ENV RAYAI_HOST=0.0.0.0
-EXPOSE 8000 9090
+EXPOSE 8000 9000 9090
 # `app` links to the example's binary, whose name is the program's name in Kubernetes.
 ENTRYPOINT ["/usr/local/bin/app"]
