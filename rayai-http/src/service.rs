@@ -529,6 +529,7 @@ impl Shared {
 
     /// Whether the server takes requests now: not draining, and (in the replica role) its
     /// deployments run.
+    #[cfg(feature = "grpc")]
     pub(crate) fn serving(&self) -> bool {
         !self.draining.load(Ordering::SeqCst) && self.local_missing().is_none()
     }

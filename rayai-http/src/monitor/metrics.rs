@@ -593,6 +593,7 @@ pub(crate) struct GrpcMetrics {
 /// The labels of a gRPC series: application, method, status code.
 type GrpcKey = (Arc<str>, Arc<str>, i32);
 
+#[cfg(feature = "grpc")]
 /// One gRPC call on its way: ongoing until [`GrpcCall::done`] (or dropped), then counted.
 pub(crate) struct GrpcCall {
     metrics: Arc<GrpcMetrics>,
@@ -603,6 +604,7 @@ pub(crate) struct GrpcCall {
 
 impl GrpcMetrics {
     /// A call to `method` of `application` starts.
+    #[cfg(feature = "grpc")]
     pub(crate) fn call(self: &Arc<Self>, application: &str, method: &str) -> GrpcCall {
         self.ongoing.fetch_add(1, Ordering::Relaxed);
         GrpcCall {
@@ -662,6 +664,7 @@ impl GrpcMetrics {
     }
 }
 
+#[cfg(feature = "grpc")]
 impl GrpcCall {
     /// The call ended with the gRPC status `code` (0 is OK).
     pub(crate) fn done(self, code: i32) {
@@ -672,6 +675,7 @@ impl GrpcCall {
     }
 }
 
+#[cfg(feature = "grpc")]
 impl Drop for GrpcCall {
     fn drop(&mut self) {
         self.metrics.ongoing.fetch_sub(1, Ordering::Relaxed);

@@ -23,9 +23,9 @@ use crate::body::Body;
 use crate::error;
 use exposition::Format;
 use gpu::GpuSampler;
-pub(crate) use metrics::{
-    GrpcCall, GrpcMetrics, Metrics, OngoingGuard, RouteMetrics, method_label,
-};
+#[cfg(feature = "grpc")]
+pub(crate) use metrics::GrpcCall;
+pub(crate) use metrics::{GrpcMetrics, Metrics, OngoingGuard, RouteMetrics, method_label};
 use node::NodeSampler;
 use series::Series;
 pub(crate) use status::Identity;
@@ -78,6 +78,8 @@ impl Monitor {
     }
 
     /// Records where the dashboard listens.
+    #[cfg(feature = "grpc")]
+    #[cfg(feature = "grpc")]
     /// A gRPC call to `method` of `application` starts (the families appear in `/metrics` with
     /// the first).
     pub(crate) fn grpc_call(&self, application: &str, method: &str) -> GrpcCall {
@@ -86,6 +88,8 @@ impl Monitor {
             .call(application, method)
     }
 
+    #[cfg(feature = "grpc")]
+    #[cfg(feature = "grpc")]
     /// Shows the gRPC families in `/metrics` (the gRPC listener listens).
     pub(crate) fn enable_grpc(&self) {
         let _ = self.grpc.get_or_init(|| Arc::new(GrpcMetrics::default()));
