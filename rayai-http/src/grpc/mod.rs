@@ -4,9 +4,9 @@
 //!
 //! | path | answered by |
 //! |---|---|
-//! | `/grpc.health.v1.Health/*` | [`health`]: `SERVING` while the server takes requests, `NOT_SERVING` when it drains |
+//! | `/grpc.health.v1.Health/*` | the health service: `SERVING` while the server takes requests, `NOT_SERVING` when it drains |
 //! | `/grpc.reflection.v1.ServerReflection/*` (and `v1alpha`) | tonic-reflection, with the `rayai.v1` and health descriptors |
-//! | `/rayai.v1.Agents/*` | [`agents`]: any agent with the chat contract's semantics |
+//! | `/rayai.v1.Agents/*` | the agents service: any agent with the chat contract's semantics |
 //! | anything else | the ingress of the application the `application` metadata key names (the only one when there is one): a tonic service deployed with [`rayai_core::App::grpc`] |
 //!
 //! Every call: `x-request-id` echoed or generated; a deadline from `grpc-timeout` (or the
