@@ -130,6 +130,7 @@ mod imp {
             port: 0,
             dashboard_port: None,
             metrics_export_port: None,
+            grpc_port: None,
             tls_cert_path: None,
             tls_key_path: None,
             ..options
