@@ -20,6 +20,7 @@ async fn server(drain_delay_s: f64) -> Server {
     let server = Server::start(HttpOptions {
         port: 0,
         grpc_port: Some(0),
+        metrics_export_port: Some(0),
         dashboard_port: None,
         drain_delay_s,
         // The health watch of a test stays open through the drain: it is ended after this.
@@ -46,6 +47,20 @@ async fn channel(server: &Server) -> Channel {
         .connect()
         .await
         .expect("connects")
+}
+
+/// The server's `/metrics` (its metrics export port), over HTTP/1.0.
+async fn get_metrics(server: &Server) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = server.metrics_export_addr().expect("metrics listen");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /metrics HTTP/1.0\r\nhost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await.unwrap();
+    text
 }
 
 /// `message` with the `application` metadata.
@@ -85,6 +100,16 @@ async fn calls_reach_the_application_the_metadata_names() {
             "{status:?}"
         );
     }
+    // Labels name only what the server has: the unknown application is `<unknown>`.
+    let metrics = get_metrics(&server).await;
+    assert!(
+        metrics.contains(
+            "ray_serve_num_grpc_requests_total{application=\"greeter\",method=\"/greeter.v1.Greeter/SayHello\",status_code=\"0\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("nope"), "{metrics}");
+    assert!(metrics.contains("application=\"<unknown>\""), "{metrics}");
     server.shutdown().await;
 }
 

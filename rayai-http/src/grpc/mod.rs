@@ -56,6 +56,9 @@ pub mod pb {
 /// The metadata key that names the application a call goes to, as Ray Serve's.
 pub(crate) const APPLICATION: &str = "application";
 
+/// The label of an application or a method the server does not have.
+pub(crate) const UNKNOWN: &str = "<unknown>";
+
 /// The request id of a call, in the request's extensions (for the `Agents` service).
 #[derive(Clone)]
 pub(crate) struct RequestId(pub(crate) Arc<str>);
@@ -161,7 +164,16 @@ impl GrpcService {
             .unwrap_or("")
             .to_owned();
         let deadline = self.deadline(req.headers(), started);
-        let metrics = self.shared.monitor.grpc_call(&application, &method);
+        // The labels name what the server has: an application it does not serve, or a method
+        // of a service it does not have (`UNIMPLEMENTED`, counted in `done`), is `<unknown>`,
+        // so that no client can make `/metrics` grow without bound.
+        let known = application.is_empty()
+            || self.shared.controller.snapshot().application(&application).is_some();
+        let metrics = if known {
+            self.shared.monitor.grpc_call(&application, &method)
+        } else {
+            self.shared.monitor.grpc_call(UNKNOWN, UNKNOWN)
+        };
         let mut resp = match self
             .dispatch(req, &request_id, &application, deadline)
             .await

@@ -668,7 +668,13 @@ impl GrpcMetrics {
 impl GrpcCall {
     /// The call ended with the gRPC status `code` (0 is OK).
     pub(crate) fn done(self, code: i32) {
-        let key = (self.application.clone(), self.method.clone(), code);
+        // UNIMPLEMENTED: a method the service does not have, which the client named.
+        let method = if code == 12 {
+            Arc::from("<unknown>")
+        } else {
+            self.method.clone()
+        };
+        let key = (self.application.clone(), method, code);
         let series = lock(&self.metrics.series).entry(key).or_default().clone();
         series.requests.fetch_add(1, Ordering::Relaxed);
         series.latency.observe(self.started.elapsed());
