@@ -3,14 +3,16 @@
 //! `rayai-bench`; its README says how every number is computed).
 //!
 //! ```text
-//! cargo bench --bench load                 # throughput, the proxy hop, the per-request counts
+//! cargo bench --bench load                 # throughput, the proxy hop, the per-request counts, gRPC
 //! cargo bench --bench load -- quick        # 1 round of 2 s per case
 //! cargo bench --bench load -- throughput   # only the throughput
 //! cargo bench --bench load -- counts       # only the per-request counts
 //! cargo bench --bench load -- hop          # only the proxy hop (proxy + 1 replica process)
+//! cargo bench --bench load -- grpc         # only gRPC (calls/s against bare tonic, per-call counts)
+//! cargo bench --bench load -- grpc quick   # the same, 1 round of 2 s, shorter counted runs
 //! ```
 //!
-//! It builds `loadgen`, `baseline` and `bench-server` in release, starts the baseline and rayai
+//! It builds `loadgen`, `baseline`, `bench-server`, `grpc-loadgen` and `grpc-baseline` in release, starts the baseline and rayai
 //! servers on free ports, and for each case (the `echo` agent as the conformance example has it,
 //! with the access log filtered out and on; `isolation = "shared"`; 4 replicas; a text stream of
 //! 1000 chunks) and each concurrency (1, 16, 64) runs `loadgen` in alternating rounds against
@@ -20,6 +22,11 @@
 //! rayai's `echo` (access log filtered out, and on) and `echo_shared`, from two
 //! counted runs of 1000 and 3000 sequential keep-alive requests: (count(3000) - count(1000)) /
 //! 2000, so that starting and stopping cancel out.
+//!
+//! gRPC: `bench-server --grpc-port 0` (rayai's gRPC listener, the grpc example's `greeter`
+//! application) against `grpc-baseline` (a bare tonic server with the same `Greeter` service),
+//! `grpc-loadgen` making unary `SayHello` calls in alternating rounds at c = 1, 16, 64; then the
+//! same per-call counts (callgrind, strace) from `grpc-loadgen -c 1 -n N` runs.
 //!
 //! Every child process is killed when the benchmark ends, also on a panic.
 
@@ -49,11 +56,13 @@ const START_TIMEOUT: Duration = Duration::from_secs(180);
 /// How long a server may take to exit after SIGTERM (callgrind writes its counts then).
 const STOP_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The three binaries of `rayai-bench`.
+/// The binaries of `rayai-bench`.
 struct Bins {
     loadgen: PathBuf,
     baseline: PathBuf,
     server: PathBuf,
+    grpc_loadgen: PathBuf,
+    grpc_baseline: PathBuf,
 }
 
 /// Builds `rayai-bench` in release with this cargo (and its target directory) and finds its
@@ -90,6 +99,8 @@ fn build() -> Bins {
         loadgen: take("loadgen"),
         baseline: take("baseline"),
         server: take("bench-server"),
+        grpc_loadgen: take("grpc-loadgen"),
+        grpc_baseline: take("grpc-baseline"),
     }
 }
 
@@ -108,12 +119,21 @@ struct Proc {
     child: Child,
     pid: u32,
     addr: String,
+    /// Where `bench-server --grpc-port` serves gRPC (its line `... gRPC on http://<addr>`);
+    /// empty otherwise.
+    grpc: String,
     done: bool,
 }
 
 impl Proc {
     /// Starts `cmd` and waits for its line `... on http://<addr> (pid <pid>)`.
-    fn start(name: &str, mut cmd: Command) -> Proc {
+    fn start(name: &str, cmd: Command) -> Proc {
+        Proc::start_with(name, cmd, false)
+    }
+
+    /// Starts `cmd` and waits for its line `... on http://<addr> (pid <pid>)`, and with `grpc`
+    /// for its line `... gRPC on http://<addr> (pid <pid>)` too.
+    fn start_with(name: &str, mut cmd: Command, grpc: bool) -> Proc {
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -125,6 +145,7 @@ impl Proc {
             pid: child.id(),
             child,
             addr: String::new(),
+            grpc: String::new(),
             done: false,
         };
         let (tx, rx) = mpsc::channel();
@@ -139,7 +160,9 @@ impl Proc {
             let line = rx
                 .recv_timeout(left)
                 .unwrap_or_else(|_| panic!("{name} did not say where it serves"));
-            if let Some((_, rest)) = line.split_once(" on http://") {
+            if let Some((_, rest)) = line.split_once(" gRPC on http://") {
+                proc.grpc = rest.split(' ').next().unwrap_or_default().to_owned();
+            } else if let Some((_, rest)) = line.split_once(" on http://") {
                 let (addr, rest) = rest.split_once(' ').unwrap_or((rest, ""));
                 proc.addr = addr.to_owned();
                 if let Some(pid) = rest
@@ -149,6 +172,8 @@ impl Proc {
                 {
                     proc.pid = pid;
                 }
+            }
+            if !proc.addr.is_empty() && (!grpc || !proc.grpc.is_empty()) {
                 return proc;
             }
         }
@@ -156,6 +181,17 @@ impl Proc {
 
     fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Where to make gRPC calls: the gRPC listener of `bench-server --grpc-port`, else the
+    /// server's one address (`grpc-baseline`).
+    fn grpc_url(&self) -> String {
+        let addr = if self.grpc.is_empty() {
+            &self.addr
+        } else {
+            &self.grpc
+        };
+        format!("http://{addr}")
     }
 
     /// SIGTERM to the server, then waits for the child (a tool writes its counts as its server
@@ -208,48 +244,31 @@ enum Load {
     Counted(u64),
 }
 
+impl Load {
+    /// `loadgen`'s (or `grpc-loadgen`'s) arguments for this load, and how long it runs at most.
+    fn args(self, cmd: &mut Command) -> f64 {
+        match self {
+            Load::Timed { c, seconds, warmup } => {
+                cmd.args(["-c", &c.to_string(), "-d", &seconds.to_string()]);
+                cmd.args(["--warmup", &warmup.to_string()]);
+                seconds + warmup
+            }
+            Load::Counted(n) => {
+                cmd.args(["-c", "1", "-n", &n.to_string()]);
+                120.0
+            }
+        }
+    }
+}
+
 fn loadgen(bins: &Bins, url: &str, body: &str, sse: bool, load: Load) -> Report {
     let mut cmd = Command::new(&bins.loadgen);
     cmd.args(["--url", url, "--body", body]);
     if sse {
         cmd.arg("--sse");
     }
-    let limit = match load {
-        Load::Timed { c, seconds, warmup } => {
-            cmd.args(["-c", &c.to_string(), "-d", &seconds.to_string()]);
-            cmd.args(["--warmup", &warmup.to_string()]);
-            seconds + warmup
-        }
-        Load::Counted(n) => {
-            cmd.args(["-c", "1", "-n", &n.to_string()]);
-            120.0
-        }
-    };
-    let mut child = Proc {
-        name: "loadgen".to_owned(),
-        child: cmd.stdout(Stdio::piped()).spawn().expect("loadgen starts"),
-        pid: 0,
-        addr: String::new(),
-        done: false,
-    };
-    child.pid = child.child.id();
-    // loadgen bounds itself (its run, then 10 s for the requests still running); this is the
-    // last resort.
-    let deadline = Instant::now() + Duration::from_secs_f64(limit + 30.0);
-    let status = loop {
-        if let Some(status) = child.child.try_wait().expect("waiting for loadgen") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "loadgen did not finish");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    child.done = true;
-    assert!(status.success(), "loadgen failed: {status}");
-    let mut out = String::new();
-    std::io::Read::read_to_string(child.child.stdout.as_mut().expect("piped stdout"), &mut out)
-        .expect("loadgen's output");
-    let v: Value =
-        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("loadgen printed {out:?}: {e}"));
+    let limit = load.args(&mut cmd);
+    let (v, out) = run_load("loadgen", cmd, limit);
     let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {out}"));
     Report {
         requests: num("requests") as u64,
@@ -260,6 +279,65 @@ fn loadgen(bins: &Bins, url: &str, body: &str, sse: bool, load: Load) -> Report 
         p99_us: num("p99_us"),
         frames_per_s: num("frames_per_s"),
     }
+}
+
+/// `grpc-loadgen`'s unary `SayHello` calls to `url`, with the metadata `application: greeter`
+/// (rayai routes by it; tonic ignores it): a [`Report`] whose `errors` are the calls that did
+/// not end `OK` with the greeting (no `non_2xx` or frames in gRPC).
+fn grpc_loadgen(bins: &Bins, url: &str, load: Load) -> Report {
+    let mut cmd = Command::new(&bins.grpc_loadgen);
+    cmd.args(["--url", url, "--application", "greeter"]);
+    let limit = load.args(&mut cmd);
+    let (v, out) = run_load("grpc-loadgen", cmd, limit);
+    let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {out}"));
+    Report {
+        requests: num("requests") as u64,
+        errors: num("errors") as u64,
+        non_2xx: 0,
+        req_per_s: num("req_per_s"),
+        p50_us: num("p50_us"),
+        p99_us: num("p99_us"),
+        frames_per_s: 0.0,
+    }
+}
+
+/// Runs a load generator that bounds itself to `limit` seconds (plus 10 s for the requests
+/// still running) and reads its JSON line (and the line itself, for messages).
+fn run_load(name: &str, mut cmd: Command, limit: f64) -> (Value, String) {
+    let mut child = Proc {
+        name: name.to_owned(),
+        child: cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name} starts: {e}")),
+        pid: 0,
+        addr: String::new(),
+        grpc: String::new(),
+        done: false,
+    };
+    child.pid = child.child.id();
+    // The load generator bounds itself (its run, then 10 s for the requests still running);
+    // this is the last resort.
+    let deadline = Instant::now() + Duration::from_secs_f64(limit + 30.0);
+    let status = loop {
+        if let Some(status) = child
+            .child
+            .try_wait()
+            .expect("waiting for the load generator")
+        {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "{name} did not finish");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    child.done = true;
+    assert!(status.success(), "{name} failed: {status}");
+    let mut out = String::new();
+    std::io::Read::read_to_string(child.child.stdout.as_mut().expect("piped stdout"), &mut out)
+        .unwrap_or_else(|e| panic!("{name}'s output: {e}"));
+    let v: Value =
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("{name} printed {out:?}: {e}"));
+    (v, out)
 }
 
 /// The rayai server's log mode.
@@ -276,6 +354,11 @@ enum Logs {
 enum Server {
     Baseline,
     Rayai(Logs),
+    /// `grpc-baseline`: the bare tonic server.
+    GrpcBaseline,
+    /// `bench-server --grpc-port 0` (`RUST_LOG=warn`): rayai's gRPC listener, the `greeter`
+    /// application deployed.
+    RayaiGrpc,
 }
 
 impl Server {
@@ -284,6 +367,8 @@ impl Server {
             Server::Baseline => "bare hyper",
             Server::Rayai(Logs::Quiet) => "rayai, access log filtered out (RUST_LOG=warn)",
             Server::Rayai(Logs::Access) => "rayai, access log on (RUST_LOG=info)",
+            Server::GrpcBaseline => "bare tonic",
+            Server::RayaiGrpc => "rayai gRPC (RUST_LOG=warn)",
         }
     }
 
@@ -292,6 +377,11 @@ impl Server {
         let (program, args): (&Path, &[&str]) = match self {
             Server::Baseline => (&bins.baseline, &["--port", "0"]),
             Server::Rayai(_) => (&bins.server, &["--port", "0", "--dashboard-port", "0"]),
+            Server::GrpcBaseline => (&bins.grpc_baseline, &["--port", "0"]),
+            Server::RayaiGrpc => (
+                &bins.server,
+                &["--port", "0", "--dashboard-port", "0", "--grpc-port", "0"],
+            ),
         };
         let mut cmd = match tool {
             Some(tool) => {
@@ -305,8 +395,8 @@ impl Server {
         // The server's own logs go nowhere: what costs is writing them, not where to.
         cmd.stderr(Stdio::null());
         match self {
-            Server::Baseline => {}
-            Server::Rayai(Logs::Quiet) => {
+            Server::Baseline | Server::GrpcBaseline => {}
+            Server::Rayai(Logs::Quiet) | Server::RayaiGrpc => {
                 cmd.env("RUST_LOG", "warn");
             }
             Server::Rayai(Logs::Access) => {
@@ -317,8 +407,19 @@ impl Server {
         cmd
     }
 
+    /// Starts the server and waits until it serves (for [`Server::RayaiGrpc`], gRPC too).
     fn start(self, bins: &Bins) -> Proc {
-        Proc::start(self.label(), self.command(bins, None))
+        self.start_as(self.label(), self.command(bins, None))
+    }
+
+    /// Starts `cmd`, this server's command, as `name`.
+    fn start_as(self, name: &str, cmd: Command) -> Proc {
+        Proc::start_with(name, cmd, matches!(self, Server::RayaiGrpc))
+    }
+
+    /// Whether it is asked with `grpc-loadgen` (else `loadgen`).
+    fn is_grpc(self) -> bool {
+        matches!(self, Server::GrpcBaseline | Server::RayaiGrpc)
     }
 }
 
@@ -483,6 +584,108 @@ fn throughput(bins: &Bins, quick: bool) {
             row.case, row.c, row.failures
         );
     }
+}
+
+/// gRPC: unary `greeter.v1.Greeter/SayHello` calls through rayai's gRPC listener (the
+/// `greeter` application's `Greeter`, 2 replicas, `application: greeter` metadata) against a bare
+/// tonic server with the same service, in alternating rounds at c = 1, 16, 64; then, when
+/// valgrind and strace are there, instructions and system calls per call.
+fn grpc(bins: &Bins, dir: &Path, quick: bool) {
+    let (rounds, seconds, warmup) = if quick { (1, 2.0, 0.5) } else { (3, 3.0, 1.0) };
+    let baseline = Server::GrpcBaseline.start(bins);
+    let rayai = Server::RayaiGrpc.start(bins);
+    eprintln!(
+        "bare tonic on {}, rayai gRPC on {}",
+        baseline.grpc_url(),
+        rayai.grpc_url()
+    );
+    // Both answer before anything is measured.
+    for server in [&baseline, &rayai] {
+        let r = grpc_loadgen(bins, &server.grpc_url(), Load::Counted(1));
+        assert_eq!((r.requests, r.errors), (1, 0), "{} answers", server.name);
+    }
+    let mut rows = Vec::new();
+    for c in CONCURRENCIES {
+        let load = Load::Timed { c, seconds, warmup };
+        let (mut base, mut ours) = (Vec::new(), Vec::new());
+        for round in 1..=rounds {
+            let b = grpc_loadgen(bins, &baseline.grpc_url(), load);
+            let r = grpc_loadgen(bins, &rayai.grpc_url(), load);
+            eprintln!(
+                "gRPC c={c} round {round}/{rounds}: bare tonic {:.0}/s p99 {}, rayai {:.0}/s p99 \
+                 {} ({:.2}x)",
+                b.req_per_s,
+                ms(b.p99_us),
+                r.req_per_s,
+                ms(r.p99_us),
+                r.req_per_s / b.req_per_s
+            );
+            base.push(b);
+            ours.push(r);
+        }
+        rows.push((c, base, ours));
+    }
+    drop((baseline, rayai));
+    println!();
+    println!(
+        "## gRPC from outside: unary SayHello, rayai's gRPC listener (`greeter` app, 2 replicas) \
+         against bare tonic, median of {rounds} alternating round(s) of {seconds} s (after \
+         {warmup} s of warmup each), grpc-loadgen on one thread, one HTTP/2 connection per caller"
+    );
+    println!();
+    println!(
+        "| c | bare tonic calls/s | rayai calls/s | ratio | rounds' ratios | bare tonic p50 | rayai p50 | bare tonic p99 | rayai p99 | p99 ratio |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let med = |v: &[Report], f: fn(&Report) -> f64| median(v.iter().map(f).collect());
+    let mut failed = Vec::new();
+    for (c, base, ours) in &rows {
+        let ratios: Vec<f64> = base
+            .iter()
+            .zip(ours)
+            .map(|(b, r)| r.req_per_s / b.req_per_s)
+            .collect();
+        let (b99, r99) = (med(base, |r| r.p99_us), med(ours, |r| r.p99_us));
+        let (brate, rrate) = (med(base, |r| r.req_per_s), med(ours, |r| r.req_per_s));
+        println!(
+            "| {c} | {brate:.0} | {rrate:.0} | {:.2} | {:.2}–{:.2} | {} | {} | {} | {} | {:.2} |",
+            rrate / brate,
+            ratios.iter().copied().fold(f64::INFINITY, f64::min),
+            ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ms(med(base, |r| r.p50_us)),
+            ms(med(ours, |r| r.p50_us)),
+            ms(b99),
+            ms(r99),
+            r99 / b99
+        );
+        let failures: u64 = base
+            .iter()
+            .chain(ours)
+            .map(|r| r.errors + u64::from(r.requests == 0))
+            .sum();
+        if failures > 0 {
+            failed.push((c, failures));
+        }
+    }
+    for (c, failures) in failed {
+        println!("WARNING: gRPC c={c}: {failures} failed calls (or an empty run)");
+    }
+    if !tools_or_skip("gRPC per-call counts") {
+        return;
+    }
+    // `quick` checks the counts with shorter runs: the same difference, less precise.
+    let (n1, n2) = if quick { (N1 / 5, N2 / 5) } else { (N1, N2) };
+    let results = measure(bins, dir, &GRPC_COUNTED, n1, n2);
+    print_counts(
+        &format!(
+            "## gRPC, per call: user-space instructions (callgrind) and system calls (strace -f), \
+             (count({n2}) - count({n1})) / {} sequential unary calls on one HTTP/2 connection",
+            n2 - n1
+        ),
+        "call",
+        "call",
+        &results,
+    );
 }
 
 /// The proxy hop: a proxy process (`RAYAI_ROLE=proxy`, static discovery) in front of one
@@ -723,6 +926,24 @@ const COUNTED: [Counted; 4] = [
     },
 ];
 
+/// The gRPC servers counted per call (`grpc-loadgen -c 1 -n N`, unary `SayHello`).
+const GRPC_COUNTED: [Counted; 2] = [
+    Counted {
+        label: "bare tonic",
+        short: "bare tonic",
+        server: Server::GrpcBaseline,
+        path: "",
+        tag: "grpc-baseline",
+    },
+    Counted {
+        label: "rayai gRPC, `greeter` app (RUST_LOG=warn)",
+        short: "rayai gRPC",
+        server: Server::RayaiGrpc,
+        path: "",
+        tag: "rayai-grpc",
+    },
+];
+
 /// Runs the server under `tool` for `n` sequential requests and counts.
 fn count(bins: &Bins, dir: &Path, counted: &Counted, tool: Tool, n: u64) -> Counts {
     let out = dir.join(format!(
@@ -749,12 +970,18 @@ fn count(bins: &Bins, dir: &Path, counted: &Counted, tool: Tool, n: u64) -> Coun
             "--".to_owned(),
         ],
     };
-    let proc = Proc::start(counted.label, counted.server.command(bins, Some(prefix)));
-    let report = loadgen(bins, &proc.url(counted.path), BODY, false, Load::Counted(n));
+    let proc = counted
+        .server
+        .start_as(counted.label, counted.server.command(bins, Some(prefix)));
+    let report = if counted.server.is_grpc() {
+        grpc_loadgen(bins, &proc.grpc_url(), Load::Counted(n))
+    } else {
+        loadgen(bins, &proc.url(counted.path), BODY, false, Load::Counted(n))
+    };
     assert_eq!(
         (report.requests, report.errors, report.non_2xx),
         (n, 0, 0),
-        "{}: every counted request answered 2xx",
+        "{}: every counted request answered 2xx (gRPC: OK)",
         counted.label
     );
     proc.stop();
@@ -766,9 +993,10 @@ fn count(bins: &Bins, dir: &Path, counted: &Counted, tool: Tool, n: u64) -> Coun
     }
 }
 
-/// Per request: the difference of the two counted runs over the difference of their requests.
-fn per_request(a: &Counts, b: &Counts) -> Counts {
-    let d = (N2 - N1) as f64;
+/// Per request: the difference of the two counted runs over the difference of their requests
+/// (`n2 - n1`).
+fn per_request(a: &Counts, b: &Counts, n1: u64, n2: u64) -> Counts {
+    let d = (n2 - n1) as f64;
     let mut by_name = BTreeMap::new();
     for name in a.by_name.keys().chain(b.by_name.keys()) {
         let x = a.by_name.get(name).copied().unwrap_or(0.0);
@@ -781,17 +1009,17 @@ fn per_request(a: &Counts, b: &Counts) -> Counts {
     }
 }
 
-fn counts(bins: &Bins, dir: &Path) {
-    if !tools() {
-        println!();
-        println!(
-            "per-request counts skipped: valgrind and strace are not installed and could not be \
-             installed (`apt-get install -y valgrind strace`)"
-        );
-        return;
-    }
+/// Each server's instructions and system calls per request: counted runs of `n1` and `n2`
+/// requests under callgrind, then under strace.
+fn measure<'a>(
+    bins: &Bins,
+    dir: &Path,
+    servers: &'a [Counted],
+    n1: u64,
+    n2: u64,
+) -> Vec<(&'a Counted, Counts, Counts)> {
     let mut results = Vec::new();
-    for server in &COUNTED {
+    for server in servers {
         let mut per = Vec::new();
         for tool in [Tool::Callgrind, Tool::Strace] {
             eprintln!(
@@ -802,26 +1030,28 @@ fn counts(bins: &Bins, dir: &Path) {
                     Tool::Strace => "strace -f",
                 }
             );
-            let a = count(bins, dir, server, tool, N1);
-            let b = count(bins, dir, server, tool, N2);
-            per.push(per_request(&a, &b));
+            let a = count(bins, dir, server, tool, n1);
+            let b = count(bins, dir, server, tool, n2);
+            per.push(per_request(&a, &b, n1, n2));
         }
         let syscalls = per.pop().expect("strace counts");
         let instructions = per.pop().expect("callgrind counts");
         results.push((server, instructions, syscalls));
     }
+    results
+}
+
+/// The tables of [`measure`]'s results under `title`: the totals per `unit` (`req`, `call`),
+/// with the ratios to the first server (the baseline), then the system calls per `noun` by name.
+fn print_counts(title: &str, unit: &str, noun: &str, results: &[(&Counted, Counts, Counts)]) {
     let (_, base_instr, base_sys) = &results[0];
     let (base_instr, base_sys) = (base_instr.total, base_sys.total);
     println!();
-    println!(
-        "## Per request: user-space instructions (callgrind) and system calls (strace -f), \
-         (count({N2}) - count({N1})) / {} sequential keep-alive requests at c=1",
-        N2 - N1
-    );
+    println!("{title}");
     println!();
-    println!("| server | instructions/req | ratio | syscalls/req | ratio |");
+    println!("| server | instructions/{unit} | ratio | syscalls/{unit} | ratio |");
     println!("|---|---:|---:|---:|---:|");
-    for (server, instr, sys) in &results {
+    for (server, instr, sys) in results {
         println!(
             "| {} | {:.0} | {:.2} | {:.2} | {:.2} |",
             server.label,
@@ -843,11 +1073,11 @@ fn counts(bins: &Bins, dir: &Path) {
     let of = |i: usize, name: &str| results[i].2.by_name.get(name).copied().unwrap_or(0.0);
     names.sort_by(|a, b| of(1, b).total_cmp(&of(1, a)).then(a.cmp(b)));
     println!();
-    println!("System calls per request, by name:");
+    println!("System calls per {noun}, by name:");
     println!();
     let mut header = String::from("| syscall |");
     let mut rule = String::from("|---|");
-    for (server, _, _) in &results {
+    for (server, _, _) in results {
         let _ = write!(header, " {} |", server.short);
         rule.push_str("---:|");
     }
@@ -862,14 +1092,44 @@ fn counts(bins: &Bins, dir: &Path) {
     }
 }
 
+/// valgrind and strace are there (or were installed); else says the counts are skipped.
+fn tools_or_skip(what: &str) -> bool {
+    if tools() {
+        return true;
+    }
+    println!();
+    println!(
+        "{what} skipped: valgrind and strace are not installed and could not be installed \
+         (`apt-get install -y valgrind strace`)"
+    );
+    false
+}
+
+fn counts(bins: &Bins, dir: &Path) {
+    if !tools_or_skip("per-request counts") {
+        return;
+    }
+    let results = measure(bins, dir, &COUNTED, N1, N2);
+    print_counts(
+        &format!(
+            "## Per request: user-space instructions (callgrind) and system calls (strace -f), \
+             (count({N2}) - count({N1})) / {} sequential keep-alive requests at c=1",
+            N2 - N1
+        ),
+        "req",
+        "request",
+        &results,
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |word: &str| args.iter().any(|a| a == word);
     let quick = has("quick");
-    let (mut run_throughput, mut run_counts, mut run_hop) =
-        (has("throughput"), has("counts"), has("hop"));
-    if !run_throughput && !run_counts && !run_hop {
-        (run_throughput, run_counts, run_hop) = (true, true, true);
+    let (mut run_throughput, mut run_counts, mut run_hop, mut run_grpc) =
+        (has("throughput"), has("counts"), has("hop"), has("grpc"));
+    if !run_throughput && !run_counts && !run_hop && !run_grpc {
+        (run_throughput, run_counts, run_hop, run_grpc) = (true, true, true, true);
     }
     let bins = build();
     let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
@@ -888,12 +1148,15 @@ fn main() {
     if run_hop {
         proxy_hop(&bins, quick);
     }
+    let dir = std::env::temp_dir().join(format!("rayai-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temporary directory");
     if run_counts {
-        let dir = std::env::temp_dir().join(format!("rayai-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("a temporary directory");
         counts(&bins, &dir);
-        let _ = std::fs::remove_dir_all(&dir);
     }
+    if run_grpc {
+        grpc(&bins, &dir, quick);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
     println!();
     println!(
         "load average at the end: {}",

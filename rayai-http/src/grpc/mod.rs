@@ -168,7 +168,12 @@ impl GrpcService {
         // of a service it does not have (`UNIMPLEMENTED`, counted in `done`), is `<unknown>`,
         // so that no client can make `/metrics` grow without bound.
         let known = application.is_empty()
-            || self.shared.controller.snapshot().application(&application).is_some();
+            || self
+                .shared
+                .controller
+                .snapshot()
+                .application(&application)
+                .is_some();
         let metrics = if known {
             self.shared.monitor.grpc_call(&application, &method)
         } else {

@@ -16,8 +16,15 @@
 //! what is logged, as for any rayai program: unset or `info` writes the access log (one line per
 //! request on standard error), `warn` filters it out.
 //!
+//! With `--grpc-port <port>` (0 picks a free one; without it, no gRPC listener and nothing
+//! more is deployed) it also serves gRPC on that port (rayai's `grpc_port`), with the grpc
+//! example's `greeter` application deployed at `/greeter` (its `Greeter` tonic service, 2
+//! replicas, as the example deploys it), and prints a second line,
+//! `bench-server gRPC on http://<addr> (pid <pid>)`, after the first.
+//!
 //! ```text
 //! RUST_LOG=warn bench-server --port 0 --dashboard-port 0
+//! RUST_LOG=warn bench-server --port 0 --dashboard-port 0 --grpc-port 0
 //! ```
 
 use std::time::Duration;
@@ -40,6 +47,10 @@ static ALLOCATOR: rayai::alloc::Allocator = rayai::alloc::Allocator;
 struct Args {
     #[command(flatten)]
     serve: ServeArgs,
+    /// Serve gRPC on this port too (0 picks a free one), with the grpc example's `greeter`
+    /// application deployed; without it, no gRPC listener.
+    #[arg(long)]
+    grpc_port: Option<u16>,
 }
 
 /// The conformance example's `echo`.
@@ -99,6 +110,7 @@ async fn main() -> rayai::Result<()> {
     let args = Args::parse();
     let server = rayai::serve::start(args.serve.apply(HttpOptions {
         drain_delay_s: 0.0,
+        grpc_port: args.grpc_port,
         ..HttpOptions::default()
     }))
     .await?;
@@ -107,11 +119,20 @@ async fn main() -> rayai::Result<()> {
         .agent::<EchoShared>()
         .agent::<Echo4>();
     server.deploy(app, "/").await?;
+    if args.grpc_port.is_some() {
+        server.deploy(grpc::greeter_app(), "/greeter").await?;
+    }
     println!(
         "bench-server on http://{} (pid {})",
         server.local_addr(),
         std::process::id()
     );
+    if let Some(addr) = server.grpc_addr() {
+        println!(
+            "bench-server gRPC on http://{addr} (pid {})",
+            std::process::id()
+        );
+    }
     rayai::serve::shutdown_signal().await;
     server.shutdown().await;
     Ok(())
