@@ -40,6 +40,11 @@ fn client(server: &ApiServer) -> kube::Client {
     kube::Client::try_from(config).expect("a client")
 }
 
+/// The slice `shop-echo-a` of the program's `echo` deployment (port 8000) with `endpoints`.
+fn echo_a(endpoints: &[(&str, bool)]) -> serde_json::Value {
+    slice(PROGRAM, "shop-echo-a", "shop-echo", 8000, endpoints)
+}
+
 /// The discovery of [`PROGRAM`] in the namespace of `server`, retrying after 20 ms.
 fn discovery(server: &ApiServer) -> EndpointSlices {
     EndpointSlices::with_backoff(client(server), &server.namespace(), PROGRAM, Quick)
@@ -65,13 +70,7 @@ async fn expect(d: &EndpointSlices, deployment: &str, want: &[&str]) {
 #[tokio::test]
 async fn endpoints_appear_from_the_list_then_the_watch() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.2", true), ("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.2", true), ("10.0.0.1", true)]));
     let d = discovery(&server);
     expect(&d, "echo", &["10.0.0.1:8000", "10.0.0.2:8000"]).await;
     assert_eq!(d.resolve("chat").await, Ok(vec![]));
@@ -125,15 +124,7 @@ async fn endpoints_appear_from_the_list_then_the_watch() {
 #[tokio::test]
 async fn an_endpoint_that_is_not_ready_leaves_the_set_until_it_is_again() {
     let server = ApiServer::start().await;
-    let ready = |second: bool| {
-        slice(
-            PROGRAM,
-            "shop-echo-a",
-            "shop-echo",
-            8000,
-            &[("10.0.0.1", true), ("10.0.0.2", second)],
-        )
-    };
+    let ready = |second: bool| echo_a(&[("10.0.0.1", true), ("10.0.0.2", second)]);
     server.apply(ready(true));
     let d = discovery(&server);
     expect(&d, "echo", &["10.0.0.1:8000", "10.0.0.2:8000"]).await;
@@ -158,13 +149,7 @@ async fn an_endpoint_that_is_not_ready_leaves_the_set_until_it_is_again() {
 #[tokio::test]
 async fn a_deleted_slice_empties_the_set() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     server.apply(slice(
         PROGRAM,
         "shop-echo-b",
@@ -183,34 +168,16 @@ async fn a_deleted_slice_empties_the_set() {
 #[tokio::test]
 async fn an_ended_watch_is_watched_again_from_the_last_version() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     let d = discovery(&server);
     expect(&d, "echo", &["10.0.0.1:8000"]).await;
-    let seen = server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true), ("10.0.0.2", true)],
-    ));
+    let seen = server.apply(echo_a(&[("10.0.0.1", true), ("10.0.0.2", true)]));
     expect(&d, "echo", &["10.0.0.1:8000", "10.0.0.2:8000"]).await;
 
     server.wait_watching().await;
     assert_eq!(server.end_watch(), 1);
     // Made while no watch may be open: the next watch, from the last version seen, gets it.
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.3", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.3", true)]));
     expect(&d, "echo", &["10.0.0.3:8000"]).await;
     server.wait_watching().await;
 
@@ -228,13 +195,7 @@ async fn an_ended_watch_is_watched_again_from_the_last_version() {
         server.wait_watching().await;
         server.end_watch();
     }
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.4", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.4", true)]));
     expect(&d, "echo", &["10.0.0.4:8000"]).await;
     assert_eq!(server.lists().len(), 1);
 }
@@ -242,13 +203,7 @@ async fn an_ended_watch_is_watched_again_from_the_last_version() {
 #[tokio::test]
 async fn a_bookmark_moves_the_version_watched_from() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     let d = discovery(&server);
     expect(&d, "echo", &["10.0.0.1:8000"]).await;
     server.wait_watching().await;
@@ -264,26 +219,14 @@ async fn a_bookmark_moves_the_version_watched_from() {
         server.watches()[1].resource_version(),
         Some(unseen.to_string().as_str())
     );
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.2", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.2", true)]));
     expect(&d, "echo", &["10.0.0.2:8000"]).await;
 }
 
 #[tokio::test]
 async fn a_gone_watch_lists_again_and_keeps_the_set_meanwhile() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     server.apply(slice(
         PROGRAM,
         "shop-chat-a",
@@ -299,13 +242,7 @@ async fn a_gone_watch_lists_again_and_keeps_the_set_meanwhile() {
     server.hold_lists();
     let started = Instant::now();
     let oldest = server.expire();
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.2", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.2", true)]));
     assert!(server.delete("shop-chat-a"));
     server
         .wait_for("a second list", || server.lists().len() == 2)
@@ -340,13 +277,7 @@ async fn a_gone_watch_lists_again_and_keeps_the_set_meanwhile() {
         .parse()
         .expect("a number");
     assert!(from >= oldest, "{watches:#?}");
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.3", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.3", true)]));
     expect(&d, "echo", &["10.0.0.3:8000"]).await;
     assert_eq!(server.lists().len(), 2);
 }
@@ -354,13 +285,7 @@ async fn a_gone_watch_lists_again_and_keeps_the_set_meanwhile() {
 #[tokio::test]
 async fn only_the_deployment_s_service_of_the_program_counts() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     // Another deployment of the program.
     server.apply(slice(
         PROGRAM,
@@ -424,13 +349,7 @@ async fn only_the_deployment_s_service_of_the_program_counts() {
 #[tokio::test]
 async fn another_namespace_sees_nothing() {
     let server = ApiServer::start_in("shop").await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     let elsewhere = EndpointSlices::with_backoff(client(&server), "default", PROGRAM, Quick);
     let here = discovery(&server);
     expect(&here, "echo", &["10.0.0.1:8000"]).await;
@@ -446,13 +365,7 @@ async fn another_namespace_sees_nothing() {
 #[tokio::test]
 async fn resolve_is_an_error_until_the_first_list() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     server.hold_lists();
     let d = discovery(&server);
     assert_eq!(
@@ -477,13 +390,7 @@ async fn resolve_is_an_error_until_the_first_list() {
 #[tokio::test]
 async fn failed_lists_are_tried_again() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     server.fail_lists(Some(500));
     let d = discovery(&server);
     server
@@ -589,13 +496,7 @@ async fn deployment_names_map_to_service_names() {
 #[tokio::test]
 async fn dropping_it_stops_the_watch() {
     let server = ApiServer::start().await;
-    server.apply(slice(
-        PROGRAM,
-        "shop-echo-a",
-        "shop-echo",
-        8000,
-        &[("10.0.0.1", true)],
-    ));
+    server.apply(echo_a(&[("10.0.0.1", true)]));
     let d = discovery(&server);
     expect(&d, "echo", &["10.0.0.1:8000"]).await;
     server.wait_watching().await;
