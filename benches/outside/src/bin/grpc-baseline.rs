@@ -1,0 +1,125 @@
+//! `grpc-baseline`: the bare tonic server the gRPC load benchmark holds rayai against, a process
+//! of its own. It serves the grpc example's `greeter.v1.Greeter` (the generated
+//! `GreeterServer`, `grpc::pb`) with the example's logic: `SayHello` answers
+//! `Hello, <name>!` (`world` for an empty name; `INVALID_ARGUMENT` past 1000 bytes) and the
+//! replica's name, `SayHelloStream` `count` greetings `delay_ms` apart. Its replica is named as
+//! rayai names the example's first replica (`greeter#0`), so that both answer the same bytes.
+//!
+//! tonic's own server (`tonic::transport::Server`, `add_service`, `TCP_NODELAY` on every
+//! connection), on tokio's multi-threaded runtime with its default workers, as the HTTP
+//! `baseline`. It prints `grpc-baseline on http://<addr> (pid <pid>)` once it listens, and exits
+//! on SIGTERM or Ctrl-C.
+//!
+//! ```text
+//! grpc-baseline --port 0
+//! ```
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use clap::Parser;
+use futures::Stream;
+use grpc::pb::greeter_server::{Greeter, GreeterServer};
+use grpc::pb::{HelloReply, HelloRequest};
+use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response, Status};
+
+/// The command line.
+#[derive(Parser)]
+#[command(
+    name = "grpc-baseline",
+    about = "A bare tonic server answering as the grpc example's Greeter"
+)]
+struct Args {
+    /// Port to listen on (127.0.0.1); 0 picks a free one.
+    #[arg(long, default_value_t = 9001)]
+    port: u16,
+}
+
+/// The name rayai gives the example's first replica.
+const REPLICA: &str = "greeter#0";
+
+/// The example's `Greeter`, without rayai: one instance, its replica name fixed.
+struct BareGreeter {
+    replica: String,
+}
+
+impl BareGreeter {
+    fn reply(&self, name: &str, i: Option<u32>) -> HelloReply {
+        let name = if name.is_empty() { "world" } else { name };
+        HelloReply {
+            message: match i {
+                None => format!("Hello, {name}!"),
+                Some(i) => format!("Hello, {name}! ({i})"),
+            },
+            replica: self.replica.clone(),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Greeter for BareGreeter {
+    async fn say_hello(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<HelloReply>, Status> {
+        let req = request.into_inner();
+        if req.name.len() > 1000 {
+            return Err(Status::invalid_argument("name: at most 1000 bytes"));
+        }
+        Ok(Response::new(self.reply(&req.name, None)))
+    }
+
+    type SayHelloStreamStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
+
+    async fn say_hello_stream(
+        &self,
+        request: Request<HelloRequest>,
+    ) -> Result<Response<Self::SayHelloStreamStream>, Status> {
+        let req = request.into_inner();
+        let count = req.count.min(10_000);
+        let delay = Duration::from_millis(u64::from(req.delay_ms.min(60_000)));
+        let replies: Vec<HelloReply> = (1..=count)
+            .map(|i| self.reply(&req.name, Some(i)))
+            .collect();
+        let stream = futures::stream::unfold(replies.into_iter(), move |mut rest| async move {
+            let next = rest.next()?;
+            tokio::time::sleep(delay).await;
+            Some((Ok(next), rest))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn stop_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+        .await
+        .unwrap_or_else(|e| panic!("binding 127.0.0.1:{}: {e}", args.port));
+    let addr = listener.local_addr().expect("a local address");
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let greeter = GreeterServer::new(BareGreeter {
+        replica: REPLICA.to_owned(),
+    });
+    println!(
+        "grpc-baseline on http://{addr} (pid {})",
+        std::process::id()
+    );
+    Server::builder()
+        .add_service(greeter)
+        .serve_with_incoming_shutdown(incoming, stop_signal())
+        .await
+        .expect("the server runs");
+}
