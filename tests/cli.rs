@@ -4,8 +4,7 @@
 //! The generated project builds (dev profile, `--debug`) into this workspace's target directory,
 //! so the dependencies it shares with the workspace compile once.
 
-#[path = "../rayai-k8s/tests/support/kubernetes_validate.rs"]
-mod kubernetes_validate;
+use example_support::kubernetes_validate;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

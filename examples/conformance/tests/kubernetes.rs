@@ -2,8 +2,7 @@
 //! what each agent's attributes became, the proxy and its rights, the same bytes every time (a
 //! snapshot), valid against Kubernetes' schemas (`kubernetes-validate --strict`).
 
-#[path = "../../../rayai-k8s/tests/support/kubernetes_validate.rs"]
-mod kubernetes_validate;
+use example_support::kubernetes_validate;
 
 use std::process::Command;
 

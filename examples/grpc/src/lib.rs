@@ -32,6 +32,14 @@ impl Construct for Greeter {
 }
 
 impl Greeter {
+    /// A greeter outside rayai, answering as the replica `replica` (the benchmark's bare tonic
+    /// server serves one).
+    pub fn named(replica: impl Into<String>) -> Greeter {
+        Greeter {
+            replica: replica.into(),
+        }
+    }
+
     fn reply(&self, name: &str, i: Option<u32>) -> HelloReply {
         let name = if name.is_empty() { "world" } else { name };
         HelloReply {

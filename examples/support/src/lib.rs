@@ -4,6 +4,8 @@
 //! test) to [`serves_where_it_is_told`], which starts it as a real process on free ports and asks
 //! for its health on the serving port and its dashboard on the dashboard port.
 
+pub mod kubernetes_validate;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};

@@ -3,6 +3,9 @@
 //! `target/kubernetes-validate` (a virtual environment). `RAYAI_KUBERNETES_VALIDATE` names
 //! another executable. Without it the check fails when `CI` is set and is skipped (with a
 //! message) otherwise.
+//!
+//! (The examples' and the workspace's tests use the same check from `example-support`: this
+//! crate is published, so its tests carry their own copy.)
 
 use std::path::PathBuf;
 use std::process::Command;

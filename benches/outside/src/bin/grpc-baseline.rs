@@ -14,16 +14,10 @@
 //! grpc-baseline --port 0
 //! ```
 
-use std::pin::Pin;
-use std::time::Duration;
-
 use clap::Parser;
-use futures::Stream;
-use grpc::pb::greeter_server::{Greeter, GreeterServer};
-use grpc::pb::{HelloReply, HelloRequest};
+use grpc::pb::greeter_server::GreeterServer;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
-use tonic::{Request, Response, Status};
 
 /// The command line.
 #[derive(Parser)]
@@ -39,58 +33,6 @@ struct Args {
 
 /// The name rayai gives the example's first replica.
 const REPLICA: &str = "greeter#0";
-
-/// The example's `Greeter`, without rayai: one instance, its replica name fixed.
-struct BareGreeter {
-    replica: String,
-}
-
-impl BareGreeter {
-    fn reply(&self, name: &str, i: Option<u32>) -> HelloReply {
-        let name = if name.is_empty() { "world" } else { name };
-        HelloReply {
-            message: match i {
-                None => format!("Hello, {name}!"),
-                Some(i) => format!("Hello, {name}! ({i})"),
-            },
-            replica: self.replica.clone(),
-        }
-    }
-}
-
-#[tonic::async_trait]
-impl Greeter for BareGreeter {
-    async fn say_hello(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<HelloReply>, Status> {
-        let req = request.into_inner();
-        if req.name.len() > 1000 {
-            return Err(Status::invalid_argument("name: at most 1000 bytes"));
-        }
-        Ok(Response::new(self.reply(&req.name, None)))
-    }
-
-    type SayHelloStreamStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
-
-    async fn say_hello_stream(
-        &self,
-        request: Request<HelloRequest>,
-    ) -> Result<Response<Self::SayHelloStreamStream>, Status> {
-        let req = request.into_inner();
-        let count = req.count.min(10_000);
-        let delay = Duration::from_millis(u64::from(req.delay_ms.min(60_000)));
-        let replies: Vec<HelloReply> = (1..=count)
-            .map(|i| self.reply(&req.name, Some(i)))
-            .collect();
-        let stream = futures::stream::unfold(replies.into_iter(), move |mut rest| async move {
-            let next = rest.next()?;
-            tokio::time::sleep(delay).await;
-            Some((Ok(next), rest))
-        });
-        Ok(Response::new(Box::pin(stream)))
-    }
-}
 
 /// Resolves on SIGTERM or Ctrl-C.
 async fn stop_signal() {
@@ -110,9 +52,8 @@ async fn main() {
         .unwrap_or_else(|e| panic!("binding 127.0.0.1:{}: {e}", args.port));
     let addr = listener.local_addr().expect("a local address");
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
-    let greeter = GreeterServer::new(BareGreeter {
-        replica: REPLICA.to_owned(),
-    });
+    // The example's own `Greeter`, outside rayai: one instance, its replica name fixed.
+    let greeter = GreeterServer::new(grpc::Greeter::named(REPLICA));
     println!(
         "grpc-baseline on http://{addr} (pid {})",
         std::process::id()
