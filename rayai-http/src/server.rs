@@ -420,6 +420,9 @@ impl Server {
     /// waiting.
     pub async fn shutdown(&self) {
         if !self.inner.shutting_down.swap(true, Ordering::SeqCst) {
+            // `/-/healthz` says 503 from this poll on, not from when the task below first runs.
+            self.inner.shared.draining.store(true, Ordering::SeqCst);
+            self.inner.shared.monitor.set_draining();
             let server = self.clone();
             tokio::spawn(async move { server.shut_down().await });
         }
@@ -431,8 +434,6 @@ impl Server {
         // included): no caller of `shutdown` waits forever.
         let _done = Done(&self.inner.stopped);
         let shared = &self.inner.shared;
-        shared.draining.store(true, Ordering::SeqCst);
-        shared.monitor.set_draining();
         let delay = shared.options.drain_delay();
         if !delay.is_zero() {
             tracing::info!(

@@ -63,10 +63,13 @@ async fn shutdown_lets_a_running_stream_finish_and_turns_new_connections_away() 
 
     let stopping = {
         let server = server.clone();
-        tokio::spawn(async move {
+        let mut stopping = Box::pin(async move {
             server.shutdown().await;
             Instant::now()
-        })
+        });
+        // Shutdown begins on this first poll; the rest runs in the background.
+        assert!(futures::poll!(&mut stopping).is_pending());
+        tokio::spawn(stopping)
     };
     eventually(POLL, "new connections to be turned away", || {
         turned_away(addr)
