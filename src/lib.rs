@@ -49,9 +49,10 @@ pub use rayai_core::handler::{Handler, HttpBody, RootPath};
 pub use rayai_core::{
     Agent, AgentError, App, Application, AutoscalingConfig, Callable, Construct, Controller,
     Crossing, Deploy, Deployment, DeploymentConfig, DeploymentHandle, DeploymentKind,
-    DeploymentState, DeploymentStatus, EventStream, Gpu, Isolation, NodeResources, Plan, PlanRow,
-    ReplicaContext, ReplicaState, ReplicaStatus, ReplicaStream, RequestContext, Resources,
-    Shortfall, Snapshot, TextStream, TypedHandle, memory, plan, route,
+    DeploymentState, DeploymentStatus, EventStream, Gpu, Isolation, ModelCache, ModelStats,
+    NodeResources, OpenAiRoutes, Plan, PlanRow, ReplicaContext, ReplicaState, ReplicaStatus,
+    ReplicaStream, RequestContext, Resources, Shortfall, Snapshot, TextStream, TypedHandle, memory,
+    plan, route,
 };
 pub use rayai_core::{AgentSchema, TypedAgent, schemars};
 
@@ -193,7 +194,7 @@ pub mod stream {
 pub mod prelude {
     pub use crate::stream::{Stream, StreamExt, try_stream};
     pub use crate::{
-        Agent, AgentError, App, Callable, Construct, EventStream, Handler, HandlerApp,
+        Agent, AgentError, App, Callable, Construct, EventStream, Handler, HandlerApp, ModelCache,
         ReplicaContext, RequestContext, TextStream, Value, agent, deployment, json,
     };
     pub use crate::{StatusCode, TypedAgent};

@@ -33,6 +33,10 @@ pub struct App {
     layers: Vec<LayerFn>,
     /// Agents an application with an ingress also serves at `/agents/{name}`.
     exposed: Vec<String>,
+    /// Whether its agents answer behind the OpenAI API (`None`: when it has no ingress).
+    openai: Option<bool>,
+    /// Whether an OpenAI `model` of the form `agent:model` names a multiplexed model.
+    openai_model_suffix: bool,
 }
 
 impl std::fmt::Debug for App {
@@ -42,6 +46,8 @@ impl std::fmt::Debug for App {
             .field("deployments", &self.deployments)
             .field("layers", &self.layers.len())
             .field("exposed", &self.exposed)
+            .field("openai", &self.serves_openai())
+            .field("openai_model_suffix", &self.openai_model_suffix)
             .finish()
     }
 }
@@ -186,6 +192,45 @@ impl App {
     /// ingress, and the exposed ones of an application with one.
     pub fn exposes(&self, name: &str) -> bool {
         self.ingress().is_none() || self.exposed.iter().any(|n| n == name)
+    }
+
+    /// Serves (or not) the application's agents behind the OpenAI chat-completions API, at
+    /// `{route_prefix}/v1/models` and `{route_prefix}/v1/chat/completions`, the agent picked by
+    /// `model`. On by default for an application made of agents; an application with an
+    /// ingress serves its exposed agents there only when asked.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use rayai_core::App;
+    ///
+    /// assert!(App::new().serves_openai());
+    /// assert!(!App::new().openai(false).serves_openai());
+    /// ```
+    #[must_use]
+    pub fn openai(mut self, serve: bool) -> Self {
+        self.openai = Some(serve);
+        self
+    }
+
+    /// Lets an OpenAI request name a multiplexed model after the agent: `"model": "lora:adapter-7"`
+    /// goes to the agent `lora` with the multiplexed model id `adapter-7` (as the
+    /// `serve_multiplexed_model_id` header would). Off by default: an agent's name never holds a
+    /// `:`, but a client may send one in `model` for its own reasons.
+    #[must_use]
+    pub fn openai_model_suffix(mut self, enabled: bool) -> Self {
+        self.openai_model_suffix = enabled;
+        self
+    }
+
+    /// Whether the application's agents answer behind the OpenAI API (see [`App::openai`]).
+    pub fn serves_openai(&self) -> bool {
+        self.openai.unwrap_or_else(|| self.ingress().is_none())
+    }
+
+    /// Whether an OpenAI `model` may name a multiplexed model (see [`App::openai_model_suffix`]).
+    pub fn uses_openai_model_suffix(&self) -> bool {
+        self.openai_model_suffix
     }
 
     /// Every `#[agent]` linked into this binary, sorted by name.

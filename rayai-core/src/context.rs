@@ -5,6 +5,7 @@ use std::sync::{Arc, Weak};
 
 use crate::error::Error;
 use crate::handle::DeploymentHandle;
+use crate::serving::models::ModelSet;
 
 /// Finds running deployments by name: what a replica needs of its controller, and no more.
 pub(crate) trait Registry: Send + Sync + 'static {
@@ -34,6 +35,8 @@ struct ReplicaInfo {
     replica_id: String,
     gpu_ids: Vec<u32>,
     registry: Option<Weak<dyn Registry>>,
+    /// The multiplexed models it holds (empty unless the agent builds a `ModelCache`).
+    models: Arc<ModelSet>,
 }
 
 impl std::fmt::Debug for ReplicaInfo {
@@ -59,6 +62,7 @@ impl ReplicaContext {
                 replica_id: replica_id.into(),
                 gpu_ids,
                 registry: None,
+                models: Arc::default(),
             }),
         }
     }
@@ -76,6 +80,7 @@ impl ReplicaContext {
                 replica_id: replica_id.into(),
                 gpu_ids,
                 registry: Some(registry),
+                models: Arc::default(),
             }),
         }
     }
@@ -105,6 +110,11 @@ impl ReplicaContext {
     /// This replica's id, unique within the process (`echo#0`, `echo#1`, ...).
     pub fn replica_id(&self) -> &str {
         &self.inner.replica_id
+    }
+
+    /// The multiplexed models of this replica, shared with its router.
+    pub(crate) fn models(&self) -> &Arc<ModelSet> {
+        &self.inner.models
     }
 
     /// The GPU ids assigned to this replica (empty without GPUs).

@@ -113,6 +113,8 @@ pub enum Answer {
 #[derive(Clone)]
 pub struct DeploymentHandle {
     inner: Arc<dyn Backend>,
+    /// The multiplexed model its calls ask for ([`DeploymentHandle::with_multiplexed_model_id`]).
+    model_id: Option<Arc<str>>,
 }
 
 impl std::fmt::Debug for DeploymentHandle {
@@ -133,7 +135,59 @@ impl Eq for DeploymentHandle {}
 
 impl DeploymentHandle {
     pub(crate) fn new(inner: Arc<dyn Backend>) -> Self {
-        DeploymentHandle { inner }
+        DeploymentHandle {
+            inner,
+            model_id: None,
+        }
+    }
+
+    /// The same handle, its calls asking for the multiplexed model `model_id` (Ray Serve's
+    /// `handle.options(multiplexed_model_id=...)`): the router prefers a replica that holds the
+    /// model, and the replica's [`crate::ModelCache::current`] loads it. An empty id asks for
+    /// none.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), rayai_core::Error> {
+    /// use rayai_core::{Agent, AgentError, App, Controller, Deployment, DeploymentConfig, NodeResources, RequestContext};
+    /// use serde_json::{Value, json};
+    ///
+    /// struct Which;
+    /// impl Agent for Which {
+    ///     async fn run(&self, _: Value) -> Result<Value, AgentError> {
+    ///         let ctx = RequestContext::current().expect("inside a request");
+    ///         Ok(json!({ "model": ctx.multiplexed_model_id() }))
+    ///     }
+    /// }
+    ///
+    /// let controller = Controller::new(NodeResources::new(1.0, 4 << 30));
+    /// let which = Deployment::from_fn(DeploymentConfig::new("which").with_num_cpus(0.5), |_| async { Ok(Which) });
+    /// controller.deploy_app(App::new().deployment(which), "/").await?;
+    /// let handle = controller.handle("which").expect("it runs");
+    /// assert_eq!(handle.call(json!({})).await?, json!({ "model": "" }));
+    /// let adapter = handle.with_multiplexed_model_id("adapter-1");
+    /// assert_eq!(adapter.call(json!({})).await?, json!({ "model": "adapter-1" }));
+    /// # controller.shutdown(std::time::Duration::ZERO).await;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn with_multiplexed_model_id(&self, model_id: impl Into<Arc<str>>) -> Self {
+        let model_id: Arc<str> = model_id.into();
+        DeploymentHandle {
+            inner: self.inner.clone(),
+            model_id: (!model_id.is_empty()).then_some(model_id),
+        }
+    }
+
+    /// The context of a call through this handle: the current request's (or a fresh one), with
+    /// the handle's model id.
+    fn context(&self) -> RequestContext {
+        let ctx = current_context();
+        match &self.model_id {
+            Some(id) => ctx.with_multiplexed_model_id(id.clone()),
+            None => ctx,
+        }
     }
 
     /// What the handle talks to.
@@ -199,7 +253,7 @@ impl DeploymentHandle {
     ///
     /// As [`DeploymentHandle::call_with`].
     pub async fn call(&self, data: Value) -> Result<Value, Error> {
-        self.call_with(current_context(), data).await
+        self.call_with(self.context(), data).await
     }
 
     /// Opens the agent's text stream on a replica, within the current request's context.
@@ -208,12 +262,12 @@ impl DeploymentHandle {
     ///
     /// As [`DeploymentHandle::stream_text`].
     pub async fn stream(&self, data: Value) -> Result<ReplicaStream<String>, Error> {
-        self.stream_text(current_context(), data).await
+        self.stream_text(self.context(), data).await
     }
 
     /// A typed call: what [`crate::callable::TypedHandle::call`] sends.
     pub(crate) async fn call_any(&self, request: AnyBox) -> Result<AnyBox, Error> {
-        self.inner.call_any(current_context(), request).await
+        self.inner.call_any(self.context(), request).await
     }
 
     /// Runs the agent's `run` on a replica with the request context `ctx`.
@@ -311,13 +365,15 @@ impl DeploymentHandle {
 
 /// The current request's context, or a fresh one outside a request.
 fn current_context() -> RequestContext {
-    RequestContext::current().unwrap_or_else(|| {
-        let mut buf = uuid::Uuid::encode_buffer();
-        RequestContext::new(
-            uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf),
-            "default",
-        )
-    })
+    RequestContext::current()
+        .map(RequestContext::for_downstream)
+        .unwrap_or_else(|| {
+            let mut buf = uuid::Uuid::encode_buffer();
+            RequestContext::new(
+                uuid::Uuid::new_v4().hyphenated().encode_lower(&mut buf),
+                "default",
+            )
+        })
 }
 
 /// Python's name for a JSON value's type, for messages a RayAI user recognises.

@@ -41,6 +41,7 @@ mod error;
 mod handle;
 pub mod handler;
 pub mod memory;
+mod multiplex;
 mod node;
 pub mod remote;
 mod request;
@@ -64,6 +65,7 @@ pub use context::ReplicaContext;
 pub use deployment::Deployment;
 pub use error::{AgentError, Error, Result};
 pub use handle::{Answer, DeploymentHandle};
+pub use multiplex::ModelCache;
 pub use node::{Gpu, NodeResources, Placement, Plan, PlanRow, Resources, Shortfall};
 pub use request::RequestContext;
 pub use schema::AgentSchema;
@@ -71,7 +73,7 @@ pub use schema::AgentSchema;
 pub use schemars;
 pub use serving::{
     AppSource, Application, AutoscalingConfig, Controller, Decision, DeploymentStats, Endpoint,
-    LATENCY_BUCKETS_MS, Latency, ReplicaStats, Snapshot, SnapshotRef,
+    LATENCY_BUCKETS_MS, Latency, ModelStats, OpenAiRoutes, ReplicaStats, Snapshot, SnapshotRef,
 };
 pub use status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 pub use stream::ReplicaStream;

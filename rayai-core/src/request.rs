@@ -18,6 +18,8 @@ pub struct RequestContext {
     request_id: Arc<str>,
     session_id: Arc<str>,
     sticky: Option<Arc<str>>,
+    /// The multiplexed model this request asks for (`serve_multiplexed_model_id`).
+    model_id: Option<Arc<str>>,
 }
 
 tokio::task_local! {
@@ -33,7 +35,36 @@ impl RequestContext {
             request_id: request_id.into(),
             session_id,
             sticky,
+            model_id: None,
         }
+    }
+
+    /// The same context asking for the multiplexed model `model_id` (Ray Serve's
+    /// `serve_multiplexed_model_id`): the router prefers a replica that holds it, and
+    /// [`crate::ModelCache::current`] loads it. An empty id asks for none.
+    #[must_use]
+    pub fn with_multiplexed_model_id(mut self, model_id: impl Into<Arc<str>>) -> Self {
+        let model_id: Arc<str> = model_id.into();
+        self.model_id = (!model_id.is_empty()).then_some(model_id);
+        self
+    }
+
+    /// The multiplexed model id of the request, `""` when it names none (as Ray Serve's
+    /// `serve.get_multiplexed_model_id()`).
+    pub fn multiplexed_model_id(&self) -> &str {
+        self.model_id.as_deref().unwrap_or("")
+    }
+
+    /// The model id, for the router.
+    pub(crate) fn model_key(&self) -> Option<&str> {
+        self.model_id.as_deref()
+    }
+
+    /// The context a call made from inside this request carries: the same ids and session,
+    /// without the multiplexed model id (a handle call names its own, as in Ray Serve).
+    pub(crate) fn for_downstream(mut self) -> Self {
+        self.model_id = None;
+        self
     }
 
     /// Keeps the request's session on one replica under `key` (an `x-session-id` header) when the

@@ -168,6 +168,8 @@ pub(crate) struct Exchange {
     pub(crate) request_id: Arc<str>,
     /// `x-session-id`, a sticky-session key when the body has no session id.
     pub(crate) session_header: Option<Arc<str>>,
+    /// `serve_multiplexed_model_id`: the multiplexed model the request asks for.
+    pub(crate) model_id: Option<Arc<str>>,
     /// Whether the client speaks HTTP/1.1 (which gets `connection: keep-alive` on streams).
     pub(crate) http11: bool,
     /// When a stream is cut off, and the error frame it ends with.
@@ -238,6 +240,7 @@ impl<'a> AgentEndpoint<'a> {
         let Exchange {
             request_id,
             session_header,
+            model_id,
             http11,
             cut_off,
             retry_after_s,
@@ -257,6 +260,9 @@ impl<'a> AgentEndpoint<'a> {
         let mut ctx = RequestContext::new(request_id, session.as_str());
         if let Some(key) = session_header {
             ctx = ctx.with_session_key(key);
+        }
+        if let Some(model_id) = model_id {
+            ctx = ctx.with_multiplexed_model_id(model_id);
         }
         let result = match request.stream {
             StreamMode::Off => match self.handle.call_answer(ctx, request.data).await {

@@ -42,6 +42,7 @@ mod idle;
 mod intake;
 mod logging;
 mod monitor;
+mod openai;
 mod options;
 mod render;
 mod roles;

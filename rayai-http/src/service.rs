@@ -88,6 +88,26 @@ fn request_timeout<B>(req: &Request<B>, options: &HttpOptions) -> Option<f64> {
     }
 }
 
+/// The longest multiplexed model id a request may name.
+const MAX_MODEL_ID_BYTES: usize = 512;
+
+/// The `serve_multiplexed_model_id` header: the multiplexed model a request asks for, if any;
+/// why it is refused when it is not visible ASCII or too long.
+pub(crate) fn model_id_header(headers: &http::HeaderMap) -> Result<Option<Arc<str>>, String> {
+    let Some(value) = headers.get(wire::X_MODEL_ID) else {
+        return Ok(None);
+    };
+    let bad = |why: &str| format!("Invalid serve_multiplexed_model_id header: {why}.");
+    let id = value
+        .to_str()
+        .map_err(|_| bad("it must be visible ASCII"))?
+        .trim();
+    if id.len() > MAX_MODEL_ID_BYTES {
+        return Err(bad("it is longer than 512 bytes"));
+    }
+    Ok((!id.is_empty()).then(|| Arc::from(id)))
+}
+
 /// Refuses paths that could escape a route prefix once normalised: `.` and `..` segments (also
 /// percent-encoded) and encoded slashes or backslashes.
 pub(crate) fn check_path(path: &str) -> Result<(), &'static str> {
@@ -300,11 +320,17 @@ impl Shared {
         };
         let method = method_label(req.method());
         // One read of the published routes, one lookup, for the metrics and the dispatch.
-        let (metrics, target) = {
+        let (metrics, target, openai) = {
             let snapshot = self.controller.snapshot();
             let path = req.uri().path();
             let found = snapshot.lookup(path);
-            let metrics = self.monitor.route_for(path, found.map(|(route, _)| route));
+            // The OpenAI routes of a prefix whose agents serve them come before the route
+            // table: they hang below the prefix, where an ingress at it would take them.
+            let openai = crate::openai::mount(&snapshot, path);
+            let metrics = match &openai {
+                Some(mount) => self.monitor.metrics.route(&mount.route, "", None),
+                None => self.monitor.route_for(path, found.map(|(route, _)| route)),
+            };
             let retry_after = self.options.backpressure_retry_after_s;
             let target = found.map(|(route, rest)| Target {
                 prefix: route.prefix().to_owned(),
@@ -315,7 +341,7 @@ impl Shared {
                     .ingress_service(|handle| ingress_service(handle.clone(), retry_after))
                     .cloned(),
             });
-            (metrics, target)
+            (metrics, target, openai)
         };
         // Counts the request as ongoing, and as `499` if the client goes away (this future is
         // dropped) before the answer.
@@ -327,7 +353,10 @@ impl Shared {
             started,
             request_id: request_id.clone(),
         };
-        let mut resp = self.route(req, target, request_id, started).await;
+        let mut resp = match openai {
+            Some(mount) => self.openai(mount, req, request_id, started).await,
+            None => self.route(req, target, request_id, started).await,
+        };
         resp.headers_mut().insert(X_REQUEST_ID, id_header);
         counted.answered(&resp);
         resp
@@ -391,6 +420,45 @@ impl Shared {
         }
     }
 
+    /// The OpenAI API of the agents under a route prefix.
+    async fn openai(
+        &self,
+        mount: crate::openai::Mount,
+        req: Request<Incoming>,
+        request_id: Arc<str>,
+        started: tokio::time::Instant,
+    ) -> Response<Body> {
+        if let Err(reason) = check_path(req.uri().path()) {
+            return crate::openai::error_response(StatusCode::BAD_REQUEST, reason, None, None);
+        }
+        if mount.op != crate::openai::Op::ChatCompletions {
+            return mount.models(req.method());
+        }
+        let session_header: Option<Arc<str>> = req
+            .headers()
+            .get("x-session-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty())
+            .map(Arc::from);
+        let model_header = match model_id_header(req.headers()) {
+            Ok(id) => id,
+            Err(why) => {
+                return crate::openai::error_response(StatusCode::BAD_REQUEST, &why, None, None);
+            }
+        };
+        let timeout = request_timeout(&req, &self.options);
+        let exchange = crate::openai::Exchange {
+            request_id,
+            session_header,
+            model_header,
+            http11: req.version() == Version::HTTP_11,
+            deadline: timeout.map(|secs| (started + Duration::from_secs_f64(secs), secs)),
+            retry_after_s: self.options.backpressure_retry_after_s,
+            sse_keep_alive: self.options.sse_keep_alive(),
+        };
+        mount.chat(req, &self.options, exchange).await
+    }
+
     /// An agent's chat contract.
     async fn agent(
         &self,
@@ -433,6 +501,10 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty())
             .map(Arc::from);
+        let model_id = match model_id_header(req.headers()) {
+            Ok(id) => id,
+            Err(why) => return error::detail(StatusCode::BAD_REQUEST, &why),
+        };
         let (body, held) = match crate::intake::read_whole(req, &self.options).await {
             Ok(read) => read,
             Err(resp) => return resp,
@@ -453,6 +525,7 @@ impl Shared {
         let exchange = Exchange {
             request_id,
             session_header,
+            model_id,
             http11,
             cut_off,
             retry_after_s: agent
@@ -502,6 +575,10 @@ impl Shared {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("default")
             .to_owned();
+        let model_id = match model_id_header(&parts.headers) {
+            Ok(id) => id,
+            Err(why) => return error::detail(StatusCode::BAD_REQUEST, &why),
+        };
         let root = self.options.root_path.trim_end_matches('/');
         parts.extensions.insert(RootPath(if root.is_empty() {
             prefix.to_owned()
@@ -510,9 +587,11 @@ impl Shared {
                 .trim_end_matches('/')
                 .to_owned()
         }));
-        parts
-            .extensions
-            .insert(RequestContext::new(request_id, session));
+        let mut ctx = RequestContext::new(request_id, session);
+        if let Some(model_id) = model_id {
+            ctx = ctx.with_multiplexed_model_id(model_id);
+        }
+        parts.extensions.insert(ctx);
         let body = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX)).boxed_unsync();
         let resp = call_service(service, Request::from_parts(parts, body)).await;
         // A body that stalled or went over the budget is answered so, whatever the handler

@@ -81,6 +81,25 @@ pub(crate) struct Frames<S> {
     deadline: Option<(Pin<Box<tokio::time::Sleep>>, Bytes)>,
     keep_alive: Option<KeepAlive>,
     buf: BytesMut,
+    ends: Ends,
+}
+
+/// How a stream of frames ends: the frames after the last item, and the error frame.
+pub(crate) struct Ends {
+    /// Written after the last item.
+    pub(crate) done: Bytes,
+    /// The frame that ends a stream whose agent failed (or that was cut off), given the message.
+    pub(crate) error: fn(&str) -> Bytes,
+}
+
+impl Ends {
+    /// The chat contract's: `done`, and the `{"type": "error"}` frame.
+    fn contract() -> Self {
+        Ends {
+            done: Bytes::from_static(DONE_FRAME),
+            error: error_frame,
+        }
+    }
 }
 
 impl<S> Frames<S> {
@@ -91,12 +110,23 @@ impl<S> Frames<S> {
         deadline: Option<(tokio::time::Instant, String)>,
         keep_alive: Option<Duration>,
     ) -> Self {
+        Frames::with_ends(stream, deadline, keep_alive, Bytes::new(), Ends::contract())
+    }
+
+    /// Frames of `stream` after `start`, ending as `ends` says.
+    pub(crate) fn with_ends(
+        stream: S,
+        deadline: Option<(tokio::time::Instant, String)>,
+        keep_alive: Option<Duration>,
+        start: Bytes,
+        ends: Ends,
+    ) -> Self {
         Frames {
             stream: Some(stream),
             deadline: deadline.map(|(at, message)| {
                 (
                     Box::pin(tokio::time::sleep_until(at)),
-                    error_frame(&message),
+                    (ends.error)(&message),
                 )
             }),
             keep_alive: keep_alive.map(|every| KeepAlive {
@@ -104,7 +134,8 @@ impl<S> Frames<S> {
                 every,
                 last: tokio::time::Instant::now(),
             }),
-            buf: BytesMut::new(),
+            buf: BytesMut::from(&start[..]),
+            ends,
         }
     }
 
@@ -167,12 +198,13 @@ where
                     }
                 }
                 Some(Err(e)) => {
-                    this.buf.extend_from_slice(&error_frame(&e.to_string()));
+                    this.buf
+                        .extend_from_slice(&(this.ends.error)(&e.to_string()));
                     this.stream = None;
                     return this.flush();
                 }
                 None => {
-                    this.buf.extend_from_slice(DONE_FRAME);
+                    this.buf.extend_from_slice(&this.ends.done);
                     this.stream = None;
                     return this.flush();
                 }

@@ -17,6 +17,7 @@
 pub(crate) mod autoscale;
 mod controller;
 pub(crate) mod executor;
+pub(crate) mod models;
 mod publish;
 pub(crate) mod remote;
 pub(crate) mod replica;
@@ -28,5 +29,5 @@ mod stats;
 
 pub use autoscale::{AutoscalingConfig, Decision};
 pub use controller::Controller;
-pub use snapshot::{AppSource, Application, Endpoint, Snapshot, SnapshotRef};
-pub use stats::{DeploymentStats, LATENCY_BUCKETS_MS, Latency, ReplicaStats};
+pub use snapshot::{AppSource, Application, Endpoint, OpenAiRoutes, Snapshot, SnapshotRef};
+pub use stats::{DeploymentStats, LATENCY_BUCKETS_MS, Latency, ModelStats, ReplicaStats};

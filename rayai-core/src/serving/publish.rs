@@ -4,7 +4,7 @@
 
 use std::time::SystemTime;
 
-use super::snapshot::{Application, Endpoint, Origin, Snapshot};
+use super::snapshot::{Application, Endpoint, OpenAiRoutes, Origin, Snapshot};
 use crate::app::App;
 use crate::config::DeploymentKind;
 use crate::error::Error;
@@ -63,8 +63,11 @@ pub(super) fn publishable(
             continue;
         };
         let (endpoint, deployments) = if deployment.kind() == DeploymentKind::Agent {
+            let openai = app
+                .serves_openai()
+                .then(|| OpenAiRoutes::new(route_prefix, app.uses_openai_model_suffix()));
             (
-                Endpoint::agent(deployment.clone()),
+                Endpoint::agent(deployment.clone(), openai),
                 vec![deployment.clone()],
             )
         } else {

@@ -354,7 +354,12 @@ impl RemoteDeployment {
             // Queued behind busy replicas, a request waits as long as its timeout allows; but
             // when every replica leaves meanwhile, only as long as a new request would.
             let slot = tokio::select! {
-                slot = self.router.acquire(ctx.routing_key()) => slot?,
+                slot = self.router.acquire(
+                    // The router cannot see what another process's replica holds: a model's
+                    // requests keep to one replica as a session's do.
+                    ctx.routing_key().or(ctx.model_key()),
+                    None,
+                ) => slot?,
                 () = self.all_gone() => return Err(self.unavailable()),
             };
             let peer = slot.replica().clone();

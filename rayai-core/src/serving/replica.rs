@@ -91,6 +91,10 @@ pub(crate) trait Routed: Send + Sync + 'static {
     fn id(&self) -> &str;
     /// How busy it is.
     fn load(&self) -> &Load;
+    /// The multiplexed models it holds, when the router can see them.
+    fn models(&self) -> Option<&super::models::ModelSet> {
+        None
+    }
 }
 
 impl Routed for Replica {
@@ -99,6 +103,9 @@ impl Routed for Replica {
     }
     fn load(&self) -> &Load {
         Replica::load(self)
+    }
+    fn models(&self) -> Option<&super::models::ModelSet> {
+        Some(self.ctx.models())
     }
 }
 
@@ -293,7 +300,9 @@ impl Replica {
 
     /// What the replica processed so far.
     pub(crate) fn stats(&self) -> ReplicaStats {
-        self.counters.snapshot(self.id())
+        let mut stats = self.counters.snapshot(self.id());
+        stats.models = self.ctx.models().stats();
+        stats
     }
 }
 

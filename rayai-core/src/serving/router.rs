@@ -1,12 +1,13 @@
-//! The per-deployment router: picks a replica (power of two choices on ongoing requests, or the
-//! session's replica by rendezvous hashing), reserves one of its slots, or queues the request up
-//! to `max_queued_requests`.
+//! The per-deployment router: picks a replica (power of two choices on ongoing requests, the
+//! session's replica by rendezvous hashing, or for a multiplexed model a replica that holds it),
+//! reserves one of its slots, or queues the request up to `max_queued_requests`.
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::pin::pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::Notify;
@@ -20,6 +21,11 @@ impl<R: Routed> AsRef<Load> for Arc<R> {
     }
 }
 use crate::error::Error;
+
+/// How long a request for a multiplexed model waits for a replica that holds the model before it
+/// goes to any replica (which loads it): Ray Serve's
+/// `RAY_SERVE_MULTIPLEXED_MODEL_ID_MATCHING_TIMEOUT_S`.
+const MODEL_MATCHING_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Routes a deployment's requests to its replicas.
 pub(crate) struct Router<R = Replica> {
@@ -86,34 +92,53 @@ impl<R: Routed> Router<R> {
         self.waiter.wake_all();
     }
 
-    fn try_slot(&self, session: Option<&str>) -> Option<Slot<R>> {
+    fn try_slot(
+        &self,
+        session: Option<&str>,
+        model: Option<&str>,
+        matching: bool,
+    ) -> Option<Slot<R>> {
         let replicas = self.replicas.load();
-        let sticky = session
-            .and_then(|key| rendezvous(&replicas, key))
-            .filter(|&i| replicas[i].load().try_reserve());
-        let i = match sticky {
-            Some(i) => i,
-            None => reserve_p2c(&replicas[..], &mut fastrand::Rng::new())?,
+        let mut rng = fastrand::Rng::new();
+        let i = match model {
+            Some(model) => reserve_for_model(&replicas, model, matching, &mut rng)?,
+            None => {
+                let sticky = session
+                    .and_then(|key| rendezvous(&replicas, key))
+                    .filter(|&i| replicas[i].load().try_reserve());
+                match sticky {
+                    Some(i) => i,
+                    None => reserve_p2c(&replicas[..], &mut rng)?,
+                }
+            }
         };
         Some(Slot::new(replicas[i].clone(), self.waiter.clone()))
     }
 
     /// Reserves a slot on a replica: at once if one is free, else after waiting in the queue.
     /// With a `session` key, the session's replica is tried first (sticky sessions); when it is
-    /// full or gone, power of two choices picks another.
+    /// full or gone, power of two choices picks another. With a multiplexed `model`, a replica
+    /// that holds the model (see [`reserve_for_model`]); the session is not looked at.
     ///
     /// # Errors
     ///
     /// [`Error::Backpressure`] when the queue is full, [`Error::ShuttingDown`] once closed.
-    pub(crate) async fn acquire(&self, session: Option<&str>) -> Result<Slot<R>, Error> {
+    pub(crate) async fn acquire(
+        &self,
+        session: Option<&str>,
+        model: Option<&str>,
+    ) -> Result<Slot<R>, Error> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::ShuttingDown(self.name.clone()));
         }
         self.requests.fetch_add(1, Ordering::Relaxed);
-        if let Some(slot) = self.try_slot(session) {
+        if let Some(slot) = self.try_slot(session, model, true) {
             return Ok(slot);
         }
-        let (queued, _in_queue) = self.waiter.enqueue();
+        let matching_until = model.map(|_| tokio::time::Instant::now() + MODEL_MATCHING_TIMEOUT);
+        // A request that waits for particular replicas is woken by every freed slot, not one
+        // in turn: one it declines must not stall the others.
+        let (queued, _in_queue) = self.waiter.enqueue(model.is_some());
         if let Ok(max) = u32::try_from(self.max_queued.load(Ordering::Relaxed))
             && queued >= max
         {
@@ -125,13 +150,19 @@ impl<R: Routed> Router<R> {
             if self.closed.load(Ordering::SeqCst) {
                 return Err(Error::ShuttingDown(self.name.clone()));
             }
-            if let Some(slot) = self.try_slot(session) {
+            let matching = matching_until.filter(|&until| tokio::time::Instant::now() < until);
+            if let Some(slot) = self.try_slot(session, model, matching.is_some()) {
                 return Ok(slot);
             }
             if self.replicas.load().is_empty() {
                 self.kick.notify_one();
             }
-            notified.await;
+            match matching {
+                Some(until) => {
+                    let _ = tokio::time::timeout_at(until, notified).await;
+                }
+                None => notified.await,
+            }
         }
     }
 }
@@ -159,35 +190,81 @@ pub(crate) fn reserve_p2c<R: AsRef<Load>>(
     replicas: &[R],
     rng: &mut fastrand::Rng,
 ) -> Option<usize> {
-    let n = replicas.len();
+    p2c_by(replicas.len(), |k| replicas[k].as_ref(), rng)
+}
+
+/// [`reserve_p2c`] among the replicas at `among`: returns the index (into `replicas`) reserved.
+fn reserve_p2c_among<R: AsRef<Load>>(
+    replicas: &[R],
+    among: &[usize],
+    rng: &mut fastrand::Rng,
+) -> Option<usize> {
+    p2c_by(among.len(), |k| replicas[among[k]].as_ref(), rng).map(|k| among[k])
+}
+
+/// Power of two choices over `n` loads.
+fn p2c_by<'a>(
+    n: usize,
+    load: impl Fn(usize) -> &'a Load,
+    rng: &mut fastrand::Rng,
+) -> Option<usize> {
     match n {
         0 => None,
-        1 => replicas[0].as_ref().try_reserve().then_some(0),
+        1 => load(0).try_reserve().then_some(0),
         _ => {
             let a = rng.usize(..n);
             let mut b = rng.usize(..n - 1);
             if b >= a {
                 b += 1;
             }
-            let (first, second) =
-                if replicas[a].as_ref().ongoing() <= replicas[b].as_ref().ongoing() {
-                    (a, b)
-                } else {
-                    (b, a)
-                };
-            if replicas[first].as_ref().try_reserve() {
+            let (first, second) = if load(a).ongoing() <= load(b).ongoing() {
+                (a, b)
+            } else {
+                (b, a)
+            };
+            if load(first).try_reserve() {
                 return Some(first);
             }
-            if replicas[second].as_ref().try_reserve() {
+            if load(second).try_reserve() {
                 return Some(second);
             }
             let start = rng.usize(..n);
             (0..n)
                 .map(|k| (start + k) % n)
                 .filter(|&i| i != a && i != b)
-                .find(|&i| replicas[i].as_ref().try_reserve())
+                .find(|&i| load(i).try_reserve())
         }
     }
+}
+
+/// A replica for a request that names a multiplexed model, as Ray Serve's router picks one: the
+/// less loaded of the replicas that hold the model; while `matching`, none if they are all
+/// full (the request waits for one of them); else, or when no replica holds it, the less loaded
+/// of the replicas with room for one more model, then of all (the one picked loads it).
+fn reserve_for_model<R: Routed>(
+    replicas: &[Arc<R>],
+    model: &str,
+    matching: bool,
+    rng: &mut fastrand::Rng,
+) -> Option<usize> {
+    let holders: Vec<usize> = (0..replicas.len())
+        .filter(|&i| replicas[i].models().is_some_and(|m| m.holds(model)))
+        .collect();
+    if !holders.is_empty() {
+        if let Some(i) = reserve_p2c_among(replicas, &holders, rng) {
+            return Some(i);
+        }
+        if matching {
+            return None;
+        }
+    }
+    let roomy: Vec<usize> = (0..replicas.len())
+        .filter(|&i| replicas[i].models().is_some_and(|m| m.has_room()))
+        .collect();
+    if let Some(i) = reserve_p2c_among(replicas, &roomy, rng) {
+        return Some(i);
+    }
+    reserve_p2c(replicas, rng)
 }
 
 #[cfg(test)]
@@ -313,5 +390,100 @@ mod tests {
             assert!((800..=1200).contains(&c), "{counts:?}");
         }
         assert_eq!(highest_weight(std::iter::empty(), "x"), None);
+    }
+
+    /// A replica that holds models, for [`reserve_for_model`].
+    struct Holder {
+        id: String,
+        load: Load,
+        models: crate::serving::models::ModelSet,
+    }
+
+    impl Routed for Holder {
+        fn id(&self) -> &str {
+            &self.id
+        }
+        fn load(&self) -> &Load {
+            &self.load
+        }
+        fn models(&self) -> Option<&crate::serving::models::ModelSet> {
+            Some(&self.models)
+        }
+    }
+
+    /// Replicas of `max` slots with `busy` requests each, holding these models (2 at most).
+    fn holders(spec: &[(u32, &[&str])], max: u32) -> Vec<Arc<Holder>> {
+        spec.iter()
+            .enumerate()
+            .map(|(i, (busy, ids))| {
+                let load = Load::new(max);
+                for _ in 0..*busy {
+                    assert!(load.try_reserve());
+                }
+                let models = crate::serving::models::ModelSet::default();
+                models.set_max(2);
+                models.hold(ids.iter().map(|id| Arc::from(*id)).collect());
+                Arc::new(Holder {
+                    id: format!("lora#{i}"),
+                    load,
+                    models,
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_model_goes_to_a_replica_that_holds_it_even_a_busier_one() {
+        let mut rng = fastrand::Rng::with_seed(9);
+        for _ in 0..50 {
+            let rs = holders(&[(0, &["a", "b"]), (3, &["c"]), (0, &[])], 10);
+            assert_eq!(reserve_for_model(&rs, "c", true, &mut rng), Some(1));
+        }
+    }
+
+    #[test]
+    fn when_the_holders_are_full_a_model_waits_then_goes_where_there_is_room() {
+        let mut rng = fastrand::Rng::with_seed(4);
+        let rs = holders(&[(1, &["a"]), (0, &["b", "c"]), (0, &["d"])], 1);
+        // While matching, the request waits for the replica that holds `a`.
+        assert_eq!(reserve_for_model(&rs, "a", true, &mut rng), None);
+        // Past the matching timeout: the replica with room for another model (#2), not #1
+        // whose cache is full.
+        assert_eq!(reserve_for_model(&rs, "a", false, &mut rng), Some(2));
+    }
+
+    #[test]
+    fn a_model_nobody_holds_goes_to_a_replica_with_room_for_it() {
+        let mut rng = fastrand::Rng::with_seed(2);
+        for _ in 0..50 {
+            let rs = holders(&[(0, &["a", "b"]), (5, &["c"]), (0, &["d", "e"])], 10);
+            assert_eq!(reserve_for_model(&rs, "z", true, &mut rng), Some(1));
+        }
+        // Every cache full: the less loaded of two.
+        let rs = holders(&[(4, &["a", "b"]), (0, &["c", "d"])], 10);
+        assert_eq!(reserve_for_model(&rs, "z", true, &mut rng), Some(1));
+    }
+
+    #[tokio::test]
+    async fn a_queued_model_request_takes_its_holder_when_it_frees() {
+        let router: Router<Holder> = Router::new("lora".into(), None, Arc::new(Notify::new()));
+        let rs = holders(&[(0, &["a"]), (0, &["b"])], 1);
+        router.set_replicas(rs.clone());
+        let first = router.acquire(None, Some("a")).await.unwrap();
+        assert_eq!(first.replica().id(), "lora#0");
+        // `lora#1` is free, but does not hold `a`: the second request waits for `lora#0`.
+        let second = router.acquire(None, Some("a"));
+        tokio::pin!(second);
+        assert!(
+            tokio::time::timeout(Duration::from_millis(50), &mut second)
+                .await
+                .is_err()
+        );
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_millis(500), second)
+            .await
+            .expect("woken when the holder frees")
+            .unwrap();
+        assert_eq!(second.replica().id(), "lora#0");
     }
 }

@@ -703,7 +703,11 @@ impl Backend for Running {
     fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            match self.router.acquire(ctx.routing_key()).await {
+            match self
+                .router
+                .acquire(ctx.routing_key(), ctx.model_key())
+                .await
+            {
                 Ok(slot) => slot.call(ctx, data).await,
                 Err(e) => match self.successor(&e) {
                     Some(next) => next.backend().call(ctx, data).await,
@@ -720,7 +724,11 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<ReplicaStream<String>, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            match self.router.acquire(ctx.routing_key()).await {
+            match self
+                .router
+                .acquire(ctx.routing_key(), ctx.model_key())
+                .await
+            {
                 Ok(slot) => slot.stream::<Text>(ctx, data).await,
                 Err(e) => match self.successor(&e) {
                     Some(next) => next.backend().stream_text(ctx, data).await,
@@ -737,7 +745,11 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<ReplicaStream<Value>, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            match self.router.acquire(ctx.routing_key()).await {
+            match self
+                .router
+                .acquire(ctx.routing_key(), ctx.model_key())
+                .await
+            {
                 Ok(slot) => slot.stream::<Events>(ctx, data).await,
                 Err(e) => match self.successor(&e) {
                     Some(next) => next.backend().stream_events(ctx, data).await,
@@ -754,7 +766,11 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<AnyBox, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            match self.router.acquire(ctx.routing_key()).await {
+            match self
+                .router
+                .acquire(ctx.routing_key(), ctx.model_key())
+                .await
+            {
                 Ok(slot) => slot.call_any(ctx, request).await,
                 Err(e) => match self.successor(&e) {
                     Some(next) => next.backend().call_any(ctx, request).await,
@@ -788,7 +804,11 @@ impl Backend for Running {
     ) -> BoxFuture<'_, Result<http::Response<HttpBody>, Error>> {
         self.count_handle_request();
         Box::pin(async move {
-            match self.router.acquire(ctx.routing_key()).await {
+            match self
+                .router
+                .acquire(ctx.routing_key(), ctx.model_key())
+                .await
+            {
                 Ok(slot) => slot.serve(ctx, req).await,
                 Err(e) => match self.successor(&e) {
                     Some(next) => next.backend().serve(ctx, req).await,

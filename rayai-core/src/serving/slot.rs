@@ -27,6 +27,8 @@ use crate::target::Target;
 #[derive(Debug, Default)]
 pub(crate) struct Waiter {
     queued: AtomicU32,
+    /// Queued requests that wait for particular replicas (those holding their model).
+    picky: AtomicU32,
     wake: Notify,
 }
 
@@ -37,11 +39,18 @@ impl Waiter {
     }
 
     /// Counts one more waiting request until the guard is dropped (with a slot, refused or
-    /// cancelled); returns how many waited before it.
-    pub(crate) fn enqueue(&self) -> (u32, QueueGuard<'_>) {
+    /// cancelled); returns how many waited before it. A `picky` request waits for particular
+    /// replicas: while one waits, a freed slot wakes every waiting request.
+    pub(crate) fn enqueue(&self, picky: bool) -> (u32, QueueGuard<'_>) {
+        if picky {
+            self.picky.fetch_add(1, Ordering::SeqCst);
+        }
         (
             self.queued.fetch_add(1, Ordering::SeqCst),
-            QueueGuard(&self.queued),
+            QueueGuard {
+                queued: &self.queued,
+                picky: picky.then_some(&self.picky),
+            },
         )
     }
 
@@ -57,18 +66,26 @@ impl Waiter {
 
     /// A place was given back: wakes one waiting request, if any waits.
     fn slot_freed(&self) {
-        if self.queued.load(Ordering::SeqCst) > 0 {
+        if self.picky.load(Ordering::SeqCst) > 0 {
+            self.wake.notify_waiters();
+        } else if self.queued.load(Ordering::SeqCst) > 0 {
             self.wake.notify_one();
         }
     }
 }
 
 /// Counts a request out of the queue however it leaves.
-pub(crate) struct QueueGuard<'a>(&'a AtomicU32);
+pub(crate) struct QueueGuard<'a> {
+    queued: &'a AtomicU32,
+    picky: Option<&'a AtomicU32>,
+}
 
 impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        if let Some(picky) = self.picky {
+            picky.fetch_sub(1, Ordering::SeqCst);
+        }
     }
 }
 

@@ -20,6 +20,33 @@ use crate::route::{Route, RouteTable};
 pub struct Endpoint {
     deployment: DeploymentHandle,
     ingress: Option<Ingress>,
+    openai: Option<Arc<OpenAiRoutes>>,
+}
+
+/// Where an agent also answers behind the OpenAI API: under its application's route prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenAiRoutes {
+    prefix: String,
+    model_suffix: bool,
+}
+
+impl OpenAiRoutes {
+    pub(crate) fn new(prefix: &str, model_suffix: bool) -> Self {
+        OpenAiRoutes {
+            prefix: prefix.to_owned(),
+            model_suffix,
+        }
+    }
+
+    /// The application's route prefix: the OpenAI routes are `{prefix}/v1/...`.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Whether `model` may name a multiplexed model after a `:` (`agent:model`).
+    pub fn model_suffix(&self) -> bool {
+        self.model_suffix
+    }
 }
 
 /// An ingress route: the application's layers, and the service the front built with them.
@@ -39,11 +66,12 @@ impl std::fmt::Debug for Endpoint {
 }
 
 impl Endpoint {
-    /// An agent's route.
-    pub(crate) fn agent(deployment: DeploymentHandle) -> Self {
+    /// An agent's route, also behind the OpenAI API when `openai` says where.
+    pub(crate) fn agent(deployment: DeploymentHandle, openai: Option<OpenAiRoutes>) -> Self {
         Endpoint {
             deployment,
             ingress: None,
+            openai: openai.map(Arc::new),
         }
     }
 
@@ -55,7 +83,13 @@ impl Endpoint {
                 layers: layers.into(),
                 service: OnceLock::new(),
             }),
+            openai: None,
         }
+    }
+
+    /// Where the agent answers behind the OpenAI API, if it does.
+    pub fn openai(&self) -> Option<&OpenAiRoutes> {
+        self.openai.as_deref()
     }
 
     /// The deployment that serves the route (an agent, or the application's ingress).

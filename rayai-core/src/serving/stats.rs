@@ -79,6 +79,7 @@ impl ReplicaCounters {
             requests: self.requests.load(Ordering::Relaxed),
             errors: self.errors.load(Ordering::Relaxed),
             processing_latency: self.latency.snapshot(),
+            models: None,
         }
     }
 }
@@ -97,6 +98,31 @@ pub struct ReplicaStats {
     /// How long the replica took, from the user's code starting to its answer (for a stream,
     /// to its end; for a handler, to its response head).
     pub processing_latency: Latency,
+    /// Its multiplexed models, when it keeps a [`crate::ModelCache`].
+    pub models: Option<ModelStats>,
+}
+
+/// One replica's multiplexed models, as the metrics read them: Ray Serve's
+/// `serve_num_multiplexed_models`, `serve_registered_multiplexed_model_id`,
+/// `serve_multiplexed_get_model_requests_counter`, `serve_multiplexed_models_load_counter`,
+/// `serve_multiplexed_models_unload_counter` and the load and unload latencies.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct ModelStats {
+    /// At most this many models at once.
+    pub max_models: usize,
+    /// The models loaded (or loading) now, sorted.
+    pub model_ids: Vec<String>,
+    /// Models asked of the cache (hits and misses).
+    pub get_model_requests: u64,
+    /// Models loaded (misses that loaded successfully).
+    pub loads: u64,
+    /// Models unloaded to make room.
+    pub unloads: u64,
+    /// How long the loads took.
+    pub load_latency: Latency,
+    /// How long the unloads took.
+    pub unload_latency: Latency,
 }
 
 /// A running deployment's counters, as the metrics read them.

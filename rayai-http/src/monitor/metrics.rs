@@ -512,6 +512,7 @@ pub(crate) fn deployment_families(snapshot: &Snapshot) -> Vec<Family> {
         Kind::Gauge,
         "The number of control loops performed for the deployment; increases monotonically",
     );
+    let mut multiplexed = MultiplexedFamilies::new();
     let mut seen: Vec<&DeploymentHandle> = Vec::new();
     for app in snapshot.applications() {
         for d in app.deployments() {
@@ -546,6 +547,9 @@ pub(crate) fn deployment_families(snapshot: &Snapshot) -> Vec<Family> {
                         sum: r.processing_latency.sum_ms,
                     },
                 );
+                if let Some(models) = &r.models {
+                    multiplexed.add(&of_replica(&r.replica_id), models);
+                }
             }
             for r in &status.replicas {
                 processing.number(of_replica(&r.replica_id), f64::from(r.ongoing_requests));
@@ -564,7 +568,7 @@ pub(crate) fn deployment_families(snapshot: &Snapshot) -> Vec<Family> {
             loops.number(of_deployment(), stats.control_loops as f64);
         }
     }
-    vec![
+    let mut families = vec![
         requests,
         errors,
         latency,
@@ -578,7 +582,108 @@ pub(crate) fn deployment_families(snapshot: &Snapshot) -> Vec<Family> {
         backoff,
         loop_duration,
         loops,
-    ]
+    ];
+    families.extend(multiplexed.families());
+    families
+}
+
+/// The families of the multiplexed models, by replica (Ray's `serve_num_multiplexed_models`
+/// and the others its deployment dashboard reads).
+struct MultiplexedFamilies {
+    /// Whether any replica is multiplexed (else no family is written).
+    any: bool,
+    models: Family,
+    registered: Family,
+    get_requests: Family,
+    loads: Family,
+    unloads: Family,
+    load_latency: Family,
+    unload_latency: Family,
+}
+
+impl MultiplexedFamilies {
+    fn new() -> Self {
+        MultiplexedFamilies {
+            any: false,
+            models: Family::new(
+                "ray_serve_num_multiplexed_models",
+                Kind::Gauge,
+                "The number of models loaded on the current replica",
+            ),
+            registered: Family::new(
+                "ray_serve_registered_multiplexed_model_id",
+                Kind::Gauge,
+                "The model ids registered on the current replica: 1 for each",
+            ),
+            get_requests: Family::new(
+                "ray_serve_multiplexed_get_model_requests_counter",
+                Kind::Counter,
+                "The counter for get model requests on the current replica",
+            ),
+            loads: Family::new(
+                "ray_serve_multiplexed_models_load_counter",
+                Kind::Counter,
+                "The counter for loaded models on the current replica",
+            ),
+            unloads: Family::new(
+                "ray_serve_multiplexed_models_unload_counter",
+                Kind::Counter,
+                "The counter for unloaded models on the current replica",
+            ),
+            load_latency: Family::new(
+                "ray_serve_multiplexed_model_load_latency_ms",
+                Kind::Histogram,
+                "The time it takes to load a model",
+            ),
+            unload_latency: Family::new(
+                "ray_serve_multiplexed_model_unload_latency_ms",
+                Kind::Histogram,
+                "The time it takes to unload a model",
+            ),
+        }
+    }
+
+    fn add(&mut self, replica: &[(&'static str, String)], models: &rayai_core::ModelStats) {
+        self.any = true;
+        let labels = || replica.to_vec();
+        self.models.number(labels(), models.model_ids.len() as f64);
+        for id in &models.model_ids {
+            let mut with_id = labels();
+            with_id.push(("model_id", id.clone()));
+            self.registered.number(with_id, 1.0);
+        }
+        self.get_requests
+            .number(labels(), models.get_model_requests as f64);
+        self.loads.number(labels(), models.loads as f64);
+        self.unloads.number(labels(), models.unloads as f64);
+        for (family, latency) in [
+            (&mut self.load_latency, &models.load_latency),
+            (&mut self.unload_latency, &models.unload_latency),
+        ] {
+            family.histogram(
+                labels(),
+                Buckets {
+                    counts: latency.buckets.clone(),
+                    sum: latency.sum_ms,
+                },
+            );
+        }
+    }
+
+    fn families(self) -> Vec<Family> {
+        if !self.any {
+            return Vec::new();
+        }
+        vec![
+            self.models,
+            self.registered,
+            self.get_requests,
+            self.loads,
+            self.unloads,
+            self.load_latency,
+            self.unload_latency,
+        ]
+    }
 }
 
 /// The gRPC listener's metrics: Ray's `ray_serve_num_grpc_requests`,

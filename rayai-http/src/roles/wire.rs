@@ -15,7 +15,7 @@
 //! | `GET /-/replica/<deployment>/health` | | `200` and `{"capacity": n}` (running replicas times `max_ongoing_requests`) while the deployment takes requests here |
 //!
 //! Every request carries `x-request-id`, `x-rayai-session` and, for sticky sessions,
-//! `x-rayai-session-key`; `serve` carries the request's own URI in `x-rayai-uri`. An error is
+//! `x-rayai-session-key`, and for a multiplexed model `serve_multiplexed_model_id`; `serve` carries the request's own URI in `x-rayai-uri`. An error is
 //! any status with `x-rayai-error: 1` and a JSON body that [`decode_error`] turns back into the
 //! same [`Error`], so the proxy answers exactly what a single process answers. A replica that
 //! refuses a request before its code sees it (draining, not serving that deployment) adds
@@ -47,6 +47,8 @@ pub(crate) const PREFIX: &str = "/-/replica/";
 const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 const X_SESSION: HeaderName = HeaderName::from_static("x-rayai-session");
 const X_SESSION_KEY: HeaderName = HeaderName::from_static("x-rayai-session-key");
+/// The request's multiplexed model id, as a client sends it to the proxy.
+pub(crate) const X_MODEL_ID: HeaderName = HeaderName::from_static("serve_multiplexed_model_id");
 const X_URI: HeaderName = HeaderName::from_static("x-rayai-uri");
 const X_ERROR: HeaderName = HeaderName::from_static("x-rayai-error");
 const X_REFUSED: HeaderName = HeaderName::from_static("x-rayai-refused");
@@ -200,9 +202,12 @@ fn context(req: &Request<Incoming>, fallback_id: &str) -> RequestContext {
     };
     let id = header(&X_REQUEST_ID).unwrap_or_else(|| fallback_id.to_owned());
     let session = header(&X_SESSION).unwrap_or_else(|| "default".to_owned());
-    let ctx = RequestContext::new(id, session);
-    match header(&X_SESSION_KEY) {
-        Some(key) => ctx.with_session_key(key),
+    let mut ctx = RequestContext::new(id, session);
+    if let Some(key) = header(&X_SESSION_KEY) {
+        ctx = ctx.with_session_key(key);
+    }
+    match header(&X_MODEL_ID) {
+        Some(model) => ctx.with_multiplexed_model_id(model),
         None => ctx,
     }
 }
@@ -422,6 +427,11 @@ impl WireClient {
         }
         if let Some(v) = ctx.sticky_key().and_then(|k| HeaderValue::from_str(k).ok()) {
             headers.insert(X_SESSION_KEY, v);
+        }
+        if let Ok(v) = HeaderValue::from_str(ctx.multiplexed_model_id())
+            && !v.is_empty()
+        {
+            headers.insert(X_MODEL_ID, v);
         }
         Ok((address.to_owned(), req))
     }
