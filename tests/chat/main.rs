@@ -14,6 +14,7 @@ mod errors;
 mod fixtures;
 mod load;
 mod monitoring;
+mod multiplex;
 mod openai;
 mod request_ids;
 mod responses;

@@ -41,6 +41,20 @@ impl ModelSet {
         self.len() < self.max.load(Ordering::Relaxed)
     }
 
+    /// Notes that a request for `id` was just sent here (a replica with a cache only): until
+    /// the cache says what it holds, the router counts the model as here, so the requests for
+    /// it that follow in a burst come here too instead of loading it elsewhere.
+    pub(crate) fn expect(&self, id: &str) {
+        if self.max.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        if let Ok(mut held) = self.ids.write()
+            && !held.iter().any(|h| &**h == id)
+        {
+            held.push(Arc::from(id));
+        }
+    }
+
     /// What the replica holds now, least recently used first.
     pub(crate) fn hold(&self, ids: Vec<Arc<str>>) {
         if let Ok(mut held) = self.ids.write() {

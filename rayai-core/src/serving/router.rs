@@ -240,7 +240,8 @@ fn p2c_by<'a>(
 /// A replica for a request that names a multiplexed model, as Ray Serve's router picks one: the
 /// less loaded of the replicas that hold the model; while `matching`, none if they are all
 /// full (the request waits for one of them); else, or when no replica holds it, the less loaded
-/// of the replicas with room for one more model, then of all (the one picked loads it).
+/// of the replicas with room for one more model, then of all (the one picked loads it, and
+/// counts as holding it from now: a burst of requests for a new model follows the first).
 fn reserve_for_model<R: Routed>(
     replicas: &[Arc<R>],
     model: &str,
@@ -261,10 +262,11 @@ fn reserve_for_model<R: Routed>(
     let roomy: Vec<usize> = (0..replicas.len())
         .filter(|&i| replicas[i].models().is_some_and(|m| m.has_room()))
         .collect();
-    if let Some(i) = reserve_p2c_among(replicas, &roomy, rng) {
-        return Some(i);
+    let i = reserve_p2c_among(replicas, &roomy, rng).or_else(|| reserve_p2c(replicas, rng))?;
+    if let Some(models) = replicas[i].models() {
+        models.expect(model);
     }
-    reserve_p2c(replicas, rng)
+    Some(i)
 }
 
 #[cfg(test)]
