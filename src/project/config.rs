@@ -14,6 +14,10 @@
 //! [agents.writer.autoscaling]
 //! min_replicas = 1
 //! max_replicas = 4
+//!
+//! [openai]
+//! enabled = true          # /v1/models and /v1/chat/completions (the default)
+//! model_suffix = false    # "model": "agent:model-id" names a multiplexed model
 //! ```
 //!
 //! Or, in Ray Serve's config schema (the body of `PUT /api/serve/applications/`, see
@@ -91,6 +95,16 @@ struct RawFile {
     http: Option<HttpSection>,
     #[serde(default)]
     applications: Vec<ApplicationConfig>,
+    #[serde(default)]
+    openai: Option<OpenAiSection>,
+}
+
+/// `[openai]`: the OpenAI routes of the project's agents (`App::openai`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenAiSection {
+    enabled: Option<bool>,
+    model_suffix: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -222,6 +236,14 @@ impl ProjectConfig {
             };
             let config = self.override_config(deployment.config().clone(), key, section)?;
             out = out.deployment(deployment.map_config(|_| config));
+        }
+        if let Some(openai) = &self.raw.openai {
+            if let Some(enabled) = openai.enabled {
+                out = out.openai(enabled);
+            }
+            if let Some(suffix) = openai.model_suffix {
+                out = out.openai_model_suffix(suffix);
+            }
         }
         Ok(out)
     }
@@ -517,6 +539,16 @@ mod tests {
     fn apply(src: &str) -> Result<App, ConfigError> {
         let (app, known) = app();
         ProjectConfig::parse("rayai.toml", src)?.apply_agents(app, &known)
+    }
+
+    #[test]
+    fn the_openai_section_turns_the_routes_off_or_the_model_suffix_on() {
+        assert!(apply("").unwrap().serves_openai());
+        let off = apply("[openai]\nenabled = false\n").unwrap();
+        assert!(!off.serves_openai());
+        let suffix = apply("[openai]\nmodel_suffix = true\n").unwrap();
+        assert!(suffix.serves_openai() && suffix.uses_openai_model_suffix());
+        assert!(apply("[openai]\nenable = false\n").is_err());
     }
 
     #[test]
