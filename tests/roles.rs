@@ -28,8 +28,8 @@ use serde_json::{Value, json};
 /// How long the parent waits for any one thing before it fails.
 const WAIT: Duration = Duration::from_secs(60);
 
-/// A child: the conformance example's program (or, with `RAYAI_TEST_APP=composition`, the
-/// composition example's), in the role its environment says.
+/// A child: the conformance example's program (or, with `RAYAI_TEST_APP=composition` or
+/// `openai`, that example's), in the role its environment says.
 #[test]
 #[ignore = "a child process of the roles test, which runs it"]
 fn child_conformance() {
@@ -45,11 +45,14 @@ fn child_conformance() {
         })
         .await
         .expect("starts");
-        if std::env::var("RAYAI_TEST_APP").as_deref() == Ok("composition") {
+        let app = std::env::var("RAYAI_TEST_APP");
+        if app.as_deref() == Ok("composition") {
             server
                 .deploy(composition::apps::app(), "/")
                 .await
                 .expect("deploys");
+        } else if app.as_deref() == Ok("openai") {
+            server.deploy(openai::app(), "/").await.expect("deploys");
         } else {
             server
                 .deploy(conformance::agents::app(), "/")
@@ -659,6 +662,82 @@ async fn composition_across_processes_answers_as_one_process() {
     .await;
     assert_eq!(pipeline.body, r#"{"result":"3 words: hello big world"}"#);
     let _ = all;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The OpenAI routes and a multiplexed model through a proxy: the proxy resolves `model`, the
+/// model id (from the `model` suffix or the header) crosses to the replica process, whose
+/// `ModelCache` loads that model.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_multiplexed_model_id_crosses_to_the_replica_process() {
+    let dir = std::env::temp_dir().join(format!("rayai-roles-openai-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a temp dir");
+    let (proxy_port, lora_port) = (free_port(), free_port());
+    let discovery = dir.join("replicas.toml");
+    std::fs::write(
+        &discovery,
+        format!("[deployments]\nlora = [\"127.0.0.1:{lora_port}\"]\n"),
+    )
+    .expect("the discovery file");
+    let env = |role: &str| {
+        vec![
+            ("RAYAI_TEST_APP", "openai".to_owned()),
+            ("RAYAI_ROLE", role.to_owned()),
+            ("RAYAI_DEPLOYMENT", "lora".to_owned()),
+            ("RAYAI_DISCOVERY", format!("static:{}", discovery.display())),
+        ]
+    };
+    let lora = spawn(&dir, "lora", lora_port, &env("replica"));
+    let proxy = spawn(&dir, "proxy", proxy_port, &env("proxy"));
+    let proxy_addr = SocketAddr::from(([127, 0, 0, 1], proxy_port));
+    let http = client();
+    let body = |model: &str| {
+        format!(r#"{{"model": "{model}", "messages": [{{"role": "user", "content": "hi"}}]}}"#)
+    };
+    let content = |answer: &Answer| -> String {
+        let completion: Value = serde_json::from_str(&answer.body).expect("JSON");
+        completion["choices"][0]["message"]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    eventually("the proxy to reach lora", &[&lora, &proxy], || async {
+        send(
+            &http,
+            proxy_addr,
+            Method::POST,
+            "/v1/chat/completions",
+            &body("lora:adapter-1"),
+        )
+        .await
+        .is_ok_and(|a| a.status == 200)
+    })
+    .await;
+    let suffixed = post(
+        &http,
+        proxy_addr,
+        "/v1/chat/completions",
+        &body("lora:adapter-1"),
+    )
+    .await;
+    assert_eq!(content(&suffixed), "[adapter-1] hi", "{suffixed:?}");
+    let req = Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{proxy_addr}/v1/chat/completions"))
+        .header("content-type", "application/json")
+        .header("serve_multiplexed_model_id", "adapter-2")
+        .body(Full::new(Bytes::from(body("lora"))))
+        .expect("a request");
+    let resp = tokio::time::timeout(WAIT, http.request(req))
+        .await
+        .expect("in time")
+        .expect("an answer");
+    let bytes = resp.into_body().collect().await.expect("a body").to_bytes();
+    let completion: Value = serde_json::from_slice(&bytes).expect("JSON");
+    assert_eq!(
+        completion["choices"][0]["message"]["content"],
+        "[adapter-2] hi"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 
