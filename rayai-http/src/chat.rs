@@ -325,7 +325,12 @@ fn sse(
     frames: impl futures::Stream<Item = Bytes> + Send + 'static,
     http11: bool,
 ) -> Response<Body> {
-    let mut resp = Response::new(Body::stream(frames));
+    sse_response(Body::stream(frames), http11)
+}
+
+/// A `200` Server-Sent Events response with `body`: the contract's headers.
+pub(crate) fn sse_response(body: Body, http11: bool) -> Response<Body> {
+    let mut resp = Response::new(body);
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,

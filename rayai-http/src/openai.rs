@@ -14,6 +14,7 @@ use rayai_core::{Answer, DeploymentHandle, Error as CoreError, RequestContext, S
 use serde_json::{Map, Value, json};
 
 use crate::body::Body;
+use crate::chat::sse_response;
 use crate::error;
 use crate::sse::{Ends, Frame, Frames};
 
@@ -410,7 +411,7 @@ async fn stream(
                     error: error_frame,
                 },
             );
-            sse(Body::stream(frames), exchange.http11)
+            sse_response(Body::stream(frames), exchange.http11)
         }
         Err(CoreError::TextStreamUnsupported) => match target.handle.call_answer(ctx, data).await {
             Ok(answer) => {
@@ -446,7 +447,7 @@ async fn stream(
                     head.usage_chunk(&mut out, &reply.usage);
                 }
                 out.put_slice(DONE);
-                sse(Body::full(out.freeze()), exchange.http11)
+                sse_response(Body::full(out.freeze()), exchange.http11)
             }
             Err(e) => from_error(&e, retry_after_s),
         },
@@ -640,21 +641,6 @@ fn completion(head: &Head, result: &Value) -> Response<Body> {
             "system_fingerprint": null,
         }),
     )
-}
-
-fn sse(body: Body, http11: bool) -> Response<Body> {
-    let mut resp = Response::new(body);
-    let headers = resp.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    if http11 {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("keep-alive"));
-    }
-    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
-    resp
 }
 
 #[cfg(test)]

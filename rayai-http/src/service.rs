@@ -88,6 +88,15 @@ fn request_timeout<B>(req: &Request<B>, options: &HttpOptions) -> Option<f64> {
     }
 }
 
+/// `x-session-id`: a sticky-session key for a request whose body names no session.
+fn session_header(headers: &http::HeaderMap) -> Option<Arc<str>> {
+    headers
+        .get("x-session-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .map(Arc::from)
+}
+
 /// The longest multiplexed model id a request may name.
 const MAX_MODEL_ID_BYTES: usize = 512;
 
@@ -434,12 +443,7 @@ impl Shared {
         if mount.op != crate::openai::Op::ChatCompletions {
             return mount.models(req.method());
         }
-        let session_header: Option<Arc<str>> = req
-            .headers()
-            .get("x-session-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .map(Arc::from);
+        let session_header = session_header(req.headers());
         let model_header = match model_id_header(req.headers()) {
             Ok(id) => id,
             Err(why) => {
@@ -495,12 +499,7 @@ impl Shared {
             Err(resp) => return resp,
         };
         let http11 = req.version() == Version::HTTP_11;
-        let session_header: Option<Arc<str>> = req
-            .headers()
-            .get("x-session-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-            .map(Arc::from);
+        let session_header = session_header(req.headers());
         let model_id = match model_id_header(req.headers()) {
             Ok(id) => id,
             Err(why) => return error::detail(StatusCode::BAD_REQUEST, &why),
