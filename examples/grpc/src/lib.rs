@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use rayai::{AgentError, App, Construct, ReplicaContext};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 /// The code tonic-prost-build generated from `proto/greeter.proto`.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -16,6 +16,13 @@ pub mod pb {
 use pb::greeter_server::GreeterServer;
 use pb::sleeper_server::SleeperServer;
 use pb::{HelloReply, HelloRequest, SleepReply, SleepRequest};
+
+/// The most requests one `SayHelloToAll` or `Chat` call takes: the next one ends it with
+/// `RESOURCE_EXHAUSTED`.
+pub const MAX_MESSAGES: usize = 10_000;
+
+/// The longest `name`, in bytes: a longer one is `INVALID_ARGUMENT` (and ends a stream).
+pub const MAX_NAME_BYTES: usize = 1000;
 
 /// Greets, from 2 replicas; each answer names the replica.
 #[rayai::deployment(num_cpus = 0.25, memory = "64MB", num_replicas = 2)]
@@ -41,7 +48,7 @@ impl Greeter {
     }
 
     fn reply(&self, name: &str, i: Option<u32>) -> HelloReply {
-        let name = if name.is_empty() { "world" } else { name };
+        let name = greeted(name);
         HelloReply {
             message: match i {
                 None => format!("Hello, {name}!"),
@@ -52,6 +59,64 @@ impl Greeter {
     }
 }
 
+/// The name a greeting names: `world` for an empty one.
+fn greeted(name: &str) -> &str {
+    if name.is_empty() { "world" } else { name }
+}
+
+/// `INVALID_ARGUMENT` for a name longer than [`MAX_NAME_BYTES`].
+fn check_name(name: &str) -> Result<(), Status> {
+    if name.len() > MAX_NAME_BYTES {
+        return Err(Status::invalid_argument("name: at most 1000 bytes"));
+    }
+    Ok(())
+}
+
+/// `RESOURCE_EXHAUSTED` for the request after the first [`MAX_MESSAGES`].
+fn too_many() -> Status {
+    Status::resource_exhausted("at most 10000 requests in one call")
+}
+
+/// The names as a greeting lists them: `a`, `a and b`, `a, b and c`; `world` for none.
+fn listed(names: &[String]) -> String {
+    match names {
+        [] => "world".to_owned(),
+        [only] => only.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
+/// What is left of a `Chat`: the requests still to answer, how many were answered, and the
+/// replica that answers.
+struct Chatting {
+    requests: Streaming<HelloRequest>,
+    answered: usize,
+    replica: String,
+}
+
+impl Chatting {
+    /// The answer to the next request: `None` when the client closed its side, an error (the
+    /// last item) for a bad request, one too many, or a broken request stream.
+    async fn next(&mut self) -> Option<Result<HelloReply, Status>> {
+        let req = match self.requests.message().await {
+            Ok(Some(req)) => req,
+            Ok(None) => return None,
+            Err(status) => return Some(Err(status)),
+        };
+        if self.answered == MAX_MESSAGES {
+            return Some(Err(too_many()));
+        }
+        if let Err(status) = check_name(&req.name) {
+            return Some(Err(status));
+        }
+        self.answered += 1;
+        Some(Ok(HelloReply {
+            message: format!("Hello, {}!", greeted(&req.name)),
+            replica: self.replica.clone(),
+        }))
+    }
+}
+
 #[tonic::async_trait]
 impl pb::greeter_server::Greeter for Greeter {
     async fn say_hello(
@@ -59,9 +124,7 @@ impl pb::greeter_server::Greeter for Greeter {
         request: Request<HelloRequest>,
     ) -> Result<Response<HelloReply>, Status> {
         let req = request.into_inner();
-        if req.name.len() > 1000 {
-            return Err(Status::invalid_argument("name: at most 1000 bytes"));
-        }
+        check_name(&req.name)?;
         Ok(Response::new(self.reply(&req.name, None)))
     }
 
@@ -81,6 +144,52 @@ impl pb::greeter_server::Greeter for Greeter {
             let next = rest.next()?;
             tokio::time::sleep(delay).await;
             Some((Ok(next), rest))
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    /// Client streaming: one greeting naming every request's name (in order, `world` for an
+    /// empty one), once the client closes its side. A name past [`MAX_NAME_BYTES`] is
+    /// `INVALID_ARGUMENT`, a request past [`MAX_MESSAGES`] `RESOURCE_EXHAUSTED`.
+    async fn say_hello_to_all(
+        &self,
+        request: Request<Streaming<HelloRequest>>,
+    ) -> Result<Response<HelloReply>, Status> {
+        let mut requests = request.into_inner();
+        let mut names = Vec::new();
+        while let Some(req) = requests.message().await? {
+            if names.len() == MAX_MESSAGES {
+                return Err(too_many());
+            }
+            check_name(&req.name)?;
+            names.push(greeted(&req.name).to_owned());
+        }
+        Ok(Response::new(HelloReply {
+            message: format!("Hello, {}!", listed(&names)),
+            replica: self.replica.clone(),
+        }))
+    }
+
+    type ChatStream = Pin<Box<dyn Stream<Item = Result<HelloReply, Status>> + Send>>;
+
+    /// Bidirectional: `Hello, <name>!` for each request as it arrives; the stream ends when the
+    /// client closes its side, or with the status of the first bad request (`INVALID_ARGUMENT`
+    /// for a name past [`MAX_NAME_BYTES`], `RESOURCE_EXHAUSTED` past [`MAX_MESSAGES`]).
+    async fn chat(
+        &self,
+        request: Request<Streaming<HelloRequest>>,
+    ) -> Result<Response<Self::ChatStream>, Status> {
+        let chatting = Chatting {
+            requests: request.into_inner(),
+            answered: 0,
+            replica: self.replica.clone(),
+        };
+        let stream = futures::stream::unfold(Some(chatting), |state| async move {
+            let mut chatting = state?;
+            let answer = chatting.next().await?;
+            // After an error, nothing more: the status is the stream's last word.
+            let rest = answer.is_ok().then_some(chatting);
+            Some((answer, rest))
         });
         Ok(Response::new(Box::pin(stream)))
     }

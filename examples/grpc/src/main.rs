@@ -8,7 +8,7 @@
 //!
 //! | gRPC | served by |
 //! |---|---|
-//! | `greeter.v1.Greeter/SayHello`, `SayHelloStream` (metadata `application: greeter`) | the `Greeter` deployment, 2 replicas |
+//! | `greeter.v1.Greeter/SayHello`, `SayHelloStream`, `SayHelloToAll` (client streaming), `Chat` (bidirectional) (metadata `application: greeter`) | the `Greeter` deployment, 2 replicas |
 //! | `greeter.v1.Sleeper/Sleep` (metadata `application: sleeper`) | the `Sleeper` deployment: one call at a time, one queued |
 //! | `rayai.v1.Agents/Chat`, `ChatStream` | the conformance agents (`echo`, `counter`, ...) |
 //! | `grpc.health.v1.Health`, server reflection | the server |

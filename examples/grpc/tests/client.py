@@ -8,6 +8,7 @@ the exit code is 1 when any failed.
 """
 
 import json
+import queue
 import re
 import sys
 import time
@@ -120,6 +121,66 @@ def check_stream():
     return f"{len(messages)} messages in order"
 
 
+def check_client_streaming():
+    names = ("a", "b", "c")
+    reply = greeter.SayHelloToAll(
+        iter([greeter_pb2.HelloRequest(name=n) for n in names]), metadata=GREETER, timeout=TIMEOUT
+    )
+    assert reply.message == "Hello, a, b and c!", f"message: {reply.message!r}"
+    assert re.fullmatch(r"greeter#[01]", reply.replica), f"replica: {reply.replica!r}"
+    none = greeter.SayHelloToAll(iter([]), metadata=GREETER, timeout=TIMEOUT)
+    assert none.message == "Hello, world!", f"no requests: {none.message!r}"
+    long = failure(
+        lambda: greeter.SayHelloToAll(
+            iter([greeter_pb2.HelloRequest(name="a"), greeter_pb2.HelloRequest(name="x" * 1001)]),
+            metadata=GREETER,
+            timeout=TIMEOUT,
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "a name past 1000 bytes",
+    )
+    return f"{reply.message!r} from {reply.replica}; none: {none.message!r}; {long.details()!r}"
+
+
+def open_chat():
+    """A Greeter Chat call and the queue that feeds it (None ends the requests)."""
+    requests = queue.Queue()
+    replies = greeter.Chat(iter(requests.get, None), metadata=GREETER, timeout=TIMEOUT)
+    return requests, replies
+
+
+def check_bidi():
+    # Each request is sent only once the previous one's reply is in: nothing between the client
+    # and the replica may wait for the end of the requests.
+    requests, replies = open_chat()
+    got = []
+    for name in ("a", "b", "c"):
+        requests.put(greeter_pb2.HelloRequest(name=name))
+        reply = next(replies)
+        assert reply.message == f"Hello, {name}!", f"the reply to {name!r}: {reply.message!r}"
+        got.append(reply)
+    requests.put(None)
+    rest = list(replies)
+    assert rest == [], f"nothing after the requests end: {rest}"
+    assert replies.code() == grpc.StatusCode.OK, replies.code()
+    replicas = {r.replica for r in got}
+    assert len(replicas) == 1, f"one replica answers: {sorted(replicas)}"
+    # A bad request mid-stream ends it with its status.
+    requests, replies = open_chat()
+    requests.put(greeter_pb2.HelloRequest(name="a"))
+    first = next(replies)
+    assert first.message == "Hello, a!", first.message
+    requests.put(greeter_pb2.HelloRequest(name="x" * 1001))
+    bad = failure(
+        lambda: next(replies), grpc.StatusCode.INVALID_ARGUMENT, "a name past 1000 bytes mid-chat"
+    )
+    requests.put(None)
+    return (
+        f"3 rounds, each reply before the next request, from {replicas.pop()}; then OK; "
+        f"a bad name: INVALID_ARGUMENT {bad.details()!r}"
+    )
+
+
 def check_deadline():
     started = time.monotonic()
     e = failure(
@@ -148,17 +209,51 @@ def check_deadline():
     )
 
 
+def cancelled_count(text, method):
+    """How many calls to `method` the server counted CANCELLED."""
+    return sum(
+        v
+        for labels, v in samples(text, "ray_serve_num_grpc_requests_total")
+        if labels.get("method") == method and labels.get("status_code") == "1"
+    )
+
+
+def processing(text, application):
+    """The calls `application`'s replicas hold now."""
+    return sum(
+        v
+        for labels, v in samples(text, "ray_serve_replica_processing_queries")
+        if labels.get("application") == application
+    )
+
+
+def await_cancelled(method, before):
+    """Waits (at most 5 s) until /metrics has no ongoing call, no greeter replica busy, and one
+    more CANCELLED call to `method` than `before`; the count and how long it took."""
+    cancelled_at = time.monotonic()
+    until = cancelled_at + 5
+    while True:
+        text = metrics()
+        ongoing = [v for _, v in samples(text, "ray_serve_num_ongoing_grpc_requests")]
+        busy = processing(text, "greeter")
+        cancelled = cancelled_count(text, method)
+        if ongoing == [0.0] and busy == 0 and cancelled > before:
+            return cancelled, time.monotonic() - cancelled_at
+        assert time.monotonic() < until, (
+            f"within 5 s of cancel(): ray_serve_num_ongoing_grpc_requests {ongoing} (want [0]), "
+            f"greeter's ray_serve_replica_processing_queries {busy:g} (want 0), "
+            f'{method} status_code="1" count {cancelled:g} (want more than {before:g}); the gRPC '
+            "metrics:\n"
+            + "\n".join(
+                line for line in text.splitlines() if "grpc" in line and not line.startswith("#")
+            )
+        )
+        time.sleep(0.1)
+
+
 def check_cancellation():
     method = "/greeter.v1.Greeter/SayHelloStream"
-
-    def cancelled_count(text):
-        return sum(
-            v
-            for labels, v in samples(text, "ray_serve_num_grpc_requests_total")
-            if labels.get("method") == method and labels.get("status_code") == "1"
-        )
-
-    before = cancelled_count(metrics())
+    before = cancelled_count(metrics(), method)
     stream = greeter.SayHelloStream(
         greeter_pb2.HelloRequest(name="cancel", count=100, delay_ms=100),
         metadata=GREETER,
@@ -168,27 +263,30 @@ def check_cancellation():
     assert first.message == "Hello, cancel! (1)", first.message
     stream.cancel()
     failure(lambda: next(stream), grpc.StatusCode.CANCELLED, "the cancelled stream, read on")
-    cancelled_at = time.monotonic()
-    until = cancelled_at + 5
-    while True:
-        text = metrics()
-        ongoing = [v for _, v in samples(text, "ray_serve_num_ongoing_grpc_requests")]
-        cancelled = cancelled_count(text)
-        if ongoing == [0.0] and cancelled > before:
-            break
-        assert time.monotonic() < until, (
-            f"within 5 s of cancel(): ray_serve_num_ongoing_grpc_requests {ongoing} (want [0]), "
-            f'{method} status_code="1" count {cancelled:g} (want more than {before:g}); the gRPC '
-            "metrics:\n"
-            + "\n".join(
-                line for line in text.splitlines() if "grpc" in line and not line.startswith("#")
-            )
-        )
-        time.sleep(0.1)
-    waited = time.monotonic() - cancelled_at
+    cancelled, waited = await_cancelled(method, before)
     return (
         f"cancelled after 1 message; /metrics: ongoing 0, CANCELLED {before:g} -> {cancelled:g} "
         f"(after {waited:.2f} s)"
+    )
+
+
+def check_bidi_cancellation():
+    # Cancelled with its requests still open: the replica's slot is free at once.
+    method = "/greeter.v1.Greeter/Chat"
+    before = cancelled_count(metrics(), method)
+    requests, replies = open_chat()
+    requests.put(greeter_pb2.HelloRequest(name="cancel"))
+    first = next(replies)
+    assert first.message == "Hello, cancel!", first.message
+    busy = processing(metrics(), "greeter")
+    assert busy == 1, f"the open chat holds one greeter slot: {busy:g}"
+    replies.cancel()
+    failure(lambda: next(replies), grpc.StatusCode.CANCELLED, "the cancelled chat, read on")
+    requests.put(None)
+    cancelled, waited = await_cancelled(method, before)
+    return (
+        f"cancelled after 1 round, requests open; /metrics: ongoing 0, greeter slots 0, "
+        f"CANCELLED {before:g} -> {cancelled:g} (after {waited:.2f} s)"
     )
 
 
@@ -378,8 +476,11 @@ def check_reflection():
 CHECKS = [
     ("unary SayHello", check_unary),
     ("server streaming", check_stream),
+    ("client streaming", check_client_streaming),
+    ("bidirectional streaming", check_bidi),
     ("deadline", check_deadline),
     ("cancellation", check_cancellation),
+    ("bidirectional cancellation", check_bidi_cancellation),
     ("backpressure", check_backpressure),
     ("application routing", check_routing),
     ("agents", check_agents),

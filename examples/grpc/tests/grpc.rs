@@ -1,13 +1,14 @@
 //! The gRPC listener with tonic's client, over a real socket: routing by the `application`
-//! metadata, a stream cut by its deadline, a cancelled call freeing its replica at once,
-//! health through the drain, and the listener's address. (The Python client covers the rest:
+//! metadata, a stream cut by its deadline, a cancelled call freeing its replica at once, client
+//! and bidirectional streaming (each request reaching the replica as it is sent), health through
+//! the drain, and the listener's address. (The Python client covers the rest:
 //! `tests/python.rs`.)
 
 use std::time::{Duration, Instant};
 
 use grpc::pb::greeter_client::GreeterClient;
 use grpc::pb::sleeper_client::SleeperClient;
-use grpc::pb::{HelloRequest, SleepRequest};
+use grpc::pb::{HelloReply, HelloRequest, SleepRequest};
 use rayai::{HttpOptions, Server};
 use tonic::Code;
 use tonic::transport::Channel;
@@ -17,16 +18,23 @@ use tonic_health::pb::health_client::HealthClient;
 
 /// A server with the example's applications, gRPC on a free port.
 async fn server(drain_delay_s: f64) -> Server {
-    let server = Server::start(HttpOptions {
-        port: 0,
-        grpc_port: Some(0),
-        metrics_export_port: Some(0),
-        dashboard_port: None,
-        drain_delay_s,
-        // The health watch of a test stays open through the drain: it is ended after this.
-        graceful_shutdown_timeout_s: 1.0,
-        ..HttpOptions::default()
-    })
+    // A node (a controller) of its own per test server: the tests run in parallel in one
+    // process, and with the process's controller they would share (and shut down) each other's
+    // deployments, and each other's replica metrics.
+    let controller = rayai::Controller::new(rayai::NodeResources::new(64.0, 64 << 30));
+    let server = Server::start_with(
+        HttpOptions {
+            port: 0,
+            grpc_port: Some(0),
+            metrics_export_port: Some(0),
+            dashboard_port: None,
+            drain_delay_s,
+            // The health watch of a test stays open through the drain: it is ended after this.
+            graceful_shutdown_timeout_s: 1.0,
+            ..HttpOptions::default()
+        },
+        controller,
+    )
     .await
     .expect("starts");
     server
@@ -61,6 +69,36 @@ async fn get_metrics(server: &Server) -> String {
     let mut text = String::new();
     stream.read_to_string(&mut text).await.unwrap();
     text
+}
+
+/// The sum of the samples of the metric `name` whose lines contain `containing`.
+fn sum_of(metrics: &str, name: &str, containing: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+                && line.contains(containing)
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A request greeting `name`.
+fn hello(name: &str) -> HelloRequest {
+    HelloRequest {
+        name: name.to_owned(),
+        ..Default::default()
+    }
+}
+
+/// The next message of a stream, within 5 s.
+async fn next_reply(
+    stream: &mut tonic::Streaming<HelloReply>,
+) -> Result<Option<HelloReply>, tonic::Status> {
+    tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await
+        .expect("the next message within 5 s")
 }
 
 /// `message` with the `application` metadata.
@@ -175,6 +213,142 @@ async fn a_cancelled_call_frees_its_replica_at_once() {
         "the cancelled call still held the replica: {:?}",
         started.elapsed()
     );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn client_streaming_greets_every_name_from_one_replica() {
+    let server = server(0.0).await;
+    let mut greeter = GreeterClient::new(channel(&server).await);
+    let names = ["a", "b", "c"].map(hello);
+    let reply = greeter
+        .say_hello_to_all(to("greeter", futures::stream::iter(names)))
+        .await
+        .expect("answered")
+        .into_inner();
+    assert_eq!(reply.message, "Hello, a, b and c!");
+    assert!(reply.replica.starts_with("greeter#"), "{reply:?}");
+    // None: the world; one name too long: INVALID_ARGUMENT, for the whole call.
+    let none = greeter
+        .say_hello_to_all(to("greeter", futures::stream::iter(Vec::new())))
+        .await
+        .expect("answered");
+    assert_eq!(none.get_ref().message, "Hello, world!");
+    let long = greeter
+        .say_hello_to_all(to(
+            "greeter",
+            futures::stream::iter([hello("a"), hello(&"x".repeat(1001))]),
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(long.code(), Code::InvalidArgument, "{long:?}");
+    // One request past the bound: RESOURCE_EXHAUSTED.
+    let requests = (0..=grpc::MAX_MESSAGES).map(|_| hello("a"));
+    let many = greeter
+        .say_hello_to_all(to("greeter", futures::stream::iter(requests)))
+        .await
+        .unwrap_err();
+    assert_eq!(many.code(), Code::ResourceExhausted, "{many:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn bidirectional_streaming_answers_each_request_as_it_comes() {
+    let server = server(0.0).await;
+    let mut greeter = GreeterClient::new(channel(&server).await);
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let mut replies = greeter
+        .chat(to("greeter", rx))
+        .await
+        .expect("opens")
+        .into_inner();
+    // Each request is sent only once the previous one's reply is in: nothing between the client
+    // and the replica may wait for the request stream to end.
+    let mut replicas = Vec::new();
+    for name in ["a", "b", "c"] {
+        tx.unbounded_send(hello(name)).expect("sent");
+        let reply = next_reply(&mut replies)
+            .await
+            .expect("a reply")
+            .expect("before the end");
+        assert_eq!(reply.message, format!("Hello, {name}!"));
+        replicas.push(reply.replica);
+    }
+    assert!(replicas.iter().all(|r| *r == replicas[0]), "{replicas:?}");
+    assert!(replicas[0].starts_with("greeter#"), "{replicas:?}");
+    // The client closes its side: the stream ends, OK.
+    drop(tx);
+    assert!(next_reply(&mut replies).await.expect("OK").is_none());
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_bad_request_ends_a_bidirectional_stream() {
+    let server = server(0.0).await;
+    let mut greeter = GreeterClient::new(channel(&server).await);
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let mut replies = greeter
+        .chat(to("greeter", rx))
+        .await
+        .expect("opens")
+        .into_inner();
+    tx.unbounded_send(hello("a")).expect("sent");
+    let first = next_reply(&mut replies).await.expect("a reply");
+    assert_eq!(first.expect("a message").message, "Hello, a!");
+    tx.unbounded_send(hello(&"x".repeat(1001))).expect("sent");
+    let status = next_reply(&mut replies).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert_eq!(status.message(), "name: at most 1000 bytes");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_cancelled_bidirectional_call_frees_its_replica_slot() {
+    const PROCESSING: &str = "ray_serve_replica_processing_queries";
+    const ONGOING: &str = "ray_serve_num_ongoing_grpc_requests";
+    let server = server(0.0).await;
+    let mut greeter = GreeterClient::new(channel(&server).await);
+    let (tx, rx) = futures::channel::mpsc::unbounded();
+    let mut replies = greeter
+        .chat(to("greeter", rx))
+        .await
+        .expect("opens")
+        .into_inner();
+    tx.unbounded_send(hello("a")).expect("sent");
+    assert!(next_reply(&mut replies).await.expect("a reply").is_some());
+    // The open call holds one slot of a greeter replica...
+    let metrics = get_metrics(&server).await;
+    assert_eq!(
+        sum_of(&metrics, PROCESSING, "application=\"greeter\""),
+        1.0,
+        "{metrics}"
+    );
+    // ...until the client drops the call: its response stream, then its request stream. (tonic's
+    // client, hyper's, resets an answered stream only once it has no use for either half: while
+    // the request stream is open, a dropped response stream alone reaches no server. grpcio's
+    // `cancel()` resets it at once: `tests/client.py`.)
+    drop(replies);
+    drop(tx);
+    let until = Instant::now() + Duration::from_secs(5);
+    loop {
+        let metrics = get_metrics(&server).await;
+        let (processing, ongoing) = (
+            sum_of(&metrics, PROCESSING, "application=\"greeter\""),
+            sum_of(&metrics, ONGOING, ""),
+        );
+        let cancelled = metrics.contains(
+            "ray_serve_num_grpc_requests_total{application=\"greeter\",method=\"/greeter.v1.Greeter/Chat\",status_code=\"1\"} 1",
+        );
+        if processing == 0.0 && ongoing == 0.0 && cancelled {
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "5 s after the cancel: {PROCESSING} {processing}, {ONGOING} {ongoing}, \
+             CANCELLED counted {cancelled}:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     server.shutdown().await;
 }
 

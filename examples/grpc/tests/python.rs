@@ -1,7 +1,7 @@
 //! The gRPC listener, black box, from another language: Python's grpcio (`tests/client.py`)
-//! calls the `grpc` example's binary over a real socket: unary and streaming calls, deadlines,
-//! cancellation (seen in `/metrics`), backpressure, routing errors, the agents, health and
-//! reflection.
+//! calls the `grpc` example's binary over a real socket: unary and streaming calls (server, client
+//! and bidirectional), deadlines, cancellation (seen in `/metrics`), backpressure, routing errors,
+//! the agents, health and reflection.
 //!
 //! The client runs in the virtual environment `.ci/run` makes at `target/grpc-python` (grpcio,
 //! grpcio-tools, grpcio-health-checking, grpcio-reflection); `RAYAI_GRPC_PYTHON` names another
