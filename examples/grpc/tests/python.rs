@@ -9,9 +9,11 @@
 //! otherwise.
 
 use std::fs::File;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+
+use example_support::process::{Killed, TempDir, free_port, read, venv_python, wait_timeout};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// How long the server may take to accept connections on its gRPC port.
@@ -24,83 +26,13 @@ const INSTALL: &str = "python3 -m venv target/grpc-python && \
      target/grpc-python/bin/pip install grpcio==1.85.3 grpcio-tools==1.85.1 \
      grpcio-health-checking==1.85.1 grpcio-reflection==1.85.1 protobuf==7.36.2";
 
-/// The Python interpreter with grpcio, if there is one.
+/// The Python interpreter of the virtual environment, if there is one.
 fn python() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("RAYAI_GRPC_PYTHON") {
-        return Some(PathBuf::from(path));
-    }
-    // The workspace's target directory: where `.ci/run` makes the virtual environment.
-    let mut dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    loop {
-        let candidate = dir.join("target/grpc-python/bin/python");
-        if candidate.is_file() {
-            return Some(candidate);
-        }
-        if !dir.pop() {
-            return None;
-        }
-    }
-}
-
-/// A child process, killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A directory of its own under the system's temporary one, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir =
-            std::env::temp_dir().join(format!("rayai-grpc-python-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A port nobody listens on now (the OS's pick).
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
-
-/// The file's text, or why not.
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| format!("({}: {e})", path.display()))
-}
-
-/// Waits for `child` at most `timeout`; kills it on expiry (`None`).
-fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
-    let until = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait().expect("the client's status") {
-            return Some(status);
-        }
-        if Instant::now() >= until {
-            let _ = child.kill();
-            let _ = child.wait();
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    venv_python(
+        "RAYAI_GRPC_PYTHON",
+        "grpc-python",
+        env!("CARGO_MANIFEST_DIR"),
+    )
 }
 
 #[test]
@@ -117,10 +49,10 @@ fn grpcio_client_sees_the_grpc_listener_behave() {
         return;
     };
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let tmp = TempDir::new();
+    let tmp = TempDir::new("rayai-grpc-python");
 
     // The client's stubs, from the same protos the server is built from.
-    let stubs = tmp.0.join("stubs");
+    let stubs = tmp.path().join("stubs");
     std::fs::create_dir_all(&stubs).unwrap();
     let greeter_proto = manifest.join("proto");
     let agents_proto = manifest.join("../../rayai-http/proto");
@@ -144,7 +76,7 @@ fn grpcio_client_sees_the_grpc_listener_behave() {
 
     // The server, on ports of its own.
     let (http, grpc, dashboard) = (free_port(), free_port(), free_port());
-    let log_path = tmp.0.join("server.log");
+    let log_path = tmp.path().join("server.log");
     let log = File::create(&log_path).unwrap();
     let server = Command::new(env!("CARGO_BIN_EXE_grpc"))
         .args(["--port", &http.to_string()])
@@ -179,7 +111,7 @@ fn grpcio_client_sees_the_grpc_listener_behave() {
     }
 
     // The client.
-    let output_path = tmp.0.join("client.out");
+    let output_path = tmp.path().join("client.out");
     let output = File::create(&output_path).unwrap();
     let mut client = Command::new(&python)
         .arg(manifest.join("tests/client.py"))

@@ -3,7 +3,7 @@
 //! model with OpenAI's error, hands out tool calls, and picks a multiplexed model by header.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -17,30 +17,13 @@ use async_openai::types::chat::{
     ChatCompletionRequestUserMessage, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
     FinishReason, Role,
 };
+use example_support::process::{Killed, free_port};
 use futures::StreamExt;
 
 /// How long the example may take to print that it serves.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long any one call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The example, killed when dropped.
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A port nobody listens on now (the OS's pick).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port()
-}
 
 /// Starts the example on free ports; waits until it prints that it serves (after deploying its
 /// application). The port it serves on, and the process.

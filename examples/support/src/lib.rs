@@ -5,6 +5,7 @@
 //! for its health on the serving port and its dashboard on the dashboard port.
 
 pub mod kubernetes_validate;
+pub mod process;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
