@@ -3,16 +3,19 @@
 //! `rayai-bench`; its README says how every number is computed).
 //!
 //! ```text
-//! cargo bench --bench load                 # throughput, the proxy hop, the per-request counts, gRPC
+//! cargo bench --bench load                 # every section: throughput, the proxy hop, the counts, gRPC, multiplexing
 //! cargo bench --bench load -- quick        # 1 round of 2 s per case
 //! cargo bench --bench load -- throughput   # only the throughput
 //! cargo bench --bench load -- counts       # only the per-request counts
 //! cargo bench --bench load -- hop          # only the proxy hop (proxy + 1 replica process)
 //! cargo bench --bench load -- grpc         # only gRPC (calls/s against bare tonic, per-call counts)
 //! cargo bench --bench load -- grpc quick   # the same, 1 round of 2 s, shorter counted runs
+//! cargo bench --bench load -- multiplex    # only model multiplexing: cache hit rates
+//! cargo bench --bench load -- multiplex quick  # the same, 1 round per mode
 //! ```
 //!
-//! It builds `loadgen`, `baseline`, `bench-server`, `grpc-loadgen` and `grpc-baseline` in release, starts the baseline and rayai
+//! It builds `loadgen`, `baseline`, `bench-server`, `grpc-loadgen`, `grpc-baseline` and
+//! `multiplex-loadgen` in release, starts the baseline and rayai
 //! servers on free ports, and for each case (the `echo` agent as the conformance example has it,
 //! with the access log filtered out and on; `isolation = "shared"`; 4 replicas; a text stream of
 //! 1000 chunks) and each concurrency (1, 16, 64) runs `loadgen` in alternating rounds against
@@ -27,6 +30,14 @@
 //! application) against `grpc-baseline` (a bare tonic server with the same `Greeter` service),
 //! `grpc-loadgen` making unary `SayHello` calls in alternating rounds at c = 1, 16, 64; then the
 //! same per-call counts (callgrind, strace) from `grpc-loadgen -c 1 -n N` runs.
+//!
+//! Multiplexing: the openai example (built in release too, `cargo build --release -p openai`),
+//! its agent `lora` (2 replicas, each holding at most 2 models, 50 ms a load), asked by
+//! `multiplex-loadgen -c 16` for 4 models picked at random, the model id in the
+//! `serve_multiplexed_model_id` header (the router sends the request to a replica that holds the
+//! model) and, alternating, in the body (the router cannot see it); a fresh server per round
+//! (cold caches), 2 s of warmup, then the cache hit rate over 5 s, 1 - loads / get_model
+//! requests from the counters of its dashboard's `/metrics` (3 rounds per mode; `quick`: 1).
 //!
 //! Every child process is killed when the benchmark ends, also on a panic.
 
@@ -63,21 +74,65 @@ struct Bins {
     server: PathBuf,
     grpc_loadgen: PathBuf,
     grpc_baseline: PathBuf,
+    multiplex_loadgen: PathBuf,
 }
 
 /// Builds `rayai-bench` in release with this cargo (and its target directory) and finds its
 /// binaries in cargo's messages.
 fn build() -> Bins {
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from(env!("CARGO")));
     eprintln!("building rayai-bench in release...");
-    let out = Command::new(cargo)
+    let mut found = cargo_build(&["-p", "rayai-bench", "--bins"], "rayai-bench");
+    let mut take = |name: &str| {
+        found
+            .remove(name)
+            .unwrap_or_else(|| panic!("cargo built no `{name}`"))
+    };
+    Bins {
+        loadgen: take("loadgen"),
+        baseline: take("baseline"),
+        server: take("bench-server"),
+        grpc_loadgen: take("grpc-loadgen"),
+        grpc_baseline: take("grpc-baseline"),
+        multiplex_loadgen: take("multiplex-loadgen"),
+    }
+}
+
+/// `cargo build --release <args>` with this cargo (and its target directory): the executables
+/// it built (or found fresh), by target name, from cargo's messages.
+///
+/// Without the variables `cargo bench` sets for the bench it runs (`CARGO_MANIFEST_DIR`,
+/// `CARGO_PKG_*`, ...): build scripts that watch them (ring's watches `CARGO_MANIFEST_DIR`)
+/// would see them change between this build and any other, and every build would compile ring
+/// and all that depends on it again.
+fn cargo_build(args: &[&str], what: &str) -> BTreeMap<String, PathBuf> {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from(env!("CARGO")));
+    let mut cmd = Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let set_for_the_bench = name.to_str().is_some_and(|n| {
+            n.starts_with("CARGO_PKG_")
+                || n.starts_with("CARGO_MANIFEST_")
+                || [
+                    "CARGO_CRATE_NAME",
+                    "CARGO_BIN_NAME",
+                    "CARGO_PRIMARY_PACKAGE",
+                    "CARGO_TARGET_TMPDIR",
+                    "OUT_DIR",
+                ]
+                .contains(&n)
+        });
+        if set_for_the_bench {
+            cmd.env_remove(name);
+        }
+    }
+    let out = cmd
         .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(["build", "--release", "-p", "rayai-bench", "--bins"])
+        .args(["build", "--release"])
+        .args(args)
         .arg("--message-format=json-render-diagnostics")
         .stderr(Stdio::inherit())
         .output()
         .expect("cargo runs");
-    assert!(out.status.success(), "building rayai-bench failed");
+    assert!(out.status.success(), "building {what} failed");
     let mut found = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let Ok(msg) = serde_json::from_str::<Value>(line) else {
@@ -90,18 +145,7 @@ fn build() -> Bins {
             found.insert(name.to_owned(), PathBuf::from(exe));
         }
     }
-    let mut take = |name: &str| {
-        found
-            .remove(name)
-            .unwrap_or_else(|| panic!("cargo built no `{name}`"))
-    };
-    Bins {
-        loadgen: take("loadgen"),
-        baseline: take("baseline"),
-        server: take("bench-server"),
-        grpc_loadgen: take("grpc-loadgen"),
-        grpc_baseline: take("grpc-baseline"),
-    }
+    found
 }
 
 /// `kill -<signal> <pid>` (no `unsafe` for `libc::kill`).
@@ -1122,15 +1166,362 @@ fn counts(bins: &Bins, dir: &Path) {
     );
 }
 
+/// The models `multiplex-loadgen` asks for (`adapter-1` to `adapter-4`): twice what one
+/// replica of `lora` holds, as many as its two replicas hold together.
+const MODELS: u32 = 4;
+/// The concurrency of the multiplexing runs: `lora`'s 2 replicas times its
+/// `max_ongoing_requests` (8).
+const MULTIPLEX_C: usize = 16;
+
+/// Where `multiplex-loadgen` names the model.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// The `serve_multiplexed_model_id` header: the router sees it.
+    Header,
+    /// `"model_id"` in the body: only the agent sees it.
+    Body,
+}
+
+impl Mode {
+    fn arg(self) -> &'static str {
+        match self {
+            Mode::Header => "header",
+            Mode::Body => "body",
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Header => "model id in the `serve_multiplexed_model_id` header (router affinity)",
+            Mode::Body => "model id in the body (the router cannot see it: no affinity)",
+        }
+    }
+}
+
+/// The openai example's binary, built in release as a user builds it
+/// (`cargo build --release -p openai`).
+fn build_openai() -> PathBuf {
+    eprintln!("building the openai example in release...");
+    cargo_build(&["-p", "openai", "--bin", "openai"], "the openai example")
+        .remove("openai")
+        .unwrap_or_else(|| panic!("cargo built no `openai`"))
+}
+
+/// A free port on 127.0.0.1, for the dashboard (`--dashboard-port 0` turns it off).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET http://<addr>/metrics` (HTTP/1.0: the body ends with the connection), its body.
+fn get_metrics(addr: &str) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut raw = String::new();
+    stream.read_to_string(&mut raw).map_err(|e| e.to_string())?;
+    let (head, body) = raw
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("no end of headers in {raw:?}"))?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(head.lines().next().unwrap_or_default().to_owned());
+    }
+    Ok(body.to_owned())
+}
+
+/// The value of the label `name` in a metric line's `{...}`.
+fn label<'a>(line: &'a str, name: &str) -> Option<&'a str> {
+    let at = line.find(&format!("{name}=\""))? + name.len() + 2;
+    line[at..].split('"').next()
+}
+
+/// `lora`'s multiplexing counters, summed over its replicas.
+#[derive(Default, Debug)]
+struct ModelCounts {
+    /// `ray_serve_multiplexed_get_model_requests_counter_total`.
+    gets: f64,
+    /// `ray_serve_multiplexed_models_load_counter_total`.
+    loads: f64,
+    /// The replicas that report them.
+    replicas: usize,
+    /// What each replica holds: `lora#0: adapter-1 adapter-3`.
+    held: BTreeMap<String, Vec<String>>,
+}
+
+/// `lora`'s counters in the Prometheus text of `/metrics`.
+fn parse_model_counts(text: &str) -> ModelCounts {
+    let mut counts = ModelCounts::default();
+    for line in text.lines() {
+        let Some((name, rest)) = line.split_once('{') else {
+            continue;
+        };
+        let Some(replica) = label(rest, "replica").filter(|r| r.starts_with("lora#")) else {
+            continue;
+        };
+        let value = || {
+            rest.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<f64>().ok())
+                .unwrap_or_else(|| panic!("no value in the metric line {line:?}"))
+        };
+        match name {
+            "ray_serve_multiplexed_get_model_requests_counter_total" => {
+                counts.gets += value();
+                counts.replicas += 1;
+            }
+            "ray_serve_multiplexed_models_load_counter_total" => counts.loads += value(),
+            "ray_serve_registered_multiplexed_model_id" if value() > 0.0 => {
+                let model = label(rest, "model_id").unwrap_or_default().to_owned();
+                counts
+                    .held
+                    .entry(replica.to_owned())
+                    .or_default()
+                    .push(model);
+            }
+            _ => {}
+        }
+    }
+    counts
+}
+
+/// Reads `lora`'s counters from the dashboard at `addr`.
+fn model_counts(addr: &str) -> ModelCounts {
+    let text = get_metrics(addr).unwrap_or_else(|e| panic!("GET http://{addr}/metrics: {e}"));
+    parse_model_counts(&text)
+}
+
+/// The openai example (`RUST_LOG=warn`, no drain delay) on a free port, its dashboard on
+/// another; waits until `/metrics` reports both `lora` replicas. The example and the address of
+/// its dashboard.
+fn start_openai(exe: &Path) -> (Proc, String) {
+    let dashboard = format!("127.0.0.1:{}", free_port());
+    let mut cmd = Command::new(exe);
+    cmd.args(["--port", "0", "--dashboard-port"])
+        .arg(dashboard.rsplit(':').next().unwrap_or_default())
+        .stderr(Stdio::null())
+        .env("RUST_LOG", "warn")
+        .env("RAYAI_DRAIN_DELAY_S", "0");
+    for name in [
+        "RAYAI_LOG_FORMAT",
+        "RAYAI_DASHBOARD_TOKEN",
+        "RAYAI_AUTH_TOKEN",
+        "RAY_AUTH_TOKEN",
+    ] {
+        cmd.env_remove(name);
+    }
+    // Its line: `rayai OpenAI example serving on http://<addr>/v1  (Ctrl-C to stop)`.
+    let mut proc = Proc::start("openai example", cmd);
+    proc.addr = proc.addr.trim_end_matches("/v1").to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match get_metrics(&dashboard) {
+            Ok(text) if parse_model_counts(&text).replicas == 2 => return (proc, dashboard),
+            Ok(_) | Err(_) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Ok(_) => panic!("the dashboard on {dashboard} never reported 2 `lora` replicas"),
+            Err(e) => panic!("the dashboard on {dashboard} never answered: {e}"),
+        }
+    }
+}
+
+/// `multiplex-loadgen`'s requests for random models of `lora` (`-c` [`MULTIPLEX_C`] for
+/// `seconds`, no warmup of its own).
+fn multiplex_loadgen(bins: &Bins, url: &str, mode: Mode, seconds: f64, seed: u64) -> Report {
+    let mut cmd = Command::new(&bins.multiplex_loadgen);
+    cmd.args(["--url", url, "--mode", mode.arg()]).args([
+        "--models",
+        &MODELS.to_string(),
+        "--seed",
+        &seed.to_string(),
+    ]);
+    let limit = Load::Timed {
+        c: MULTIPLEX_C,
+        seconds,
+        warmup: 0.0,
+    }
+    .args(&mut cmd);
+    let (v, out) = run_load("multiplex-loadgen", cmd, limit);
+    let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {out}"));
+    Report {
+        requests: num("requests") as u64,
+        errors: num("errors") as u64,
+        non_2xx: num("non_2xx") as u64,
+        req_per_s: num("req_per_s"),
+        p50_us: num("p50_us"),
+        p99_us: num("p99_us"),
+        frames_per_s: 0.0,
+    }
+}
+
+/// One round of the multiplexing bench: a fresh server, its counters over the measured window.
+struct MultiplexRound {
+    report: Report,
+    /// `get_model` requests over the measured window, summed over the replicas.
+    gets: f64,
+    /// Models loaded over the measured window.
+    loads: f64,
+    /// Models loaded during the warmup (from cold caches).
+    warmup_loads: f64,
+    /// Requests of the warmup that failed or did not answer 2xx.
+    warmup_failures: u64,
+}
+
+impl MultiplexRound {
+    /// The share of `get_model` requests that found their model loaded (or loading).
+    fn hit_rate(&self) -> f64 {
+        if self.gets > 0.0 {
+            1.0 - self.loads / self.gets
+        } else {
+            0.0
+        }
+    }
+
+    fn failures(&self) -> u64 {
+        self.report.errors
+            + self.report.non_2xx
+            + u64::from(self.report.requests == 0)
+            + self.warmup_failures
+    }
+}
+
+/// Model multiplexing: the openai example's `lora` (2 replicas holding at most 2 models each,
+/// 50 ms a load) asked for 4 models at random; the cache hit rate over a measured window once
+/// warm, `1 - loads / get_model requests` from the dashboard's counters, with the model id in
+/// the header (the router sends a request to a replica that holds its model) against in the
+/// body (it cannot: about 50%). A fresh server each round (cold caches), header and body
+/// rounds alternating.
+fn multiplex(bins: &Bins, quick: bool) {
+    let (rounds, seconds, warmup) = if quick { (1, 2.0, 1.0) } else { (3, 5.0, 2.0) };
+    let openai = build_openai();
+    let mut results: Vec<(Mode, Vec<MultiplexRound>)> =
+        vec![(Mode::Header, Vec::new()), (Mode::Body, Vec::new())];
+    for round in 1..=rounds {
+        for (i, (mode, done)) in results.iter_mut().enumerate() {
+            let (server, dashboard) = start_openai(&openai);
+            let url = server.url("/v1/chat/completions");
+            let seed = (round * 2 + i) as u64;
+            let warm = multiplex_loadgen(bins, &url, *mode, warmup, seed);
+            let before = model_counts(&dashboard);
+            let report = multiplex_loadgen(bins, &url, *mode, seconds, seed + 100);
+            let after = model_counts(&dashboard);
+            server.stop();
+            let r = MultiplexRound {
+                report,
+                gets: after.gets - before.gets,
+                loads: after.loads - before.loads,
+                warmup_loads: before.loads,
+                warmup_failures: warm.errors + warm.non_2xx + u64::from(warm.requests == 0),
+            };
+            let held: Vec<String> = after
+                .held
+                .iter()
+                .map(|(replica, models)| format!("{replica}: {}", models.join(" ")))
+                .collect();
+            eprintln!(
+                "multiplex {} round {round}/{rounds}: hit rate {:.1}% ({} loads / {} get_model \
+                 requests), {:.0} req/s, p99 {}; warmup loads {}; held at the end: {}",
+                mode.arg(),
+                r.hit_rate() * 100.0,
+                r.loads,
+                r.gets,
+                r.report.req_per_s,
+                ms(r.report.p99_us),
+                r.warmup_loads,
+                held.join(", ")
+            );
+            done.push(r);
+        }
+    }
+    println!();
+    println!(
+        "## Model multiplexing: the openai example's `lora` (2 replicas, at most 2 models each, \
+         50 ms a load, max_ongoing_requests 8), {MODELS} models picked uniformly at random, \
+         c={MULTIPLEX_C}; cache hit rate = 1 - loads / get_model requests over {seconds} s, after \
+         {warmup} s of warmup, a fresh server (cold caches) per round, {rounds} round(s) per mode, \
+         alternating"
+    );
+    let pct = |x: f64| format!("{:.1}%", x * 100.0);
+    let mut medians = Vec::new();
+    for (mode, done) in &results {
+        println!();
+        println!("### {}", mode.label());
+        println!();
+        println!(
+            "| round | hit rate | get_model requests | loads | loads in warmup | req/s | p50 | p99 | failures |"
+        );
+        println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for (n, r) in done.iter().enumerate() {
+            println!(
+                "| {} | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} |",
+                n + 1,
+                pct(r.hit_rate()),
+                r.gets,
+                r.loads,
+                r.warmup_loads,
+                r.report.req_per_s,
+                ms(r.report.p50_us),
+                ms(r.report.p99_us),
+                r.failures()
+            );
+        }
+        let med = |f: fn(&MultiplexRound) -> f64| median(done.iter().map(f).collect());
+        let hit = med(MultiplexRound::hit_rate);
+        println!(
+            "| median | {} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | |",
+            pct(hit),
+            med(|r| r.gets),
+            med(|r| r.loads),
+            med(|r| r.warmup_loads),
+            med(|r| r.report.req_per_s),
+            ms(med(|r| r.report.p50_us)),
+            ms(med(|r| r.report.p99_us)),
+        );
+        medians.push((mode.arg(), hit));
+        for (n, r) in done.iter().enumerate() {
+            if r.failures() > 0 {
+                println!(
+                    "WARNING: multiplex {} round {}: {} errors or non-2xx answers (or an empty run)",
+                    mode.arg(),
+                    n + 1,
+                    r.failures()
+                );
+            }
+        }
+    }
+    println!();
+    println!(
+        "Cache hit rate once warm (median): {}",
+        medians
+            .iter()
+            .map(|(mode, hit)| format!("{mode} {}", pct(*hit)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+/// The sections, each run alone when named (`quick` shortens them).
+const SECTIONS: [&str; 5] = ["throughput", "counts", "hop", "grpc", "multiplex"];
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let has = |word: &str| args.iter().any(|a| a == word);
     let quick = has("quick");
-    let (mut run_throughput, mut run_counts, mut run_hop, mut run_grpc) =
-        (has("throughput"), has("counts"), has("hop"), has("grpc"));
-    if !run_throughput && !run_counts && !run_hop && !run_grpc {
-        (run_throughput, run_counts, run_hop, run_grpc) = (true, true, true, true);
-    }
+    // No section named: every section.
+    let all = !SECTIONS.iter().any(|s| has(s));
+    let run = |section: &str| all || has(section);
+    let (run_throughput, run_counts, run_hop, run_grpc, run_multiplex) = (
+        run("throughput"),
+        run("counts"),
+        run("hop"),
+        run("grpc"),
+        run("multiplex"),
+    );
     let bins = build();
     let loadavg = || std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
@@ -1157,6 +1548,9 @@ fn main() {
         grpc(&bins, &dir, quick);
     }
     let _ = std::fs::remove_dir_all(&dir);
+    if run_multiplex {
+        multiplex(&bins, quick);
+    }
     println!();
     println!(
         "load average at the end: {}",
