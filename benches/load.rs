@@ -328,9 +328,9 @@ fn loadgen(bins: &Bins, url: &str, body: &str, sse: bool, load: Load) -> Report 
 /// `grpc-loadgen`'s unary `SayHello` calls to `url`, with the metadata `application: greeter`
 /// (rayai routes by it; tonic ignores it): a [`Report`] whose `errors` are the calls that did
 /// not end `OK` with the greeting (no `non_2xx` or frames in gRPC).
-fn grpc_loadgen(bins: &Bins, url: &str, load: Load) -> Report {
+fn grpc_loadgen(bins: &Bins, url: &str, application: &str, load: Load) -> Report {
     let mut cmd = Command::new(&bins.grpc_loadgen);
-    cmd.args(["--url", url, "--application", "greeter"]);
+    cmd.args(["--url", url, "--application", application]);
     let limit = load.args(&mut cmd);
     let (v, out) = run_load("grpc-loadgen", cmd, limit);
     let num = |k: &str| v[k].as_f64().unwrap_or_else(|| panic!("no {k} in {out}"));
@@ -643,47 +643,61 @@ fn grpc(bins: &Bins, dir: &Path, quick: bool) {
         baseline.grpc_url(),
         rayai.grpc_url()
     );
-    // Both answer before anything is measured.
-    for server in [&baseline, &rayai] {
-        let r = grpc_loadgen(bins, &server.grpc_url(), Load::Counted(1));
-        assert_eq!((r.requests, r.errors), (1, 0), "{} answers", server.name);
+    // All answer before anything is measured.
+    for (server, app) in [
+        (&baseline, "greeter"),
+        (&rayai, "greeter"),
+        (&rayai, "greeter_shared"),
+    ] {
+        let r = grpc_loadgen(bins, &server.grpc_url(), app, Load::Counted(1));
+        assert_eq!(
+            (r.requests, r.errors),
+            (1, 0),
+            "{} {app} answers",
+            server.name
+        );
     }
     let mut rows = Vec::new();
     for c in CONCURRENCIES {
         let load = Load::Timed { c, seconds, warmup };
-        let (mut base, mut ours) = (Vec::new(), Vec::new());
+        let (mut base, mut ours, mut shared) = (Vec::new(), Vec::new(), Vec::new());
         for round in 1..=rounds {
-            let b = grpc_loadgen(bins, &baseline.grpc_url(), load);
-            let r = grpc_loadgen(bins, &rayai.grpc_url(), load);
+            let b = grpc_loadgen(bins, &baseline.grpc_url(), "greeter", load);
+            let r = grpc_loadgen(bins, &rayai.grpc_url(), "greeter", load);
+            let s = grpc_loadgen(bins, &rayai.grpc_url(), "greeter_shared", load);
             eprintln!(
                 "gRPC c={c} round {round}/{rounds}: bare tonic {:.0}/s p99 {}, rayai {:.0}/s p99 \
-                 {} ({:.2}x)",
+                 {} ({:.2}x), shared {:.0}/s ({:.2}x)",
                 b.req_per_s,
                 ms(b.p99_us),
                 r.req_per_s,
                 ms(r.p99_us),
-                r.req_per_s / b.req_per_s
+                r.req_per_s / b.req_per_s,
+                s.req_per_s,
+                s.req_per_s / b.req_per_s
             );
             base.push(b);
             ours.push(r);
+            shared.push(s);
         }
-        rows.push((c, base, ours));
+        rows.push((c, base, ours, shared));
     }
     drop((baseline, rayai));
     println!();
     println!(
-        "## gRPC from outside: unary SayHello, rayai's gRPC listener (`greeter` app, 2 replicas) \
-         against bare tonic, median of {rounds} alternating round(s) of {seconds} s (after \
+        "## gRPC from outside: unary SayHello, rayai's gRPC listener (`greeter` app, 2 replicas; \
+         `shared`: the same service with `isolation = \"shared\"`, app `greeter_shared`) against \
+         bare tonic, median of {rounds} alternating round(s) of {seconds} s (after \
          {warmup} s of warmup each), grpc-loadgen on one thread, one HTTP/2 connection per caller"
     );
     println!();
     println!(
-        "| c | bare tonic calls/s | rayai calls/s | ratio | rounds' ratios | bare tonic p50 | rayai p50 | bare tonic p99 | rayai p99 | p99 ratio |"
+        "| c | bare tonic calls/s | rayai calls/s | ratio | rounds' ratios | bare tonic p50 | rayai p50 | bare tonic p99 | rayai p99 | p99 ratio | shared calls/s | shared ratio |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let med = |v: &[Report], f: fn(&Report) -> f64| median(v.iter().map(f).collect());
     let mut failed = Vec::new();
-    for (c, base, ours) in &rows {
+    for (c, base, ours, shared) in &rows {
         let ratios: Vec<f64> = base
             .iter()
             .zip(ours)
@@ -692,7 +706,7 @@ fn grpc(bins: &Bins, dir: &Path, quick: bool) {
         let (b99, r99) = (med(base, |r| r.p99_us), med(ours, |r| r.p99_us));
         let (brate, rrate) = (med(base, |r| r.req_per_s), med(ours, |r| r.req_per_s));
         println!(
-            "| {c} | {brate:.0} | {rrate:.0} | {:.2} | {:.2}–{:.2} | {} | {} | {} | {} | {:.2} |",
+            "| {c} | {brate:.0} | {rrate:.0} | {:.2} | {:.2}–{:.2} | {} | {} | {} | {} | {:.2} | {:.0} | {:.2} |",
             rrate / brate,
             ratios.iter().copied().fold(f64::INFINITY, f64::min),
             ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
@@ -700,11 +714,14 @@ fn grpc(bins: &Bins, dir: &Path, quick: bool) {
             ms(med(ours, |r| r.p50_us)),
             ms(b99),
             ms(r99),
-            r99 / b99
+            r99 / b99,
+            med(shared, |r| r.req_per_s),
+            med(shared, |r| r.req_per_s) / brate
         );
         let failures: u64 = base
             .iter()
             .chain(ours)
+            .chain(shared)
             .map(|r| r.errors + u64::from(r.requests == 0))
             .sum();
         if failures > 0 {
@@ -1018,7 +1035,7 @@ fn count(bins: &Bins, dir: &Path, counted: &Counted, tool: Tool, n: u64) -> Coun
         .server
         .start_as(counted.label, counted.server.command(bins, Some(prefix)));
     let report = if counted.server.is_grpc() {
-        grpc_loadgen(bins, &proc.grpc_url(), Load::Counted(n))
+        grpc_loadgen(bins, &proc.grpc_url(), "greeter", Load::Counted(n))
     } else {
         loadgen(bins, &proc.url(counted.path), BODY, false, Load::Counted(n))
     };

@@ -19,7 +19,9 @@
 //! With `--grpc-port <port>` (0 picks a free one; without it, no gRPC listener and nothing
 //! more is deployed) it also serves gRPC on that port (rayai's `grpc_port`), with the grpc
 //! example's `greeter` application deployed at `/greeter` (its `Greeter` tonic service, 2
-//! replicas, as the example deploys it), and prints a second line,
+//! replicas, as the example deploys it) and the same service with `isolation = "shared"` as the
+//! application `greeter_shared` at `/greeter_shared` (no hop to a replica's thread: what the
+//! hop costs), and prints a second line,
 //! `bench-server gRPC on http://<addr> (pid <pid>)`, after the first.
 //!
 //! ```text
@@ -121,6 +123,15 @@ async fn main() -> rayai::Result<()> {
     server.deploy(app, "/").await?;
     if args.grpc_port.is_some() {
         server.deploy(grpc::greeter_app(), "/greeter").await?;
+        let shared = grpc::greeter_app()
+            .with_name("greeter_shared")
+            .map_deployments(|d| {
+                d.map_config(|c| {
+                    c.with_name("greeter_shared")
+                        .with_isolation(rayai::Isolation::Shared)
+                })
+            });
+        server.deploy(shared, "/greeter_shared").await?;
     }
     println!(
         "bench-server on http://{} (pid {})",
