@@ -392,3 +392,52 @@ async fn health_is_serving_until_the_drain() {
     assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
     stopping.await.unwrap();
 }
+
+/// Answers the multiplexed model id of its request.
+#[rayai::agent(num_cpus = 0.1, memory = "32MB")]
+#[derive(Default)]
+struct WhichModel;
+
+impl rayai::Agent for WhichModel {
+    async fn run(&self, _data: rayai::Value) -> Result<rayai::Value, rayai::AgentError> {
+        let ctx = rayai::RequestContext::current().expect("inside a request");
+        Ok(rayai::json!({ "model": ctx.multiplexed_model_id() }))
+    }
+}
+
+#[tokio::test]
+async fn the_multiplexed_model_id_metadata_reaches_the_agent() {
+    use rayai::grpc::pb::ChatRequest;
+    use rayai::grpc::pb::agents_client::AgentsClient;
+
+    let server = server(0.0).await;
+    server
+        .deploy(rayai::App::named("which").agent::<WhichModel>(), "/which")
+        .await
+        .expect("deploys");
+    let mut agents = AgentsClient::new(channel(&server).await);
+    let call = |model: Option<&str>| {
+        let mut req = tonic::Request::new(ChatRequest {
+            agent: "which_model".to_owned(),
+            data_json: "{}".to_owned(),
+            ..ChatRequest::default()
+        });
+        if let Some(model) = model {
+            req.metadata_mut()
+                .insert("multiplexed_model_id", model.parse().expect("ASCII"));
+        }
+        req
+    };
+    let reply = agents
+        .chat(call(Some("adapter-9")))
+        .await
+        .expect("answers")
+        .into_inner();
+    assert_eq!(reply.result_json, r#"{"model":"adapter-9"}"#);
+    let reply = agents.chat(call(None)).await.expect("answers").into_inner();
+    assert_eq!(reply.result_json, r#"{"model":""}"#);
+    let long = "m".repeat(600);
+    let refused = agents.chat(call(Some(&long))).await.expect_err("too long");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    server.shutdown().await;
+}

@@ -43,6 +43,7 @@ impl Agents {
             .get::<RequestId>()
             .map(|id| id.0.clone())
             .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into());
+        let model_id = super::model_id(request.metadata().as_ref())?;
         let message = request.into_inner();
         if message.agent.is_empty() {
             return Err(Status::invalid_argument(
@@ -94,7 +95,10 @@ impl Agents {
         } else {
             message.session_id.clone()
         };
-        let ctx = RequestContext::new(request_id, session);
+        let mut ctx = RequestContext::new(request_id, session);
+        if let Some(model_id) = model_id {
+            ctx = ctx.with_multiplexed_model_id(model_id);
+        }
         Ok((handle, ctx, data, message))
     }
 }

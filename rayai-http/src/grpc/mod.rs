@@ -310,9 +310,30 @@ impl GrpcService {
             .and_then(|v| v.to_str().ok())
             .unwrap_or("default")
             .to_owned();
-        let ctx = RequestContext::new(request_id.clone(), session);
+        let mut ctx = RequestContext::new(request_id.clone(), session);
+        if let Some(model_id) = model_id(req.headers())? {
+            ctx = ctx.with_multiplexed_model_id(model_id);
+        }
         req.extensions_mut().insert(ctx.clone());
         handle.serve(ctx, req).await.map_err(|e| status_of(&e))
+    }
+}
+
+/// The multiplexed model a call asks for: the `multiplexed_model_id` metadata key (Ray Serve's
+/// for gRPC), or `serve_multiplexed_model_id` as over HTTP; `INVALID_ARGUMENT` when it is not
+/// visible ASCII or longer than 512 bytes.
+pub(crate) fn model_id(headers: &http::HeaderMap) -> Result<Option<String>, tonic::Status> {
+    let Some(value) = headers
+        .get("multiplexed_model_id")
+        .or_else(|| headers.get("serve_multiplexed_model_id"))
+    else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(id) if id.len() <= 512 => Ok((!id.is_empty()).then(|| id.to_owned())),
+        _ => Err(tonic::Status::invalid_argument(
+            "multiplexed_model_id: visible ASCII, at most 512 bytes",
+        )),
     }
 }
 
