@@ -111,7 +111,7 @@ fn grpc_loadgen(args: &[&str]) -> Value {
 }
 
 /// One `SayHello` call to `url` (with `application: greeter` when `app`).
-fn say_hello(url: &str, name: &str, app: bool) -> Result<HelloReply, tonic::Status> {
+fn say_hello(url: &str, name: &str, app: Option<&str>) -> Result<HelloReply, tonic::Status> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -126,9 +126,9 @@ fn say_hello(url: &str, name: &str, app: bool) -> Result<HelloReply, tonic::Stat
             delay_ms: 0,
         });
         req.set_timeout(Duration::from_secs(10));
-        if app {
+        if let Some(app) = app {
             req.metadata_mut()
-                .insert("application", "greeter".parse().expect("ASCII"));
+                .insert("application", app.parse().expect("ASCII"));
         }
         client.say_hello(req).await.map(tonic::Response::into_inner)
     })
@@ -174,28 +174,34 @@ fn the_grpc_baseline_answers_what_rayai_answers() {
     let (base, ours) = (grpc_baseline(), rayai());
     let (base_url, our_url) = (base.grpc_url(), ours.grpc_url());
     for name in ["hello there", ""] {
-        let b = say_hello(&base_url, name, true).expect("the baseline answers");
-        let r = say_hello(&our_url, name, true).expect("rayai answers");
+        let b = say_hello(&base_url, name, Some("greeter")).expect("the baseline answers");
+        let r = say_hello(&our_url, name, Some("greeter")).expect("rayai answers");
+        let shared = say_hello(&our_url, name, Some("greeter_shared")).expect("shared answers");
+        assert_eq!(shared.message, r.message, "{name:?}");
         assert_eq!(b.message, r.message, "{name:?}");
         // The replica names have the same shape (rayai's are `greeter#0`, `greeter#1`).
         let shape = |s: &str| s.split_once('#').map(|(d, _)| d.to_owned());
         assert_eq!(shape(&b.replica), shape(&r.replica), "{b:?} {r:?}");
         assert_eq!(b.replica.len(), r.replica.len(), "{b:?} {r:?}");
     }
-    // With only the greeter deployed as a gRPC service, the metadata is optional.
-    let r = say_hello(&our_url, "x", false).expect("rayai answers without metadata");
-    assert_eq!(r.message, "Hello, x!");
+    // With two gRPC applications, a call without the metadata is refused, naming them.
+    let r = say_hello(&our_url, "x", None).expect_err("no application named");
+    assert_eq!(r.code(), tonic::Code::NotFound);
+    assert!(
+        r.message().contains("['greeter', 'greeter_shared']"),
+        "{r:?}"
+    );
     // Both refuse the same calls with the same code.
     let long = "x".repeat(1001);
-    let b = say_hello(&base_url, &long, true).expect_err("too long");
-    let r = say_hello(&our_url, &long, true).expect_err("too long");
+    let b = say_hello(&base_url, &long, Some("greeter")).expect_err("too long");
+    let r = say_hello(&our_url, &long, Some("greeter")).expect_err("too long");
     assert_eq!(b.code(), tonic::Code::InvalidArgument);
     assert_eq!(r.code(), b.code(), "{r:?}");
     assert_eq!(r.message(), b.message());
 
     // grpc-loadgen counts rayai's calls as it counts the baseline's.
     for args in [
-        &["-c", "1", "-n", "40"][..],
+        &["--application", "greeter_shared", "-c", "1", "-n", "40"][..],
         &["--application", "greeter", "-c", "1", "-n", "40"],
     ] {
         let counted = grpc_loadgen(&[&["--url", our_url.as_str()][..], args].concat());

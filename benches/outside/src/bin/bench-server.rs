@@ -21,7 +21,7 @@
 //! example's `greeter` application deployed at `/greeter` (its `Greeter` tonic service, 2
 //! replicas, as the example deploys it) and the same service with `isolation = "shared"` as the
 //! application `greeter_shared` at `/greeter_shared` (no hop to a replica's thread: what the
-//! hop costs), and prints a second line,
+//! hop costs), without `echo4` (to fit 2 CPUs), and prints a second line,
 //! `bench-server gRPC on http://<addr> (pid <pid>)`, after the first.
 //!
 //! ```text
@@ -116,10 +116,13 @@ async fn main() -> rayai::Result<()> {
         ..HttpOptions::default()
     }))
     .await?;
-    let app = App::new()
-        .agent::<Echo>()
-        .agent::<EchoShared>()
-        .agent::<Echo4>();
+    // The gRPC server of the bench serves no `echo4` (its 4 replicas' CPUs go to the greeters).
+    let app = App::new().agent::<Echo>().agent::<EchoShared>();
+    let app = if args.grpc_port.is_some() {
+        app
+    } else {
+        app.agent::<Echo4>()
+    };
     server.deploy(app, "/").await?;
     if args.grpc_port.is_some() {
         server.deploy(grpc::greeter_app(), "/greeter").await?;
