@@ -56,9 +56,17 @@ impl DeploymentKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Isolation {
-    /// Each replica on threads of its own (as many as its `num_cpus`, rounded up): code that
-    /// blocks its thread stalls only that replica. Costs a hop between threads per request.
+    /// Each replica has threads of its own (as many as its `num_cpus`, rounded up), and its
+    /// calls run in place on the caller's thread while they are quick: no hop between threads.
+    /// At most all but one of the server's workers run replica code at once (the others go to
+    /// the replica's threads), and a replica whose code once runs over 1 ms without yielding
+    /// (it blocks, or computes) sends its calls to its own threads from then on, as
+    /// [`Isolation::Thread`] does. Code that blocks never stalls the whole server.
     #[default]
+    Auto,
+    /// Each replica on threads of its own (as many as its `num_cpus`, rounded up), every call:
+    /// code that blocks its thread stalls only that replica. Costs a hop between threads per
+    /// request.
     Thread,
     /// On the server's runtime, with no hop: for agents whose code only awaits and never blocks
     /// a thread (a blocking call there would stall other requests).
@@ -107,7 +115,7 @@ impl DeploymentConfig {
             resources: Resources::default(),
             max_ongoing_requests: 5,
             max_queued_requests: None,
-            isolation: Isolation::Thread,
+            isolation: Isolation::Auto,
             health_check_period: Duration::from_secs(10),
             health_check_timeout: Duration::from_secs(30),
             graceful_shutdown_timeout: Duration::from_secs(20),

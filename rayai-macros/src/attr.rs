@@ -220,11 +220,18 @@ pub(crate) struct Args {
     pub(crate) health_check_timeout_s: Slot<f64>,
     /// `graceful_shutdown_timeout_s = 20`: seconds, 0 or more.
     pub(crate) graceful_shutdown_timeout_s: Slot<f64>,
-    /// `isolation = "shared"`: whether the replicas share the server's runtime (`true`) or get
-    /// threads of their own (`false`, `"thread"`).
-    pub(crate) shared_isolation: Slot<bool>,
+    /// `isolation = "auto"`, `"thread"` or `"shared"`: where the replicas run their code.
+    pub(crate) isolation: Slot<Isolation>,
     /// `crate = "rayai_core"`: the path the generated code reaches the runtime by.
     pub(crate) krate: Slot<syn::Path>,
+}
+
+/// `isolation = "..."`: where a deployment's replicas run their code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    Auto,
+    Thread,
+    Shared,
 }
 
 /// Parses the tokens inside `#[agent(...)]`, recording every mistake in `errors`.
@@ -292,15 +299,18 @@ pub(crate) fn parse(tokens: TokenStream, errors: &Errors) -> Args {
                     seconds(deployment::GRACEFUL_SHUTDOWN_TIMEOUT_S, value)
                 });
             }
-            "isolation" => set_expr_once(&mut args.shared_isolation, arg, |value| {
+            "isolation" => set_expr_once(&mut args.isolation, arg, |value| {
                 let lit = string(key, value, "thread")?;
                 match lit.value().as_str() {
-                    "thread" => Ok(false),
-                    "shared" => Ok(true),
+                    "auto" => Ok(Isolation::Auto),
+                    "thread" => Ok(Isolation::Thread),
+                    "shared" => Ok(Isolation::Shared),
                     _ => Err(syn::Error::new(
                         lit.span(),
-                        "`isolation` is \"thread\" (replicas on threads of their own, the default) \
-                         or \"shared\" (on the server's runtime, for code that never blocks)",
+                        "`isolation` is \"auto\" (the default: threads of their own, calls in \
+                         place while they are quick), \"thread\" (every call on the replica's own \
+                         threads) or \"shared\" (on the server's runtime, for code that never \
+                         blocks)",
                     )),
                 }
             }),

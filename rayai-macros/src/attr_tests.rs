@@ -70,11 +70,23 @@ fn parses_every_argument() {
 }
 
 #[test]
-fn isolation_is_thread_or_shared() {
-    assert!(!value(&ok(quote!(isolation = "thread")).shared_isolation));
-    assert!(value(&ok(quote!(isolation = "shared")).shared_isolation));
+fn isolation_is_auto_thread_or_shared() {
+    assert_eq!(
+        value(&ok(quote!(isolation = "auto")).isolation),
+        Isolation::Auto
+    );
+    assert_eq!(
+        value(&ok(quote!(isolation = "thread")).isolation),
+        Isolation::Thread
+    );
+    assert_eq!(
+        value(&ok(quote!(isolation = "shared")).isolation),
+        Isolation::Shared
+    );
     let errors = messages(quote!(isolation = "process"));
-    assert!(errors[0].contains("\"thread\""), "{errors:?}");
+    for mode in ["\"auto\"", "\"thread\"", "\"shared\""] {
+        assert!(errors[0].contains(mode), "{errors:?}");
+    }
 }
 
 #[test]

@@ -7,7 +7,7 @@ use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
 use syn::{Item, ItemStruct, LitStr};
 
-use crate::attr::{self, Args, Autoscaling, Errors, Replicas, Spanned};
+use crate::attr::{self, Args, Autoscaling, Errors, Isolation, Replicas, Spanned};
 use crate::naming;
 
 /// Expands `#[agent(args)]` on `input`; `source_file` is the file the attribute is in, if known.
@@ -198,11 +198,11 @@ fn deploy(
         args.graceful_shutdown_timeout_s
             .value
             .map(|secs| call("with_graceful_shutdown_timeout", duration(secs))),
-        args.shared_isolation.value.map(|shared| {
-            let variant = if shared.value {
-                quote!(Shared)
-            } else {
-                quote!(Thread)
+        args.isolation.value.map(|isolation| {
+            let variant = match isolation.value {
+                Isolation::Auto => quote!(Auto),
+                Isolation::Thread => quote!(Thread),
+                Isolation::Shared => quote!(Shared),
             };
             call("with_isolation", quote!(#krate::Isolation::#variant))
         }),

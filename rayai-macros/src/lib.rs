@@ -39,7 +39,7 @@
 //! | `backpressure_retry_after_s` | integer, 0 or more | This deployment's overload answers `429 Too Many Requests` with this `Retry-After` instead of the `503` (Ray's per-deployment choice). |
 //! | `health_check_period_s` | number of seconds, greater than 0 (`10`, `0.5`) | How often each replica's health is checked. |
 //! | `health_check_timeout_s` | number of seconds, greater than 0 | How long a health check may take before it counts as failed. |
-//! | `isolation` | `"thread"` or `"shared"` | Where replicas run their code: `"thread"` (default) gives each replica threads of its own, so code that blocks stalls only that replica; `"shared"` runs on the server's runtime with no hop between threads, for code that never blocks. |
+//! | `isolation` | `"auto"`, `"thread"` or `"shared"` | Where replicas run their code. `"auto"` (default): each replica has threads of its own, and its calls run in place on the server's workers while they are quick (no hop between threads); all but one worker at most run replica code at once, and a replica whose code blocks or computes without awaiting (one poll over 100 ms, or three in a row over 10 ms) sends its calls to its own threads from then on, so code that blocks never stalls the server. `"thread"`: every call on the replica's own threads (a hop per call; code that blocks stalls only that replica). `"shared"`: on the server's runtime with no hop and no guard, for code that never blocks. |
 //! | `graceful_shutdown_timeout_s` | number of seconds, 0 or more | How long a stopping replica may finish its requests before it is stopped. |
 //! | `crate` | string holding a path (`"rayai_core"`) | Where the generated code finds the runtime; `::rayai` unless given. For code that reaches rayai under another name. |
 //!

@@ -64,8 +64,9 @@ async fn blocking<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send + 
 async fn websocket_echo_goes_through_the_proxy_and_closes_cleanly() {
     let server = example().await;
     let ws = server.deployment("ws").expect("the ws deployment");
-    // The ingress runs on its replica's own runtime: the upgrade crosses to it and back.
-    assert_eq!(ws.config().isolation(), Isolation::Thread);
+    // The default: the ingress is polled in place inside its replica's runtime, so the task it
+    // spawns for the upgraded connection runs on the replica's own thread and crosses back.
+    assert_eq!(ws.config().isolation(), Isolation::Auto);
     let addr = server.local_addr();
     let closed = blocking("the WebSocket exchange", move || {
         let mut socket = connect(addr, "/ws/echo");

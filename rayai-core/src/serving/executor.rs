@@ -1,16 +1,21 @@
 //! Where a replica's code runs.
 //!
-//! With [`Isolation::Thread`] (the default) each replica runs its code on its own threads (a
-//! current-thread tokio runtime on a dedicated thread, or a multi-thread runtime when it declares
-//! more than one CPU), so code that blocks its thread stalls only that replica: never the proxy,
-//! health checks or other deployments. With [`Isolation::Shared`] it runs on the server's
-//! runtime: no hop between threads, for code that never blocks.
+//! With [`Isolation::Thread`] each replica runs its code on its own threads (a current-thread
+//! tokio runtime on a dedicated thread, or a multi-thread runtime when it declares more than one
+//! CPU), so code that blocks its thread stalls only that replica: never the proxy, health checks
+//! or other deployments. With [`Isolation::Shared`] it runs on the server's runtime: no hop
+//! between threads, for code that never blocks. [`Isolation::Auto`] (the default) has the
+//! threads of `Thread` and polls calls in place as `Shared` does while that is safe: see
+//! [`Adaptive`].
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use futures::FutureExt;
 use tokio::sync::oneshot;
@@ -21,9 +26,11 @@ use crate::error::{Error, panic_message};
 
 /// Where a replica's code runs.
 pub(crate) enum Executor {
-    /// A runtime on threads of its own, stopped when dropped.
+    /// A runtime on threads of its own, stopped when dropped. With `inline` (`Isolation::Auto`)
+    /// calls run in place while they are quick, and on these threads otherwise.
     Own {
         handle: tokio::runtime::Handle,
+        inline: Option<Inline>,
         _stop: oneshot::Sender<()>,
     },
     /// The runtime of the server that calls it.
@@ -33,12 +40,13 @@ pub(crate) enum Executor {
 impl Executor {
     pub(crate) fn new(isolation: Isolation, name: &str, threads: usize) -> io::Result<Self> {
         match isolation {
-            Isolation::Thread => Executor::start(name, threads),
+            Isolation::Auto => Executor::start(name, threads, true),
+            Isolation::Thread => Executor::start(name, threads, false),
             Isolation::Shared => Ok(Executor::Shared),
         }
     }
 
-    fn start(name: &str, threads: usize) -> io::Result<Self> {
+    fn start(name: &str, threads: usize, auto: bool) -> io::Result<Self> {
         let mut builder = if threads <= 1 {
             tokio::runtime::Builder::new_current_thread()
         } else {
@@ -59,6 +67,7 @@ impl Executor {
             })?;
         Ok(Executor::Own {
             handle,
+            inline: auto.then(|| Inline::new(name)),
             _stop: stop,
         })
     }
@@ -72,6 +81,19 @@ impl Executor {
         F::Output: Send + 'static,
     {
         match self {
+            Executor::Own {
+                handle,
+                inline: Some(inline),
+                ..
+            } if inline.may_start() => {
+                Adaptive {
+                    state: State::Inline(Box::pin(future)),
+                    handle,
+                    inline,
+                    cap: None,
+                }
+                .await
+            }
             Executor::Own { handle, .. } => {
                 AbortOnDrop(handle.spawn(future)).await.map_err(join_error)
             }
@@ -123,5 +145,324 @@ pub(crate) fn join_error(join: tokio::task::JoinError) -> Error {
     match join.try_into_panic() {
         Ok(payload) => Error::Panicked(panic_message(&*payload)),
         Err(_) => Error::ReplicaStopped,
+    }
+}
+
+/// A poll of a replica's code on the caller's thread longer than this is slow
+/// (`Isolation::Auto`): it blocked, computed, or its thread was preempted.
+const SLOW_POLL: Duration = Duration::from_millis(10);
+
+/// A poll longer than this sends the replica's calls to its own threads at once: no preemption
+/// of a busy machine lasts that long.
+const BLOCKING_POLL: Duration = Duration::from_millis(100);
+
+/// Slow polls in a row (no quick one between them) that send the replica's calls to its own
+/// threads: one alone may be the scheduler's doing.
+const SLOW_POLLS_IN_A_ROW: u32 = 3;
+
+/// How many threads, in the whole process, are polling replica code in place right now: at
+/// most one less than the workers of the runtime they belong to, so that code that blocks can
+/// never take every worker.
+static INLINE_POLLS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Whether this thread is already polling replica code in place (a call nested in one
+    /// counts once).
+    static POLLING_INLINE: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The state of a replica whose calls run in place while they are quick.
+pub(crate) struct Inline {
+    /// Set once its code blocked or computed in place (see [`Inline::polled`]): from then on
+    /// its calls go to its own threads.
+    slow: AtomicBool,
+    /// Slow polls since the last quick one.
+    slow_in_a_row: AtomicU32,
+    name: Box<str>,
+}
+
+impl Inline {
+    fn new(name: &str) -> Self {
+        Inline {
+            slow: AtomicBool::new(false),
+            slow_in_a_row: AtomicU32::new(0),
+            name: name.into(),
+        }
+    }
+
+    fn may_start(&self) -> bool {
+        !self.slow.load(Ordering::Relaxed)
+    }
+
+    /// Counts a poll in place that took `took`: one over [`BLOCKING_POLL`], or
+    /// [`SLOW_POLLS_IN_A_ROW`] over [`SLOW_POLL`], sends the calls to the replica's threads.
+    fn polled(&self, took: Duration) {
+        if took <= SLOW_POLL {
+            if self.slow_in_a_row.load(Ordering::Relaxed) != 0 {
+                self.slow_in_a_row.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let in_a_row = self.slow_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        if (took > BLOCKING_POLL || in_a_row >= SLOW_POLLS_IN_A_ROW)
+            && !self.slow.swap(true, Ordering::Relaxed)
+        {
+            let ms = took.as_secs_f64() * 1000.0;
+            tracing::info!(
+                target: "rayai::replica",
+                replica = &*self.name,
+                poll_ms = ms,
+                "its code ran {ms:.1} ms in one poll (it blocks or computes without awaiting): \
+                 the replica's calls now run on its own threads",
+            );
+        }
+    }
+}
+
+/// How many threads of the calling runtime may poll replica code in place at once: none on a
+/// current-thread runtime (its only thread is the one a blocking call would stall).
+fn inline_cap() -> usize {
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            handle.metrics().num_workers().saturating_sub(1)
+        }
+        _ => 0,
+    }
+}
+
+/// A place among the [`INLINE_POLLS`], held for one poll.
+struct InlinePermit {
+    counted: bool,
+}
+
+impl InlinePermit {
+    fn acquire(cap: usize) -> Option<Self> {
+        if POLLING_INLINE.with(Cell::get) {
+            return Some(InlinePermit { counted: false });
+        }
+        let mut now = INLINE_POLLS.load(Ordering::Relaxed);
+        loop {
+            if now >= cap {
+                return None;
+            }
+            match INLINE_POLLS.compare_exchange_weak(
+                now,
+                now + 1,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => break,
+                Err(actual) => now = actual,
+            }
+        }
+        POLLING_INLINE.with(|p| p.set(true));
+        Some(InlinePermit { counted: true })
+    }
+}
+
+impl Drop for InlinePermit {
+    fn drop(&mut self) {
+        if self.counted {
+            POLLING_INLINE.with(|p| p.set(false));
+            INLINE_POLLS.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+enum State<F: Future> {
+    /// Polled in place, in the replica's runtime context.
+    Inline(Pin<Box<F>>),
+    /// Moved to the replica's own threads.
+    Spawned(AbortOnDrop<F::Output>),
+    Done,
+}
+
+/// A call of `Isolation::Auto`: polled on the caller's thread, inside the replica's runtime
+/// context (what it spawns, its timers and its sockets belong to the replica's runtime), while
+/// a place among the inline polls is free and its polls stay under [`SLOW_POLL`]; otherwise
+/// handed to the replica's threads where it left off.
+struct Adaptive<'a, F: Future> {
+    state: State<F>,
+    handle: &'a tokio::runtime::Handle,
+    inline: &'a Inline,
+    /// The calling runtime's [`inline_cap`], read at the first poll.
+    cap: Option<usize>,
+}
+
+impl<F> Future for Adaptive<'_, F>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    type Output = Result<F::Output, Error>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        loop {
+            match &mut this.state {
+                State::Inline(future) => {
+                    let cap = *this.cap.get_or_insert_with(inline_cap);
+                    let permit = match this.inline.may_start() {
+                        true => InlinePermit::acquire(cap),
+                        false => None,
+                    };
+                    let Some(permit) = permit else {
+                        let State::Inline(future) = std::mem::replace(&mut this.state, State::Done)
+                        else {
+                            unreachable!()
+                        };
+                        this.state = State::Spawned(AbortOnDrop(this.handle.spawn(future)));
+                        continue;
+                    };
+                    let began = std::time::Instant::now();
+                    let polled = {
+                        let _runtime = this.handle.enter();
+                        std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
+                    };
+                    drop(permit);
+                    this.inline.polled(began.elapsed());
+                    return match polled {
+                        Ok(Poll::Pending) => Poll::Pending,
+                        Ok(Poll::Ready(output)) => {
+                            this.state = State::Done;
+                            Poll::Ready(Ok(output))
+                        }
+                        Err(panic) => {
+                            this.state = State::Done;
+                            Poll::Ready(Err(Error::Panicked(panic_message(&*panic))))
+                        }
+                    };
+                }
+                State::Spawned(task) => {
+                    let output = std::task::ready!(Pin::new(task).poll(cx));
+                    this.state = State::Done;
+                    return Poll::Ready(output.map_err(join_error));
+                }
+                State::Done => panic!("an adaptive call polled after it finished"),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+
+    /// Serialises the tests that hold or need the process's places for in-place polls.
+    static PLACES: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    fn thread_name() -> String {
+        std::thread::current().name().unwrap_or("").to_owned()
+    }
+
+    /// Where `n` calls of `executor` ran.
+    async fn names(executor: &Executor, n: usize) -> Vec<String> {
+        let mut names = Vec::new();
+        for _ in 0..n {
+            names.push(executor.run(async { thread_name() }).await.unwrap());
+        }
+        names
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn auto_runs_quick_calls_in_place_until_one_blocks() {
+        let _places = PLACES.lock().await;
+        let executor = Executor::new(Isolation::Auto, "probe#0", 1).unwrap();
+        let before = names(&executor, 20).await;
+        // Other tests of this binary may take the one place for a moment.
+        assert!(
+            before.iter().any(|name| name != "probe#0"),
+            "quick calls run in place: {before:?}"
+        );
+
+        // What an in-place call spawns runs on the replica's runtime.
+        let spawned = executor
+            .run(async { tokio::spawn(async { thread_name() }).await.unwrap() })
+            .await
+            .unwrap();
+        assert_eq!(spawned, "probe#0");
+
+        // A panic is the replica's, as on its own thread.
+        let panicked: Result<(), Error> = executor.run(async { panic!("in place") }).await;
+        assert!(
+            matches!(&panicked, Err(Error::Panicked(m)) if m == "in place"),
+            "{panicked:?}"
+        );
+
+        // One call that blocks for longer than BLOCKING_POLL sends every later call to the
+        // replica's thread.
+        executor
+            .run(async { std::thread::sleep(BLOCKING_POLL + Duration::from_millis(50)) })
+            .await
+            .unwrap();
+        assert_eq!(names(&executor, 20).await, vec!["probe#0"; 20]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn auto_never_lets_replica_code_take_every_worker() {
+        let _places = PLACES.lock().await;
+        let executor = Arc::new(Executor::new(Isolation::Auto, "probe#1", 1).unwrap());
+        let started = Arc::new(AtomicBool::new(false));
+        let blocker = tokio::spawn({
+            let (executor, started) = (executor.clone(), started.clone());
+            async move {
+                executor
+                    .run(async move {
+                        let name = thread_name();
+                        started.store(true, Ordering::SeqCst);
+                        std::thread::sleep(Duration::from_millis(400));
+                        name
+                    })
+                    .await
+                    .unwrap()
+            }
+        });
+        while !started.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        // Polled from the other worker while the first one is held: it may not run in place.
+        let during = tokio::spawn({
+            let executor = executor.clone();
+            async move { executor.run(async { thread_name() }).await.unwrap() }
+        })
+        .await
+        .unwrap();
+        let blocked_on = blocker.await.unwrap();
+        if blocked_on != "probe#1" {
+            assert_eq!(during, "probe#1", "the blocking call held the only place");
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn auto_on_a_current_thread_runtime_always_hops() {
+        let executor = Executor::new(Isolation::Auto, "probe#2", 1).unwrap();
+        assert_eq!(names(&executor, 5).await, vec!["probe#2"; 5]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn thread_isolation_always_hops() {
+        let executor = Executor::new(Isolation::Thread, "probe#3", 1).unwrap();
+        assert_eq!(names(&executor, 5).await, vec!["probe#3"; 5]);
+    }
+
+    #[test]
+    fn slow_polls_count_only_in_a_row() {
+        let inline = Inline::new("probe#4");
+        for _ in 0..10 {
+            inline.polled(SLOW_POLL * 2);
+            inline.polled(SLOW_POLL * 2);
+            inline.polled(Duration::from_micros(5));
+        }
+        assert!(
+            inline.may_start(),
+            "a quick poll between slow ones resets the count"
+        );
+        for _ in 0..SLOW_POLLS_IN_A_ROW {
+            inline.polled(SLOW_POLL * 2);
+        }
+        assert!(!inline.may_start());
     }
 }
