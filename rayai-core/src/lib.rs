@@ -50,6 +50,7 @@ mod schema;
 mod serving;
 mod status;
 mod stream;
+pub mod striped;
 mod target;
 mod typed;
 

@@ -55,12 +55,14 @@ pub(crate) fn mount(snapshot: &Snapshot, path: &str) -> Option<Mount> {
     } else if let Some(prefix) = path.strip_suffix("/v1/models") {
         (prefix, Op::Models, "/v1/models")
     } else {
-        let at = path.rfind("/v1/models/")?;
-        let id = &path[at + "/v1/models/".len()..];
-        if id.is_empty() || id.contains('/') {
+        // `{prefix}/v1/models/{id}`: the id is the last segment (no string search per request).
+        let slash = path.rfind('/')?;
+        let id = &path[slash + 1..];
+        let prefix = path[..slash].strip_suffix("/v1/models")?;
+        if id.is_empty() {
             return None;
         }
-        (&path[..at], Op::Model(id.to_owned()), "/v1/models/{model}")
+        (prefix, Op::Model(id.to_owned()), "/v1/models/{model}")
     };
     let prefix = if prefix.is_empty() { "/" } else { prefix };
     let mut models: Vec<Model> = snapshot

@@ -27,6 +27,10 @@ use crate::roles::{Role, wire};
 
 /// `x-request-id`.
 pub(crate) const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+/// A request's own timeout in seconds.
+const X_REQUEST_TIMEOUT: HeaderName = HeaderName::from_static("x-request-timeout-seconds");
+/// A sticky-session key.
+pub(crate) const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
 
 /// Calls an app's service. The future is built outside any async block: rustc cannot prove an
 /// async block holding a generic tower future `Send` for every lifetime of the boxed error type.
@@ -73,7 +77,7 @@ fn strip_root_path(req: Request<Incoming>, root_path: &str) -> Result<Request<In
 /// server's `request_timeout_s` (a malformed header is ignored).
 fn request_timeout<B>(req: &Request<B>, options: &HttpOptions) -> Option<f64> {
     let server = || options.request_timeout().map(|t| t.as_secs_f64());
-    let Some(value) = req.headers().get("x-request-timeout-seconds") else {
+    let Some(value) = req.headers().get(X_REQUEST_TIMEOUT) else {
         return server();
     };
     match value
@@ -91,7 +95,7 @@ fn request_timeout<B>(req: &Request<B>, options: &HttpOptions) -> Option<f64> {
 /// `x-session-id`: a sticky-session key for a request whose body names no session.
 fn session_header(headers: &http::HeaderMap) -> Option<Arc<str>> {
     headers
-        .get("x-session-id")
+        .get(X_SESSION_ID)
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty())
         .map(Arc::from)
@@ -150,12 +154,26 @@ pub(crate) fn host_is_valid<B>(req: &Request<B>) -> bool {
     match (hosts.next(), hosts.next()) {
         (None, _) => version == Version::HTTP_10,
         (Some(_), Some(_)) => false,
-        (Some(host), None) => host
-            .as_bytes()
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=%:[]".contains(&b)),
+        (Some(host), None) => host.as_bytes().iter().all(|&b| HOST_BYTES[usize::from(b)]),
     }
 }
+
+/// The bytes a `Host` value may hold: letters, digits, `-._~!$&'()*+,;=%:[]`.
+static HOST_BYTES: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = (b as u8).is_ascii_alphanumeric();
+        b += 1;
+    }
+    let extra = b"-._~!$&'()*+,;=%:[]";
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+};
 
 /// State shared by every connection of one server. The routes are the controller's: this holds
 /// no registry of its own.
@@ -258,13 +276,16 @@ impl Counted<'_> {
     /// Records the request as answered with `resp`, under the route pattern it reports.
     fn answered(mut self, resp: &Response<Body>) {
         if let Some(metrics) = self.metrics.take() {
-            let route = metrics.route_label(resp.extensions().get::<MatchedRoute>());
-            self.record(&metrics, route, resp.status().as_u16());
+            let status = resp.status().as_u16();
+            match resp.extensions().get::<MatchedRoute>() {
+                None => self.record(&metrics, metrics.route(), status),
+                matched => self.record(&metrics, &metrics.route_label(matched), status),
+            }
         }
     }
 
     /// Counts the request and writes its access log line.
-    fn record(&self, metrics: &RouteMetrics, route: Arc<str>, status: u16) {
+    fn record(&self, metrics: &RouteMetrics, route: &Arc<str>, status: u16) {
         let elapsed = self.started.elapsed();
         let method = self.method;
         // The line is built only when someone logs it, and its message without the formatting
@@ -273,7 +294,7 @@ impl Counted<'_> {
             let mut message = String::with_capacity(method.len() + route.len() + 5);
             message.push_str(method);
             message.push(' ');
-            message.push_str(&route);
+            message.push_str(route);
             message.push(' ');
             message.push_str(itoa::Buffer::new().format(status));
             tracing::info!(
@@ -281,7 +302,7 @@ impl Counted<'_> {
                 message = message.as_str(),
                 request_id = &*self.request_id,
                 method,
-                route = &*route,
+                route = &**route,
                 deployment = metrics.deployment_name(),
                 status,
                 latency_ms = elapsed.as_secs_f64() * 1000.0,
@@ -296,8 +317,7 @@ impl Counted<'_> {
 impl Drop for Counted<'_> {
     fn drop(&mut self) {
         if let Some(metrics) = self.metrics.take() {
-            let route = metrics.route_label(None);
-            self.record(&metrics, route, CLIENT_CLOSED_REQUEST);
+            self.record(&metrics, metrics.route(), CLIENT_CLOSED_REQUEST);
         }
     }
 }
@@ -313,7 +333,10 @@ impl Shared {
             .get(X_REQUEST_ID)
             .cloned()
             .unwrap_or_else(fresh_request_id);
-        let request_id: Arc<str> = String::from_utf8_lossy(id_header.as_bytes()).into();
+        let request_id: Arc<str> = match id_header.to_str() {
+            Ok(id) => id.into(),
+            Err(_) => String::from_utf8_lossy(id_header.as_bytes()).into(),
+        };
         if !host_is_valid(&req) {
             let mut resp = error::invalid_host();
             resp.headers_mut().insert(X_REQUEST_ID, id_header);
@@ -570,7 +593,7 @@ impl Shared {
         };
         let session = parts
             .headers
-            .get("x-session-id")
+            .get(X_SESSION_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("default")
             .to_owned();

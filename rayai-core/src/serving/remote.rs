@@ -30,6 +30,7 @@ use crate::request::RequestContext;
 use crate::schema::AgentSchema;
 use crate::status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 use crate::stream::{Msg, ReplicaStream};
+use crate::striped::Striped;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -96,7 +97,7 @@ pub(crate) struct RemoteDeployment {
     changed: Notify,
     kick: Arc<Notify>,
     closed: AtomicBool,
-    handle_requests: AtomicU64,
+    handle_requests: Striped<1>,
     loops: LoopCounters,
 }
 
@@ -146,7 +147,7 @@ impl RemoteDeployment {
             changed: Notify::new(),
             kick,
             closed: AtomicBool::new(false),
-            handle_requests: AtomicU64::new(0),
+            handle_requests: Striped::new(),
             loops: LoopCounters::default(),
         });
         remote.discover().await;
@@ -348,7 +349,7 @@ impl RemoteDeployment {
         F: FnMut(&str) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
     {
-        self.handle_requests.fetch_add(1, Ordering::Relaxed);
+        self.handle_requests.add(0, 1);
         for _ in 0..MAX_ATTEMPTS {
             self.wait_for_live().await?;
             // Queued behind busy replicas, a request waits as long as its timeout allows; but
@@ -478,7 +479,7 @@ impl RemoteDeployment {
     pub(crate) fn stats(&self) -> DeploymentStats {
         let (control_loops, last_control_loop) = self.loops.read();
         DeploymentStats {
-            handle_requests: self.handle_requests.load(Ordering::Relaxed),
+            handle_requests: self.handle_requests.get(0),
             router_requests: self.router.requests(),
             pending_replicas: 0,
             replicas_in_backoff: 0,

@@ -1,6 +1,6 @@
 //! One replica: a user's agent, handler or typed deployment on its executor, and how busy it is.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -13,6 +13,7 @@ use crate::config::DeploymentConfig;
 use crate::context::ReplicaContext;
 use crate::deployment::ReconfigureFn;
 use crate::error::{AgentError, Error};
+use crate::striped::Striped;
 use crate::target::{Factory, Target};
 
 /// How busy a replica is, and whether it takes requests: what the router reads and reserves.
@@ -113,7 +114,7 @@ impl Routed for Replica {
 pub(crate) struct Replica {
     ctx: ReplicaContext,
     load: Load,
-    served: AtomicU64,
+    served: Striped<1>,
     counters: ReplicaCounters,
     pub(super) target: Target,
     pub(super) executor: Executor,
@@ -156,7 +157,7 @@ impl Replica {
         let replica = Arc::new(Replica {
             ctx,
             load: Load::new(config.max_ongoing_requests()),
-            served: AtomicU64::new(0),
+            served: Striped::new(),
             counters: ReplicaCounters::default(),
             target,
             executor,
@@ -285,11 +286,11 @@ impl Replica {
 
     /// Counts one more request given to this replica.
     pub(crate) fn count_served(&self) {
-        self.served.fetch_add(1, Ordering::Relaxed);
+        self.served.add(0, 1);
     }
 
     pub(crate) fn served(&self) -> u64 {
-        self.served.load(Ordering::Relaxed)
+        self.served.get(0)
     }
 
     /// Counts one request the replica finished (`ok`, or its user code failed), `started` when

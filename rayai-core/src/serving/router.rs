@@ -21,6 +21,7 @@ impl<R: Routed> AsRef<Load> for Arc<R> {
     }
 }
 use crate::error::Error;
+use crate::striped::Striped;
 
 /// How long a request for a multiplexed model waits for a replica that holds the model before it
 /// goes to any replica (which loads it): Ray Serve's
@@ -36,7 +37,7 @@ pub(crate) struct Router<R = Replica> {
     waiter: Arc<Waiter>,
     closed: AtomicBool,
     /// Requests routed (assigned a replica or queued), for the metrics.
-    requests: AtomicU64,
+    requests: Striped<1>,
     /// Wakes the controller when a request finds no replica at all (scale from zero).
     kick: Arc<Notify>,
 }
@@ -49,7 +50,7 @@ impl<R: Routed> Router<R> {
             max_queued: AtomicU64::new(max_queued.map_or(u64::MAX, u64::from)),
             waiter: Arc::new(Waiter::default()),
             closed: AtomicBool::new(false),
-            requests: AtomicU64::new(0),
+            requests: Striped::new(),
             kick,
         }
     }
@@ -83,7 +84,7 @@ impl<R: Routed> Router<R> {
 
     /// Requests this router was given (assigned at once, queued, or refused by backpressure).
     pub(crate) fn requests(&self) -> u64 {
-        self.requests.load(Ordering::Relaxed)
+        self.requests.get(0)
     }
 
     /// Refuses new requests from now on and wakes the waiting ones so they fail.
@@ -131,7 +132,7 @@ impl<R: Routed> Router<R> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::ShuttingDown(self.name.clone()));
         }
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.requests.add(0, 1);
         if let Some(slot) = self.try_slot(session, model, true) {
             return Ok(slot);
         }

@@ -30,6 +30,7 @@ use crate::request::RequestContext;
 use crate::schema::AgentSchema;
 use crate::status::{DeploymentState, DeploymentStatus, ReplicaState, ReplicaStatus};
 use crate::stream::ReplicaStream;
+use crate::striped::Striped;
 use crate::target::Factory;
 
 /// Attempts at a replica's constructor before its start counts as failed.
@@ -75,7 +76,7 @@ pub(crate) struct Running {
     next_replica: AtomicU64,
     closed: AtomicBool,
     /// Requests sent through the deployment's handles, for the metrics.
-    handle_requests: AtomicU64,
+    handle_requests: Striped<1>,
     /// The control loop's iterations and how long the last one took.
     loops: LoopCounters,
 }
@@ -166,7 +167,7 @@ impl Running {
             kick,
             next_replica: AtomicU64::new(0),
             closed: AtomicBool::new(false),
-            handle_requests: AtomicU64::new(0),
+            handle_requests: Striped::new(),
             loops: LoopCounters::default(),
         });
         // The minimum must start; the replicas beyond it start now if they fit, else they wait
@@ -622,7 +623,7 @@ impl Running {
         let st = lock(&self.state);
         let missing = st.target.saturating_sub(st.members.len() as u32);
         DeploymentStats {
-            handle_requests: self.handle_requests.load(Ordering::Relaxed),
+            handle_requests: self.handle_requests.get(0),
             router_requests: self.router.requests(),
             pending_replicas: st.pending.as_ref().map_or(0, |(n, _)| *n),
             replicas_in_backoff: if st.retry_at.is_some_and(|at| at > Instant::now()) {
@@ -638,7 +639,7 @@ impl Running {
 
     /// Counts one request sent through a handle.
     fn count_handle_request(&self) {
-        self.handle_requests.fetch_add(1, Ordering::Relaxed);
+        self.handle_requests.add(0, 1);
     }
 
     /// Sends the requests that reach this version from now on, once it is shutting down, to

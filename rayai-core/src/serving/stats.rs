@@ -5,39 +5,40 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::striped::Striped;
+
 /// Upper bounds (ms) of the latency buckets: Ray Serve's `DEFAULT_LATENCY_BUCKET_MS`.
 pub const LATENCY_BUCKETS_MS: [f64; 19] = [
     1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 300.0, 400.0, 500.0, 1000.0, 2000.0, 5000.0,
     10000.0, 20000.0, 30000.0, 60000.0, 300000.0,
 ];
 
-/// A latency histogram over [`LATENCY_BUCKETS_MS`], recorded without a lock.
+/// Cells of a [`Histogram`]: one count per bucket, one for larger, then the sum in nanoseconds.
+const CELLS: usize = LATENCY_BUCKETS_MS.len() + 2;
+
+/// A latency histogram over [`LATENCY_BUCKETS_MS`], recorded without a lock (striped: the
+/// threads that record at once do not contend).
 #[derive(Debug, Default)]
 pub(crate) struct Histogram {
-    buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
-    /// The sum in nanoseconds.
-    sum_ns: AtomicU64,
+    cells: Striped<CELLS>,
 }
 
 impl Histogram {
     pub(crate) fn observe(&self, elapsed: Duration) {
         let ms = elapsed.as_secs_f64() * 1000.0;
         let i = LATENCY_BUCKETS_MS.partition_point(|&upper| upper < ms);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.cells.add(i, 1);
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.cells.add(CELLS - 1, ns);
     }
 
     pub(crate) fn snapshot(&self) -> Latency {
-        let buckets: Vec<u64> = self
-            .buckets
-            .iter()
-            .map(|b| b.load(Ordering::Relaxed))
-            .collect();
+        let cells = self.cells.all();
+        let buckets = cells[..CELLS - 1].to_vec();
         Latency {
             count: buckets.iter().sum(),
             buckets,
-            sum_ms: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e6,
+            sum_ms: cells[CELLS - 1] as f64 / 1e6,
         }
     }
 }
@@ -58,26 +59,27 @@ pub struct Latency {
 /// What one replica processed since it started.
 #[derive(Debug, Default)]
 pub(crate) struct ReplicaCounters {
-    requests: AtomicU64,
-    errors: AtomicU64,
+    /// Requests, errors.
+    counts: Striped<2>,
     latency: Histogram,
 }
 
 impl ReplicaCounters {
     /// Counts one request the replica finished, `ok` or failed, after `elapsed`.
     pub(crate) fn record(&self, elapsed: Duration, ok: bool) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.counts.add(0, 1);
         if !ok {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            self.counts.add(1, 1);
         }
         self.latency.observe(elapsed);
     }
 
     pub(crate) fn snapshot(&self, replica_id: &str) -> ReplicaStats {
+        let [requests, errors] = self.counts.all();
         ReplicaStats {
             replica_id: replica_id.to_owned(),
-            requests: self.requests.load(Ordering::Relaxed),
-            errors: self.errors.load(Ordering::Relaxed),
+            requests,
+            errors,
             processing_latency: self.latency.snapshot(),
             models: None,
         }

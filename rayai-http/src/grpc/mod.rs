@@ -149,7 +149,7 @@ impl GrpcService {
         let started = Instant::now();
         let request_id: Arc<str> = match req
             .headers()
-            .get("x-request-id")
+            .get(crate::service::X_REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .filter(|v| !v.is_empty() && v.len() <= 256)
         {
@@ -306,7 +306,7 @@ impl GrpcService {
         };
         let session = req
             .headers()
-            .get("x-session-id")
+            .get(crate::service::X_SESSION_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("default")
             .to_owned();
@@ -324,8 +324,8 @@ impl GrpcService {
 /// visible ASCII or longer than 512 bytes.
 pub(crate) fn model_id(headers: &http::HeaderMap) -> Result<Option<String>, tonic::Status> {
     let Some(value) = headers
-        .get("multiplexed_model_id")
-        .or_else(|| headers.get("serve_multiplexed_model_id"))
+        .get(const { http::HeaderName::from_static("multiplexed_model_id") })
+        .or_else(|| headers.get(crate::roles::wire::X_MODEL_ID))
     else {
         return Ok(None);
     };

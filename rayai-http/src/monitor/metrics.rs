@@ -10,13 +10,13 @@
 //! route's application (`""` when none), `deployment` a deployment's served name.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use http::Method;
 use rayai_core::handler::MatchedRoute;
+use rayai_core::striped::Striped;
 use rayai_core::{DeploymentHandle, LATENCY_BUCKETS_MS, ReplicaState, Snapshot};
 
 use super::exposition::{Buckets, Family, Kind};
@@ -48,30 +48,30 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A latency histogram over [`LATENCY_BUCKETS_MS`], recorded without a lock.
+/// Buckets of [`LATENCY_BUCKETS_MS`], and one for larger.
+const BUCKETS: usize = LATENCY_BUCKETS_MS.len() + 1;
+
+/// A latency histogram over [`LATENCY_BUCKETS_MS`], recorded without a lock (striped: the
+/// workers that record at once do not contend): the buckets, then the sum in nanoseconds.
 #[derive(Default)]
 struct Histogram {
-    counts: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
-    sum_ns: AtomicU64,
+    cells: Striped<{ BUCKETS + 1 }>,
 }
 
 impl Histogram {
     fn observe(&self, elapsed: Duration) {
         let ms = elapsed.as_secs_f64() * 1000.0;
         let i = LATENCY_BUCKETS_MS.partition_point(|&upper| upper < ms);
-        self.counts[i].fetch_add(1, Ordering::Relaxed);
+        self.cells.add(i, 1);
         let ns = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.cells.add(BUCKETS, ns);
     }
 
     fn buckets(&self) -> Buckets {
+        let cells = self.cells.all();
         Buckets {
-            counts: self
-                .counts
-                .iter()
-                .map(|c| c.load(Ordering::Relaxed))
-                .collect(),
-            sum: self.sum_ns.load(Ordering::Relaxed) as f64 / 1e6,
+            counts: cells[..BUCKETS].to_vec(),
+            sum: cells[BUCKETS] as f64 / 1e6,
         }
     }
 }
@@ -80,32 +80,24 @@ impl Histogram {
 /// series (the sampler takes differences each second).
 #[derive(Default)]
 pub(crate) struct Window {
-    pub(crate) requests: AtomicU64,
-    pub(crate) errors: AtomicU64,
-    /// One count per bucket of [`LATENCY_BUCKETS_MS`], and one for larger.
-    pub(crate) buckets: [AtomicU64; LATENCY_BUCKETS_MS.len() + 1],
+    /// Requests, errors, then one count per bucket of [`LATENCY_BUCKETS_MS`] and one for larger.
+    cells: Striped<{ BUCKETS + 2 }>,
 }
 
 impl Window {
-    fn record(&self, is_error: bool, ms: f64) {
-        self.requests.fetch_add(1, Ordering::Relaxed);
+    pub(crate) fn record(&self, is_error: bool, ms: f64) {
+        self.cells.add(0, 1);
         if is_error {
-            self.errors.fetch_add(1, Ordering::Relaxed);
+            self.cells.add(1, 1);
         }
         let i = LATENCY_BUCKETS_MS.partition_point(|&upper| upper < ms);
-        self.buckets[i].fetch_add(1, Ordering::Relaxed);
+        self.cells.add(2 + i, 1);
     }
 
     /// `(requests, errors, buckets)` now.
     pub(crate) fn snapshot(&self) -> (u64, u64, Vec<u64>) {
-        (
-            self.requests.load(Ordering::Relaxed),
-            self.errors.load(Ordering::Relaxed),
-            self.buckets
-                .iter()
-                .map(|b| b.load(Ordering::Relaxed))
-                .collect(),
-        )
+        let cells = self.cells.all();
+        (cells[0], cells[1], cells[2..].to_vec())
     }
 }
 
@@ -159,6 +151,11 @@ impl RouteMetrics {
         self.deployment_name.as_deref().unwrap_or("")
     }
 
+    /// The `route` label of a response that reports no pattern: the prefix.
+    pub(crate) fn route(&self) -> &Arc<str> {
+        &self.route
+    }
+
     /// The `route` label of a response: the reported pattern joined to the prefix, else the
     /// prefix. Allocates only the first time a pattern is seen.
     pub(crate) fn route_label(&self, matched: Option<&MatchedRoute>) -> Arc<str> {
@@ -201,8 +198,16 @@ struct RequestKey {
 /// The count and latencies of one [`RequestKey`].
 #[derive(Default)]
 struct RequestSeries {
-    requests: AtomicU64,
+    requests: Striped<1>,
     latency: Histogram,
+}
+
+impl RequestSeries {
+    /// One more request, answered after `elapsed`.
+    fn count(&self, elapsed: Duration) {
+        self.requests.add(0, 1);
+        self.latency.observe(elapsed);
+    }
 }
 
 /// The proxy's metrics of one server.
@@ -212,7 +217,7 @@ pub(crate) struct Metrics {
     adding: Mutex<()>,
     windows: Mutex<HashMap<Arc<str>, Arc<Window>>>,
     unmatched: Arc<RouteMetrics>,
-    ongoing: AtomicI64,
+    ongoing: Striped<1>,
 }
 
 impl Metrics {
@@ -228,7 +233,7 @@ impl Metrics {
                 None,
                 Arc::default(),
             )),
-            ongoing: AtomicI64::new(0),
+            ongoing: Striped::new(),
         }
     }
 
@@ -284,27 +289,28 @@ impl Metrics {
 
     /// One more request in the proxy until the guard is dropped.
     pub(crate) fn ongoing(&self) -> OngoingGuard<'_> {
-        self.ongoing.fetch_add(1, Ordering::Relaxed);
+        self.ongoing.add(0, 1);
         OngoingGuard(&self.ongoing)
     }
 
     /// Counts one answered request under `route_label` (see [`RouteMetrics::route_label`]).
+    /// The series of the route's last request is counted in place (no reference taken).
     pub(crate) fn record(
         &self,
         route: &RouteMetrics,
-        route_label: Arc<str>,
+        route_label: &Arc<str>,
         method: &'static str,
         status_code: u16,
         elapsed: Duration,
     ) {
         let last = route.last.load();
-        let series = match &*last {
+        match &*last {
             Some(last)
                 if last.status == status_code
                     && std::ptr::eq(last.method, method)
-                    && Arc::ptr_eq(&last.route, &route_label) =>
+                    && Arc::ptr_eq(&last.route, route_label) =>
             {
-                last.series.clone()
+                last.series.count(elapsed);
             }
             _ => {
                 let key = RequestKey {
@@ -318,17 +324,15 @@ impl Metrics {
                     Some(series) => series.clone(),
                     None => self.add_series(key),
                 };
+                series.count(elapsed);
                 route.last.store(Some(Arc::new(LastSeries {
-                    route: route_label,
+                    route: route_label.clone(),
                     method,
                     status: status_code,
-                    series: series.clone(),
+                    series,
                 })));
-                series
             }
-        };
-        series.requests.fetch_add(1, Ordering::Relaxed);
-        series.latency.observe(elapsed);
+        }
         if route.deployment.is_some() {
             route
                 .window
@@ -367,7 +371,7 @@ impl Metrics {
         let mut deployment_errors: BTreeMap<Labels, f64> = BTreeMap::new();
         let mut latency: BTreeMap<Labels, Buckets> = BTreeMap::new();
         for (key, series) in self.series.load().iter() {
-            let n = series.requests.load(Ordering::Relaxed) as f64;
+            let n = series.requests.get(0) as f64;
             let code = key.status.to_string();
             let base = |code_label: &'static str| {
                 vec![
@@ -430,17 +434,17 @@ impl Metrics {
         for (labels, b) in latency {
             families[3].histogram(labels, b);
         }
-        families[4].number(vec![], self.ongoing.load(Ordering::Relaxed).max(0) as f64);
+        families[4].number(vec![], self.ongoing.get_signed(0).max(0) as f64);
         families
     }
 }
 
 /// Counts a request as ongoing in the proxy while it lives.
-pub(crate) struct OngoingGuard<'a>(&'a AtomicI64);
+pub(crate) struct OngoingGuard<'a>(&'a Striped<1>);
 
 impl Drop for OngoingGuard<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.sub(0, 1);
     }
 }
 
@@ -692,7 +696,7 @@ impl MultiplexedFamilies {
 #[derive(Default)]
 pub(crate) struct GrpcMetrics {
     series: Mutex<HashMap<GrpcKey, Arc<RequestSeries>>>,
-    ongoing: AtomicI64,
+    ongoing: Striped<1>,
 }
 
 /// The labels of a gRPC series: application, method, status code.
@@ -711,7 +715,7 @@ impl GrpcMetrics {
     /// A call to `method` of `application` starts.
     #[cfg(feature = "grpc")]
     pub(crate) fn call(self: &Arc<Self>, application: &str, method: &str) -> GrpcCall {
-        self.ongoing.fetch_add(1, Ordering::Relaxed);
+        self.ongoing.add(0, 1);
         GrpcCall {
             metrics: self.clone(),
             application: application.into(),
@@ -757,14 +761,14 @@ impl GrpcMetrics {
                     (code_label, code.to_string()),
                 ]
             };
-            let n = series.requests.load(Ordering::Relaxed) as f64;
+            let n = series.requests.get(0) as f64;
             families[0].number(labels("status_code"), n);
             if code != 0 {
                 families[1].number(labels("error_code"), n);
             }
             families[2].histogram(labels("status_code"), series.latency.buckets());
         }
-        families[3].number(vec![], self.ongoing.load(Ordering::Relaxed).max(0) as f64);
+        families[3].number(vec![], self.ongoing.get_signed(0).max(0) as f64);
         families
     }
 }
@@ -781,15 +785,14 @@ impl GrpcCall {
         };
         let key = (self.application.clone(), method, code);
         let series = lock(&self.metrics.series).entry(key).or_default().clone();
-        series.requests.fetch_add(1, Ordering::Relaxed);
-        series.latency.observe(self.started.elapsed());
+        series.count(self.started.elapsed());
     }
 }
 
 #[cfg(feature = "grpc")]
 impl Drop for GrpcCall {
     fn drop(&mut self) {
-        self.metrics.ongoing.fetch_sub(1, Ordering::Relaxed);
+        self.metrics.ongoing.sub(0, 1);
     }
 }
 
@@ -813,14 +816,14 @@ mod tests {
         ));
         m.record(
             &route,
-            route.route_label(None),
+            &route.route_label(None),
             "POST",
             200,
             Duration::from_millis(3),
         );
         m.record(
             &route,
-            route.route_label(None),
+            &route.route_label(None),
             "POST",
             500,
             Duration::from_millis(3),
@@ -877,7 +880,7 @@ mod tests {
             let unmatched = m.unmatched();
             m.record(
                 &unmatched,
-                unmatched.route_label(None),
+                &unmatched.route_label(None),
                 method_label(&method),
                 404,
                 Duration::from_micros(rng.u64(1..10_000)),

@@ -155,10 +155,8 @@ mod tests {
         let windows = vec![(Arc::<str>::from("echo"), w.clone())];
         let mut s = Series::default();
         for i in 0..POINTS + 5 {
-            w.requests
-                .fetch_add(10, std::sync::atomic::Ordering::Relaxed);
-            if i % 2 == 0 {
-                w.errors.fetch_add(5, std::sync::atomic::Ordering::Relaxed);
+            for n in 0..10 {
+                w.record(i % 2 == 0 && n < 5, 1.0);
             }
             s.push(1.0, &windows, ProcessUsage::default(), (0.0, 0.0, 0));
         }
