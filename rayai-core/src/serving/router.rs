@@ -133,18 +133,23 @@ impl<R: Routed> Router<R> {
             return Err(Error::ShuttingDown(self.name.clone()));
         }
         self.requests.add(0, 1);
-        if let Some(slot) = self.try_slot(session, model, true) {
+        // First come, first served: while requests wait, a new one queues behind them instead
+        // of taking the place freed for the one woken (which would then wait another round).
+        let behind = self.waiter.queued() > 0;
+        if !behind && let Some(slot) = self.try_slot(session, model, true) {
             return Ok(slot);
         }
         let matching_until = model.map(|_| tokio::time::Instant::now() + MODEL_MATCHING_TIMEOUT);
         // A request that waits for particular replicas is woken by every freed slot, not one
         // in turn: one it declines must not stall the others.
-        let (queued, _in_queue) = self.waiter.enqueue(model.is_some());
+        let (queued, mut in_queue) = self.waiter.enqueue(model.is_some());
         if let Ok(max) = u32::try_from(self.max_queued.load(Ordering::Relaxed))
             && queued >= max
         {
+            in_queue.served();
             return Err(Error::Backpressure { queued, max });
         }
+        let mut wait_first = behind;
         loop {
             let mut notified = pin!(self.waiter.notified());
             notified.as_mut().enable();
@@ -152,7 +157,10 @@ impl<R: Routed> Router<R> {
                 return Err(Error::ShuttingDown(self.name.clone()));
             }
             let matching = matching_until.filter(|&until| tokio::time::Instant::now() < until);
-            if let Some(slot) = self.try_slot(session, model, matching.is_some()) {
+            if !std::mem::take(&mut wait_first)
+                && let Some(slot) = self.try_slot(session, model, matching.is_some())
+            {
+                in_queue.served();
                 return Ok(slot);
             }
             if self.replicas.load().is_empty() {
@@ -488,5 +496,60 @@ mod tests {
             .expect("woken when the holder frees")
             .unwrap();
         assert_eq!(second.replica().id(), "lora#0");
+    }
+
+    /// Polls `fut` once: whether it is ready now.
+    fn poll_once<F: Future + Unpin>(fut: &mut F) -> Option<F::Output> {
+        let waker = futures::task::noop_waker();
+        match std::pin::Pin::new(fut).poll(&mut std::task::Context::from_waker(&waker)) {
+            std::task::Poll::Ready(out) => Some(out),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    #[tokio::test]
+    async fn queued_requests_are_served_first_come_first_served() {
+        let router: Router<Holder> = Router::new("echo".into(), None, Arc::new(Notify::new()));
+        router.set_replicas(holders(&[(0, &[])], 1));
+        let held = router.acquire(None, None).await.unwrap();
+        let mut a = Box::pin(router.acquire(None, None));
+        let mut b = Box::pin(router.acquire(None, None));
+        assert!(poll_once(&mut a).is_none() && poll_once(&mut b).is_none());
+        assert_eq!(router.waiter.queued(), 2);
+
+        // The freed place is `a`'s: a request that comes now queues behind `b`.
+        drop(held);
+        let mut late = Box::pin(router.acquire(None, None));
+        assert!(
+            poll_once(&mut late).is_none(),
+            "the late request took a's place"
+        );
+        let a = poll_once(&mut a).expect("a is served first").unwrap();
+        assert!(poll_once(&mut b).is_none() && poll_once(&mut late).is_none());
+        drop(a);
+        let b = poll_once(&mut b).expect("then b").unwrap();
+        assert!(poll_once(&mut late).is_none());
+        drop(b);
+        assert!(poll_once(&mut late).expect("then the late one").is_ok());
+        assert_eq!(router.waiter.queued(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_gives_up_passes_its_turn_on() {
+        let router: Router<Holder> = Router::new("echo".into(), None, Arc::new(Notify::new()));
+        router.set_replicas(holders(&[(0, &[])], 1));
+        let held = router.acquire(None, None).await.unwrap();
+        let mut a = Box::pin(router.acquire(None, None));
+        assert!(poll_once(&mut a).is_none());
+        drop(held);
+        // `b` comes while `a` waits, so it waits its turn without looking; `a` then gives up
+        // (its client left) with the free place unclaimed.
+        let mut b = Box::pin(router.acquire(None, None));
+        assert!(poll_once(&mut b).is_none());
+        drop(a);
+        let b = tokio::time::timeout(Duration::from_millis(500), b)
+            .await
+            .expect("b is woken when a gives up");
+        assert!(b.is_ok());
     }
 }

@@ -48,8 +48,9 @@ impl Waiter {
         (
             self.queued.fetch_add(1, Ordering::SeqCst),
             QueueGuard {
-                queued: &self.queued,
-                picky: picky.then_some(&self.picky),
+                waiter: self,
+                picky,
+                served: false,
             },
         )
     }
@@ -76,15 +77,30 @@ impl Waiter {
 
 /// Counts a request out of the queue however it leaves.
 pub(crate) struct QueueGuard<'a> {
-    queued: &'a AtomicU32,
-    picky: Option<&'a AtomicU32>,
+    waiter: &'a Waiter,
+    picky: bool,
+    /// It leaves with a slot, or refused at once.
+    served: bool,
+}
+
+impl QueueGuard<'_> {
+    /// The request leaves with a slot (or was refused before it waited).
+    pub(crate) fn served(&mut self) {
+        self.served = true;
+    }
 }
 
 impl Drop for QueueGuard<'_> {
     fn drop(&mut self) {
-        self.queued.fetch_sub(1, Ordering::SeqCst);
-        if let Some(picky) = self.picky {
-            picky.fetch_sub(1, Ordering::SeqCst);
+        let before = self.waiter.queued.fetch_sub(1, Ordering::SeqCst);
+        if self.picky {
+            self.waiter.picky.fetch_sub(1, Ordering::SeqCst);
+        }
+        // A request that gives up (its client left, its deadline passed) may have been the one
+        // a freed place was meant for, and the requests behind it wait their turn instead of
+        // looking: the next one looks now.
+        if !self.served && before > 1 {
+            self.waiter.wake.notify_one();
         }
     }
 }

@@ -42,7 +42,12 @@ impl Agents {
             .extensions()
             .get::<RequestId>()
             .map(|id| id.0.clone())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string().into());
+            .unwrap_or_else(|| {
+                uuid::Uuid::new_v4()
+                    .hyphenated()
+                    .encode_lower(&mut uuid::Uuid::encode_buffer())
+                    .into()
+            });
         let model_id = super::model_id(request.metadata().as_ref())?;
         let message = request.into_inner();
         if message.agent.is_empty() {

@@ -154,7 +154,10 @@ impl GrpcService {
             .filter(|v| !v.is_empty() && v.len() <= 256)
         {
             Some(id) => id.into(),
-            None => uuid::Uuid::new_v4().to_string().into(),
+            None => uuid::Uuid::new_v4()
+                .hyphenated()
+                .encode_lower(&mut uuid::Uuid::encode_buffer())
+                .into(),
         };
         let method: Arc<str> = req.uri().path().into();
         let application = req
@@ -187,7 +190,8 @@ impl GrpcService {
             Err(status) => status::response(&status),
         };
         if let Ok(value) = HeaderValue::from_str(&request_id) {
-            resp.headers_mut().insert("x-request-id", value);
+            resp.headers_mut()
+                .insert(crate::service::X_REQUEST_ID, value);
         }
         // A status in the headers (a trailers-only answer) is final; otherwise the trailers say.
         let early = status::code_in(resp.headers());
@@ -198,7 +202,7 @@ impl GrpcService {
     /// earlier of both.
     fn deadline(&self, headers: &HeaderMap, started: Instant) -> Option<Instant> {
         let asked = headers
-            .get("grpc-timeout")
+            .get(const { http::HeaderName::from_static("grpc-timeout") })
             .and_then(|v| v.to_str().ok())
             .and_then(status::parse_timeout);
         let server = self

@@ -695,7 +695,11 @@ impl MultiplexedFamilies {
 /// `ray_serve_num_ongoing_grpc_requests`, by application and method (and status code).
 #[derive(Default)]
 pub(crate) struct GrpcMetrics {
-    series: Mutex<HashMap<GrpcKey, Arc<RequestSeries>>>,
+    /// Read without a lock by every call; replaced whole (under `adding`) by a call that adds a
+    /// series.
+    series: ArcSwap<HashMap<GrpcKey, Arc<RequestSeries>>>,
+    #[cfg(feature = "grpc")]
+    adding: Mutex<()>,
     ongoing: Striped<1>,
 }
 
@@ -748,7 +752,9 @@ impl GrpcMetrics {
                 "The number of ongoing requests in the gRPC proxy",
             ),
         ];
-        let mut all: Vec<_> = lock(&self.series)
+        let mut all: Vec<_> = self
+            .series
+            .load()
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
@@ -784,8 +790,24 @@ impl GrpcCall {
             self.method.clone()
         };
         let key = (self.application.clone(), method, code);
-        let series = lock(&self.metrics.series).entry(key).or_default().clone();
-        series.count(self.started.elapsed());
+        let elapsed = self.started.elapsed();
+        if let Some(series) = self.metrics.series.load().get(&key) {
+            series.count(elapsed);
+            return;
+        }
+        let _adding = lock(&self.metrics.adding);
+        let current = self.metrics.series.load();
+        let series = match current.get(&key) {
+            Some(series) => series.clone(),
+            None => {
+                let made = Arc::new(RequestSeries::default());
+                let mut next = HashMap::clone(&current);
+                next.insert(key, made.clone());
+                self.metrics.series.store(Arc::new(next));
+                made
+            }
+        };
+        series.count(elapsed);
     }
 }
 
