@@ -49,6 +49,82 @@ pub(crate) struct ChatRequest {
 ///
 /// On failure, the `detail` list of the 422.
 pub(crate) fn parse(body: &[u8], shape: Shape) -> Result<ChatRequest, Value> {
+    if shape == Shape::Chat
+        && let Ok(Usual(request)) = serde_json::from_slice::<Usual>(body)
+    {
+        return Ok(request);
+    }
+    parse_any(body, shape)
+}
+
+/// The usual chat body, read straight into a [`ChatRequest`] without a map of its own (whose
+/// keys would each be allocated and hashed): an object whose `data` is an object, with at most
+/// a string `session_id` and a valid `stream`, other keys skipped, no key of these three twice.
+/// Anything else fails, and [`parse_any`] reads the body again to say what pydantic would.
+struct Usual(ChatRequest);
+
+impl<'de> serde::Deserialize<'de> for Usual {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Fields;
+        impl<'de> serde::de::Visitor<'de> for Fields {
+            type Value = Usual;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the usual chat request")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Usual, A::Error> {
+                use serde::de::Error as _;
+                let unusual = || A::Error::custom("unusual");
+                let (mut data, mut session_id, mut stream) = (None, None, None);
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    match &*key {
+                        "data" if data.is_none() => match map.next_value()? {
+                            value @ Value::Object(_) => data = Some(value),
+                            _ => return Err(unusual()),
+                        },
+                        "session_id" if session_id.is_none() => match map.next_value()? {
+                            Value::String(s) => session_id = Some(s),
+                            _ => return Err(unusual()),
+                        },
+                        "stream" if stream.is_none() => {
+                            let value: Value = map.next_value()?;
+                            stream = Some(stream_mode(Some(&value)).ok_or_else(unusual)?);
+                        }
+                        "data" | "session_id" | "stream" => return Err(unusual()),
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Usual(ChatRequest {
+                    data: data.ok_or_else(unusual)?,
+                    session_id,
+                    stream: stream.unwrap_or(StreamMode::Off),
+                }))
+            }
+        }
+        deserializer.deserialize_map(Fields)
+    }
+}
+
+/// What `stream` asks for; `None` when pydantic would refuse it.
+fn stream_mode(value: Option<&Value>) -> Option<StreamMode> {
+    match value {
+        None | Some(Value::Bool(false)) => Some(StreamMode::Off),
+        // Any numeric zero (`0`, `-0`, `0.0`, `0e0`, `1e-400`), as pydantic reads them.
+        Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_f64() == Some(0.0) => {
+            Some(StreamMode::Off)
+        }
+        Some(Value::String(s)) if s == "text" => Some(StreamMode::Text),
+        Some(Value::String(s)) if s == "events" => Some(StreamMode::Events),
+        Some(_) => None,
+    }
+}
+
+/// Parses and validates any body, collecting every error (see [`parse`]).
+fn parse_any(body: &[u8], shape: Shape) -> Result<ChatRequest, Value> {
     if body.is_empty() {
         return Err(
             json!([{"type": "missing", "loc": ["body"], "msg": "Field required", "input": null}]),
@@ -114,15 +190,10 @@ pub(crate) fn parse(body: &[u8], shape: Shape) -> Result<ChatRequest, Value> {
             None
         }
     };
-    let stream = match fields.get("stream") {
-        None | Some(Value::Bool(false)) => StreamMode::Off,
-        // Any numeric zero (`0`, `-0`, `0.0`, `0e0`, `1e-400`), as pydantic reads them.
-        Some(Value::Number(n)) if n.as_u64() == Some(0) || n.as_f64() == Some(0.0) => {
-            StreamMode::Off
-        }
-        Some(Value::String(s)) if s == "text" => StreamMode::Text,
-        Some(Value::String(s)) if s == "events" => StreamMode::Events,
-        Some(other) => {
+    let stream = match stream_mode(fields.get("stream")) {
+        Some(mode) => mode,
+        None => {
+            let other = fields.get("stream");
             errors.push(json!({
                 "type": "literal_error",
                 "loc": ["body", "stream"],
@@ -348,6 +419,55 @@ pub(crate) fn sse_response(body: Body, http11: bool) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_usual_body_is_read_as_the_full_parse_reads_it() {
+        let bodies: &[&str] = &[
+            r#"{"data":{"messages":[{"role":"user","content":"hi"}]},"session_id":"s1"}"#,
+            r#"{"data":{},"stream":"text"}"#,
+            r#"{"data":{},"stream":"events","extra":[1,{"a":2}],"session_id":"x"}"#,
+            r#"{"data":{},"stream":false}"#,
+            r#"{"data":{},"stream":0}"#,
+            r#"{"data":{},"stream":-0.0}"#,
+            r#"{"data":{},"stream":1e-400}"#,
+            r#" {"s\u0065ssion_id":"e","d\u0061ta":{"k":"v"}} "#,
+            r#"{"data":{"nested":{"data":1}},"session_id":"\u00e9t\u00e9"}"#,
+        ];
+        for body in bodies {
+            let fast = serde_json::from_slice::<Usual>(body.as_bytes())
+                .unwrap_or_else(|e| panic!("{body}: {e}"))
+                .0;
+            assert_eq!(Ok(fast), parse_any(body.as_bytes(), Shape::Chat), "{body}");
+        }
+    }
+
+    #[test]
+    fn anything_unusual_goes_to_the_full_parse() {
+        let bodies: &[&str] = &[
+            "",
+            "[]",
+            "{}",
+            r#"{"data":[]}"#,
+            r#"{"data":null}"#,
+            r#"{"data":{},"session_id":1}"#,
+            r#"{"data":{},"stream":true}"#,
+            r#"{"data":{},"stream":"TEXT"}"#,
+            r#"{"data":{"a":1},"data":{"b":2}}"#,
+            r#"{"data":{},"session_id":"a","session_id":"b"}"#,
+            r#"{"data":{},"stream":"text","stream":false}"#,
+            r#"{"data":{}} trailing"#,
+            r#"{"data":{}"#,
+        ];
+        for body in bodies {
+            assert!(
+                serde_json::from_slice::<Usual>(body.as_bytes()).is_err(),
+                "{body} was read as usual"
+            );
+        }
+        // Duplicates: the full parse keeps the last, as pydantic does.
+        let last = parse(br#"{"data":{"a":1},"data":{"b":2}}"#, Shape::Chat).unwrap();
+        assert_eq!(last.data, json!({"b": 2}));
+    }
 
     fn errors(body: &str) -> Value {
         parse(body.as_bytes(), Shape::Chat).unwrap_err()
