@@ -61,7 +61,9 @@ pub enum Isolation {
     /// At most all but one of the server's workers run replica code at once (the others go to
     /// the replica's threads), and a replica whose code once runs over 1 ms without yielding
     /// (it blocks, or computes) sends its calls to its own threads from then on, as
-    /// [`Isolation::Thread`] does. Code that blocks never stalls the whole server.
+    /// [`Isolation::Thread`] does. A watchdog wakes the runtime's other workers when a call
+    /// holds one for over 10 ms, so they keep serving. Code that blocks never stalls the whole
+    /// server.
     #[default]
     Auto,
     /// Each replica on threads of its own (as many as its `num_cpus`, rounded up), every call:

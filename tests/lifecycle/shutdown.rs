@@ -119,10 +119,13 @@ async fn agent_blocking_its_thread_stalls_neither_other_agents_nor_healthz() {
     let quick = (0..20).map(|_| post(addr, &path, r#"{"data": {}}"#));
     let (replies, health) = tokio::join!(futures::future::join_all(quick), get(addr, "/-/healthz"));
     let elapsed = started.elapsed();
-    assert!(
-        !blocked.is_finished(),
-        "the blocking request returned first ({elapsed:?})"
-    );
+    if blocked.is_finished() {
+        let r = blocked.reply().await;
+        panic!(
+            "the blocking request returned first ({elapsed:?}): {} {}",
+            r.status, r.body
+        );
+    }
     for r in &replies {
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     }

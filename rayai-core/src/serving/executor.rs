@@ -236,26 +236,28 @@ struct InlinePermit {
 }
 
 impl InlinePermit {
-    fn acquire(cap: usize) -> Option<Self> {
+    /// A place for a poll starting `now`, if the calling runtime has one (`cap`).
+    fn acquire(cap: usize, now: std::time::Instant) -> Option<Self> {
         if POLLING_INLINE.with(Cell::get) {
             return Some(InlinePermit { counted: false });
         }
-        let mut now = INLINE_POLLS.load(Ordering::Relaxed);
+        let mut polls = INLINE_POLLS.load(Ordering::Relaxed);
         loop {
-            if now >= cap {
+            if polls >= cap {
                 return None;
             }
             match INLINE_POLLS.compare_exchange_weak(
-                now,
-                now + 1,
+                polls,
+                polls + 1,
                 Ordering::Acquire,
                 Ordering::Relaxed,
             ) {
                 Ok(_) => break,
-                Err(actual) => now = actual,
+                Err(actual) => polls = actual,
             }
         }
         POLLING_INLINE.with(|p| p.set(true));
+        watchdog::polling_since(now);
         Some(InlinePermit { counted: true })
     }
 }
@@ -263,8 +265,128 @@ impl InlinePermit {
 impl Drop for InlinePermit {
     fn drop(&mut self) {
         if self.counted {
+            watchdog::polled();
             POLLING_INLINE.with(|p| p.set(false));
             INLINE_POLLS.fetch_sub(1, Ordering::Release);
+        }
+    }
+}
+
+/// Keeps a runtime alive while one of its workers is held by replica code polled in place.
+///
+/// The other workers of a tokio runtime may all be asleep on condition variables when one
+/// starts a poll that blocks: none of them then drives the runtime's sockets and timers, and
+/// nothing wakes them (the sleeping one that would is the one blocked). So every thread that
+/// polls in place notes when its poll began, and a watchdog thread looks every
+/// [`PERIOD`](watchdog::PERIOD): a poll running for longer than that gets one empty task
+/// spawned on its runtime from outside, which wakes a sleeping worker; that worker then drives
+/// the sockets and timers while the other is held.
+mod watchdog {
+    use std::cell::OnceCell;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::{Arc, Mutex, OnceLock};
+    use std::time::{Duration, Instant};
+
+    /// How often the watchdog looks, and how long a poll runs before it wakes the runtime.
+    pub(super) const PERIOD: Duration = Duration::from_millis(10);
+
+    /// One thread that polls in place: when its poll began (nanoseconds since [`epoch`], 0
+    /// when it polls nothing), and its runtime.
+    struct Watched {
+        since: AtomicU64,
+        runtime: tokio::runtime::Handle,
+    }
+
+    /// The threads that poll in place.
+    fn watched() -> &'static Mutex<Vec<Arc<Watched>>> {
+        static WATCHED: OnceLock<Mutex<Vec<Arc<Watched>>>> = OnceLock::new();
+        WATCHED.get_or_init(|| {
+            let spawned = std::thread::Builder::new()
+                .name("rayai-watchdog".into())
+                .spawn(watch);
+            if let Err(e) = spawned {
+                tracing::warn!("the watchdog of in-place polls did not start: {e}");
+            }
+            Mutex::new(Vec::new())
+        })
+    }
+
+    fn epoch() -> Instant {
+        static EPOCH: OnceLock<Instant> = OnceLock::new();
+        *EPOCH.get_or_init(Instant::now)
+    }
+
+    /// This thread's entry, made at its first poll in place (when it is in a runtime) and
+    /// removed when the thread ends.
+    struct Entry(Arc<Watched>);
+
+    impl Drop for Entry {
+        fn drop(&mut self) {
+            let mut all = watched().lock().unwrap_or_else(|p| p.into_inner());
+            all.retain(|w| !Arc::ptr_eq(w, &self.0));
+        }
+    }
+
+    thread_local! {
+        static ENTRY: OnceCell<Option<Entry>> = const { OnceCell::new() };
+    }
+
+    fn with_entry(f: impl FnOnce(&Watched)) {
+        let _ = ENTRY.try_with(|entry| {
+            let entry = entry.get_or_init(|| {
+                let runtime = tokio::runtime::Handle::try_current().ok()?;
+                let watched_thread = Arc::new(Watched {
+                    since: AtomicU64::new(0),
+                    runtime,
+                });
+                watched()
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(watched_thread.clone());
+                Some(Entry(watched_thread))
+            });
+            if let Some(Entry(watched_thread)) = entry {
+                f(watched_thread);
+            }
+        });
+    }
+
+    /// This thread starts a poll in place, at `now`.
+    pub(super) fn polling_since(now: Instant) {
+        let ns = u64::try_from(now.saturating_duration_since(epoch()).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
+        with_entry(|w| w.since.store(ns, Ordering::Relaxed));
+    }
+
+    /// This thread's poll in place ended.
+    pub(super) fn polled() {
+        with_entry(|w| w.since.store(0, Ordering::Relaxed));
+    }
+
+    /// The watchdog: wakes the runtime of each poll that runs longer than [`PERIOD`], once
+    /// per poll.
+    fn watch() {
+        let mut woken: Vec<(Arc<Watched>, u64)> = Vec::new();
+        loop {
+            std::thread::sleep(PERIOD);
+            let now = u64::try_from(epoch().elapsed().as_nanos()).unwrap_or(u64::MAX);
+            let all: Vec<Arc<Watched>> =
+                watched().lock().unwrap_or_else(|p| p.into_inner()).clone();
+            woken.retain(|(w, _)| all.iter().any(|a| Arc::ptr_eq(a, w)));
+            for w in all {
+                let since = w.since.load(Ordering::Relaxed);
+                let held = since != 0
+                    && now.saturating_sub(since) >= u64::try_from(PERIOD.as_nanos()).unwrap_or(0);
+                let done = woken
+                    .iter()
+                    .any(|(v, at)| Arc::ptr_eq(v, &w) && *at == since);
+                if held && !done {
+                    drop(w.runtime.spawn(async {}));
+                    woken.retain(|(v, _)| !Arc::ptr_eq(v, &w));
+                    woken.push((w, since));
+                }
+            }
         }
     }
 }
@@ -302,8 +424,9 @@ where
             match &mut this.state {
                 State::Inline(future) => {
                     let cap = *this.cap.get_or_insert_with(inline_cap);
+                    let began = std::time::Instant::now();
                     let permit = match this.inline.may_start() {
-                        true => InlinePermit::acquire(cap),
+                        true => InlinePermit::acquire(cap, began),
                         false => None,
                     };
                     let Some(permit) = permit else {
@@ -314,7 +437,6 @@ where
                         this.state = State::Spawned(AbortOnDrop(this.handle.spawn(future)));
                         continue;
                     };
-                    let began = std::time::Instant::now();
                     let polled = {
                         let _runtime = this.handle.enter();
                         std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx)))
@@ -433,6 +555,52 @@ mod tests {
         let blocked_on = blocker.await.unwrap();
         if blocked_on != "probe#1" {
             assert_eq!(during, "probe#1", "the blocking call held the only place");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_blocking_in_place_leaves_the_runtime_its_timers_and_sockets() {
+        let _places = PLACES.lock().await;
+        for round in 0..5 {
+            let name = format!("probe#5{round}");
+            let executor = Arc::new(Executor::new(Isolation::Auto, &name, 1).unwrap());
+            let started = Arc::new(AtomicBool::new(false));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            // As a request does: woken by a socket on the worker that drives the sockets, then
+            // blocking in place, while the other worker sleeps.
+            let blocker = tokio::spawn({
+                let (executor, started) = (executor.clone(), started.clone());
+                async move {
+                    let _conn = listener.accept().await.unwrap();
+                    executor
+                        .run(async move {
+                            started.store(true, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(500));
+                        })
+                        .await
+                }
+            });
+            std::thread::sleep(Duration::from_millis(50));
+            let _client = std::net::TcpStream::connect(addr).unwrap();
+            while !started.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // The watchdog wakes the sleeping worker to run the timers and sockets.
+            let waited = std::time::Instant::now();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let (accepted, connected) =
+                tokio::join!(listener.accept(), tokio::net::TcpStream::connect(addr));
+            accepted.unwrap();
+            connected.unwrap();
+            assert!(
+                waited.elapsed() < Duration::from_millis(300),
+                "round {round}: a timer and a connection took {:?} beside a blocked worker",
+                waited.elapsed()
+            );
+            blocker.await.unwrap().unwrap();
         }
     }
 
