@@ -3,7 +3,7 @@
 //!
 //! | agent | what it is |
 //! |---|---|
-//! | `echo` | the conformance example's `echo`, with its options (`num_cpus = 0.25`, `memory = "64MB"`, everything else the defaults: 1 replica, 5 ongoing requests, an unbounded queue, `isolation = "thread"`) |
+//! | `echo` | the conformance example's `echo`, with its options (`num_cpus = 0.25`, `memory = "64MB"`, everything else the defaults: 1 replica, 5 ongoing requests, an unbounded queue, `isolation = "auto"`) |
 //! | `echo_shared` | the same with `isolation = "shared"` |
 //! | `echo4` | the same with `num_replicas = 4` |
 //!
@@ -20,8 +20,8 @@
 //! more is deployed) it also serves gRPC on that port (rayai's `grpc_port`), with the grpc
 //! example's `greeter` application deployed at `/greeter` (its `Greeter` tonic service, 2
 //! replicas, as the example deploys it) and the same service with `isolation = "shared"` as the
-//! application `greeter_shared` at `/greeter_shared` (no hop to a replica's thread: what the
-//! hop costs), without `echo4` (to fit 2 CPUs), and prints a second line,
+//! application `greeter_shared` at `/greeter_shared` (on the server's runtime with no guard:
+//! what `"auto"`'s guards cost), without `echo4` (to fit 2 CPUs), and prints a second line,
 //! `bench-server gRPC on http://<addr> (pid <pid>)`, after the first.
 //!
 //! ```text
