@@ -75,6 +75,7 @@ struct Bins {
     grpc_loadgen: PathBuf,
     grpc_baseline: PathBuf,
     multiplex_loadgen: PathBuf,
+    hop_floor: PathBuf,
 }
 
 /// Builds `rayai-bench` in release with this cargo (and its target directory) and finds its
@@ -94,6 +95,7 @@ fn build() -> Bins {
         grpc_loadgen: take("grpc-loadgen"),
         grpc_baseline: take("grpc-baseline"),
         multiplex_loadgen: take("multiplex-loadgen"),
+        hop_floor: take("hop-floor"),
     }
 }
 
@@ -750,7 +752,9 @@ fn grpc(bins: &Bins, dir: &Path, quick: bool) {
 }
 
 /// The proxy hop: a proxy process (`RAYAI_ROLE=proxy`, static discovery) in front of one
-/// replica process (`RAYAI_ROLE=replica`) against the single process, in alternating rounds.
+/// replica process (`RAYAI_ROLE=replica`) against the single process, in alternating rounds;
+/// and in the same rounds the floor of any proxy on this machine: `hop-floor` (the least
+/// HTTP/1.1 proxy, written on bare hyper) in front of `baseline` against `baseline` alone.
 fn proxy_hop(bins: &Bins, quick: bool) {
     let (rounds, seconds, warmup) = if quick { (1, 2.0, 0.5) } else { (3, 3.0, 1.0) };
     let single = Server::Rayai(Logs::Quiet).start(bins);
@@ -773,6 +777,12 @@ fn proxy_hop(bins: &Bins, quick: bool) {
         .env("RAYAI_ROLE", "proxy")
         .env("RAYAI_DISCOVERY", format!("static:{}", file.display()));
     let proxy = Proc::start("proxy process", proxy_cmd);
+    let bare = Server::Baseline.start(bins);
+    let mut floor_cmd = Command::new(&bins.hop_floor);
+    floor_cmd
+        .args(["--port", "0", "--upstream", &bare.addr])
+        .stderr(Stdio::null());
+    let floor = Proc::start("hop-floor", floor_cmd);
     // The proxy probes the replica before it routes to it.
     let ready = Instant::now();
     while loadgen(
@@ -794,23 +804,32 @@ fn proxy_hop(bins: &Bins, quick: bool) {
     println!();
     println!(
         "## The proxy hop: proxy + 1 replica process against the single process (`echo`: 1 \
-         replica, `echo4`: 4 replicas; access log filtered out), median of {rounds} alternating \
-         round(s) of {seconds} s"
+         replica, `echo4`: 4 replicas; access log filtered out), and the floor: the least \
+         proxy (`hop-floor`, bare hyper) in front of bare hyper against bare hyper alone; median \
+         of {rounds} alternating round(s) of {seconds} s"
     );
     println!();
     println!(
-        "| agent | c | single req/s | proxy + replica req/s | ratio | single p50 | proxy p50 | added p50 | single p99 | proxy p99 |"
+        "| pair | c | one process req/s | through the proxy req/s | ratio | one process p50 | through the proxy p50 | added p50 | one process p99 | through the proxy p99 |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
-    for (agent, c) in [("echo", 16), ("echo", 64), ("echo4", 16), ("echo4", 64)] {
+    let cases = [
+        ("rayai `echo`", "echo", 16, &single, &proxy),
+        ("bare hyper (floor)", "echo", 16, &bare, &floor),
+        ("rayai `echo`", "echo", 64, &single, &proxy),
+        ("bare hyper (floor)", "echo", 64, &bare, &floor),
+        ("rayai `echo4`", "echo4", 16, &single, &proxy),
+        ("rayai `echo4`", "echo4", 64, &single, &proxy),
+    ];
+    for (label, agent, c, one_server, two_server) in cases {
         let path = format!("/agents/{agent}/chat");
         let load = Load::Timed { c, seconds, warmup };
         let (mut one, mut two) = (Vec::new(), Vec::new());
         for round in 1..=rounds {
-            let a = loadgen(bins, &single.url(&path), BODY, false, load);
-            let b = loadgen(bins, &proxy.url(&path), BODY, false, load);
+            let a = loadgen(bins, &one_server.url(&path), BODY, false, load);
+            let b = loadgen(bins, &two_server.url(&path), BODY, false, load);
             eprintln!(
-                "hop {agent} c={c} round {round}/{rounds}: single {:.0}/s, proxy {:.0}/s ({:.2}x)",
+                "hop {label} c={c} round {round}/{rounds}: one process {:.0}/s, through the proxy {:.0}/s ({:.2}x)",
                 a.req_per_s,
                 b.req_per_s,
                 b.req_per_s / a.req_per_s
@@ -823,7 +842,7 @@ fn proxy_hop(bins: &Bins, quick: bool) {
         let (r1, r2) = (med(&one, |r| r.req_per_s), med(&two, |r| r.req_per_s));
         let (p1, p2) = (med(&one, |r| r.p50_us), med(&two, |r| r.p50_us));
         println!(
-            "| {agent} | {c} | {r1:.0} | {r2:.0} | {:.2}x | {} | {} | {} | {} | {} |",
+            "| {label} | {c} | {r1:.0} | {r2:.0} | {:.2}x | {} | {} | {} | {} | {} |",
             r2 / r1,
             ms(p1),
             ms(p2),
@@ -832,7 +851,7 @@ fn proxy_hop(bins: &Bins, quick: bool) {
             ms(med(&two, |r| r.p99_us)),
         );
     }
-    drop((single, replica, proxy));
+    drop((single, replica, proxy, floor, bare));
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -230,3 +230,26 @@ fn the_baseline_answers_the_bytes_rayai_answers() {
     assert_eq!(streams["frames"], 2000, "{streams}");
     assert_eq!(streams["errors"], 0, "{streams}");
 }
+
+#[test]
+fn hop_floor_forwards_what_the_baseline_answers() {
+    let base = baseline();
+    let floor = start(env!("CARGO_BIN_EXE_hop-floor"), &["--upstream", &base.addr]);
+    for body in [BODY, SSE_BODY] {
+        let (b_head, b_body) = post(&base.addr, "/agents/echo/chat", body);
+        let (f_head, f_body) = post(&floor.addr, "/agents/echo/chat", body);
+        assert_eq!(f_head[0], "HTTP/1.1 200 OK", "{body}");
+        assert_eq!(b_body, f_body, "{body}");
+        assert_eq!(header_shape(&b_head), header_shape(&f_head), "{body}");
+    }
+    // Many requests on each of a few kept-alive connections, all forwarded.
+    let url = format!("http://{}/agents/echo/chat", floor.addr);
+    let run = loadgen(&["--url", &url, "--body", BODY, "-c", "4", "-n", "400"]);
+    assert_eq!(run["requests"], 400, "{run}");
+    assert_eq!(run["errors"], 0, "{run}");
+    assert_eq!(run["non_2xx"], 0, "{run}");
+    // An upstream that is gone: the proxy answers 502, it does not hang.
+    drop(base);
+    let (head, _) = post(&floor.addr, "/agents/echo/chat", BODY);
+    assert_eq!(head[0], "HTTP/1.1 502 Bad Gateway");
+}
