@@ -567,9 +567,8 @@ impl Cut {
         self.write.wake();
     }
 
-    /// Registers the task to wake on a cut, then whether it happened.
-    fn check(&self, waker: &AtomicWaker, cx: &Context<'_>) -> std::io::Result<()> {
-        waker.register(cx.waker());
+    /// Whether the switch was thrown.
+    fn check(&self) -> std::io::Result<()> {
         if self.done.load(Ordering::Acquire) {
             Err(std::io::Error::new(
                 std::io::ErrorKind::ConnectionAborted,
@@ -577,6 +576,25 @@ impl Cut {
             ))
         } else {
             Ok(())
+        }
+    }
+
+    /// `io`'s answer to a poll, after [`Cut::check`] let it through: a task left waiting is
+    /// registered to wake on a cut, which it sees at once if the cut came meanwhile. A poll
+    /// that is ready registers nothing (most are: a write, a read of a request that came).
+    fn waiting<T>(
+        &self,
+        waker: &AtomicWaker,
+        cx: &Context<'_>,
+        io: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if io.is_ready() {
+            return io;
+        }
+        waker.register(cx.waker());
+        match self.check() {
+            Ok(()) => Poll::Pending,
+            Err(cut) => Poll::Ready(Err(cut)),
         }
     }
 }
@@ -600,8 +618,9 @@ impl<I: AsyncRead + Unpin> AsyncRead for Cuttable<I> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        self.cut.check(&self.cut.read, cx)?;
-        Pin::new(&mut self.io).poll_read(cx, buf)
+        self.cut.check()?;
+        let io = Pin::new(&mut self.io).poll_read(cx, buf);
+        self.cut.waiting(&self.cut.read, cx, io)
     }
 }
 
@@ -611,8 +630,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Cuttable<I> {
         cx: &mut Context<'_>,
         data: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        self.cut.check(&self.cut.write, cx)?;
-        Pin::new(&mut self.io).poll_write(cx, data)
+        self.cut.check()?;
+        let io = Pin::new(&mut self.io).poll_write(cx, data);
+        self.cut.waiting(&self.cut.write, cx, io)
     }
 
     fn poll_write_vectored(
@@ -620,8 +640,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Cuttable<I> {
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        self.cut.check(&self.cut.write, cx)?;
-        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+        self.cut.check()?;
+        let io = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.cut.waiting(&self.cut.write, cx, io)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -629,8 +650,9 @@ impl<I: AsyncWrite + Unpin> AsyncWrite for Cuttable<I> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.cut.check(&self.cut.write, cx)?;
-        Pin::new(&mut self.io).poll_flush(cx)
+        self.cut.check()?;
+        let io = Pin::new(&mut self.io).poll_flush(cx);
+        self.cut.waiting(&self.cut.write, cx, io)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
