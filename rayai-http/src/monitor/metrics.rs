@@ -10,6 +10,9 @@
 //! route's application (`""` when none), `deployment` a deployment's served name.
 
 use std::collections::{BTreeMap, HashMap};
+
+/// The maps read on every request: keys chosen by the server, not by clients, so a fast hash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -111,7 +114,7 @@ pub(crate) struct RouteMetrics {
     /// The deployment's served name: the `deployment` label.
     deployment: Option<Arc<str>>,
     /// `route` labels of the patterns this route's ingress reported, by pattern.
-    patterns: ArcSwap<HashMap<Box<str>, Arc<str>>>,
+    patterns: ArcSwap<FastMap<Box<str>, Arc<str>>>,
     adding: Mutex<()>,
     window: Arc<Window>,
     /// The series the last request on this route was counted in: the next one, of the same
@@ -139,7 +142,7 @@ impl RouteMetrics {
             route: Arc::from(route),
             deployment_name: deployment.map(|(name, _)| Arc::from(name)),
             deployment: deployment.map(|(_, served)| Arc::from(served)),
-            patterns: ArcSwap::from_pointee(HashMap::new()),
+            patterns: ArcSwap::from_pointee(FastMap::default()),
             adding: Mutex::new(()),
             last: arc_swap::ArcSwapOption::empty(),
             window,
@@ -178,7 +181,7 @@ impl RouteMetrics {
         } else {
             Arc::from(format!("{}{pattern}", self.route.trim_end_matches('/')))
         };
-        let mut next = HashMap::clone(&current);
+        let mut next = FastMap::clone(&current);
         next.insert(Box::from(&**pattern), label.clone());
         self.patterns.store(Arc::new(next));
         label
@@ -212,8 +215,8 @@ impl RequestSeries {
 
 /// The proxy's metrics of one server.
 pub(crate) struct Metrics {
-    routes: ArcSwap<HashMap<Box<str>, Arc<RouteMetrics>>>,
-    series: ArcSwap<HashMap<RequestKey, Arc<RequestSeries>>>,
+    routes: ArcSwap<FastMap<Box<str>, Arc<RouteMetrics>>>,
+    series: ArcSwap<FastMap<RequestKey, Arc<RequestSeries>>>,
     adding: Mutex<()>,
     windows: Mutex<HashMap<Arc<str>, Arc<Window>>>,
     unmatched: Arc<RouteMetrics>,
@@ -223,8 +226,8 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn new() -> Self {
         Metrics {
-            routes: ArcSwap::from_pointee(HashMap::new()),
-            series: ArcSwap::from_pointee(HashMap::new()),
+            routes: ArcSwap::from_pointee(FastMap::default()),
+            series: ArcSwap::from_pointee(FastMap::default()),
             adding: Mutex::new(()),
             windows: Mutex::new(HashMap::new()),
             unmatched: Arc::new(RouteMetrics::new(
@@ -276,7 +279,7 @@ impl Metrics {
             deployment.map(|d| d.name()).zip(served.as_deref()),
             window,
         ));
-        let mut next = HashMap::clone(&current);
+        let mut next = FastMap::clone(&current);
         next.insert(Box::from(prefix), made.clone());
         self.routes.store(Arc::new(next));
         made
@@ -347,7 +350,7 @@ impl Metrics {
             return series.clone();
         }
         let made = Arc::new(RequestSeries::default());
-        let mut next = HashMap::clone(&current);
+        let mut next = FastMap::clone(&current);
         next.insert(key, made.clone());
         self.series.store(Arc::new(next));
         made
@@ -697,7 +700,7 @@ impl MultiplexedFamilies {
 pub(crate) struct GrpcMetrics {
     /// Read without a lock by every call; replaced whole (under `adding`) by a call that adds a
     /// series.
-    series: ArcSwap<HashMap<GrpcKey, Arc<RequestSeries>>>,
+    series: ArcSwap<FastMap<GrpcKey, Arc<RequestSeries>>>,
     #[cfg(feature = "grpc")]
     adding: Mutex<()>,
     ongoing: Striped<1>,
@@ -801,7 +804,7 @@ impl GrpcCall {
             Some(series) => series.clone(),
             None => {
                 let made = Arc::new(RequestSeries::default());
-                let mut next = HashMap::clone(&current);
+                let mut next = FastMap::clone(&current);
                 next.insert(key, made.clone());
                 self.metrics.series.store(Arc::new(next));
                 made
