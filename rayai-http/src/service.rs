@@ -47,12 +47,12 @@ fn call_service(
     ))
 }
 
-/// The request with `root_path` (where the server is mounted behind a proxy) taken off its path;
-/// a path outside it is the path, for the 404.
-fn strip_root_path(req: Request<Incoming>, root_path: &str) -> Result<Request<Incoming>, String> {
+/// Takes `root_path` (where the server is mounted behind a proxy) off the request's path; a path
+/// outside it is the path, for the 404.
+fn strip_root_path(req: &mut Request<Incoming>, root_path: &str) -> Result<(), String> {
     let root = root_path.trim_end_matches('/');
     if root.is_empty() {
-        return Ok(req);
+        return Ok(());
     }
     let path = req.uri().path();
     let rest = match path.strip_prefix(root) {
@@ -64,12 +64,11 @@ fn strip_root_path(req: Request<Incoming>, root_path: &str) -> Result<Request<In
         Some(query) => format!("{rest}?{query}"),
         None => rest.to_owned(),
     };
-    let (mut parts, body) = req.into_parts();
-    parts.uri = http::Uri::builder()
+    *req.uri_mut() = http::Uri::builder()
         .path_and_query(path_and_query)
         .build()
-        .map_err(|_| parts.uri.path().to_owned())?;
-    Ok(Request::from_parts(parts, body))
+        .map_err(|_| req.uri().path().to_owned())?;
+    Ok(())
 }
 
 /// The timeout of this request, as Ray Serve's proxy reads it: `x-request-timeout-seconds` when
@@ -326,129 +325,142 @@ impl Drop for Counted<'_> {
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
 impl Shared {
-    async fn handle(&self, req: Request<Incoming>) -> Response<Body> {
-        let started = tokio::time::Instant::now();
-        let id_header = req
-            .headers()
-            .get(X_REQUEST_ID)
-            .cloned()
-            .unwrap_or_else(fresh_request_id);
-        let request_id: Arc<str> = match id_header.to_str() {
-            Ok(id) => id.into(),
-            Err(_) => String::from_utf8_lossy(id_header.as_bytes()).into(),
-        };
-        if !host_is_valid(&req) {
-            let mut resp = error::invalid_host();
-            resp.headers_mut().insert(X_REQUEST_ID, id_header);
-            return resp;
-        }
-        let req = match strip_root_path(req, &self.options.root_path) {
-            Ok(req) => req,
-            Err(path) => {
+    // The request's layers (`handle`, `route`, `agent`) are functions that return an `async
+    // move` block rather than `async fn`s: an `async fn` keeps its arguments and the locals they
+    // are moved into side by side in its future, and the request (264 bytes) would be stored,
+    // and copied, twice per layer of a future every request moves around.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "the request once per layer: see `handle`"
+    )]
+    fn handle(&self, mut req: Request<Incoming>) -> impl Future<Output = Response<Body>> + '_ {
+        async move {
+            let started = tokio::time::Instant::now();
+            let id_header = req
+                .headers()
+                .get(X_REQUEST_ID)
+                .cloned()
+                .unwrap_or_else(fresh_request_id);
+            let request_id: Arc<str> = match id_header.to_str() {
+                Ok(id) => id.into(),
+                Err(_) => String::from_utf8_lossy(id_header.as_bytes()).into(),
+            };
+            if !host_is_valid(&req) {
+                let mut resp = error::invalid_host();
+                resp.headers_mut().insert(X_REQUEST_ID, id_header);
+                return resp;
+            }
+            if let Err(path) = strip_root_path(&mut req, &self.options.root_path) {
                 let mut resp = error::no_route(&path);
                 resp.headers_mut().insert(X_REQUEST_ID, id_header);
                 return resp;
             }
-        };
-        let method = method_label(req.method());
-        // One read of the published routes, one lookup, for the metrics and the dispatch.
-        let (metrics, target, openai) = {
-            let snapshot = self.controller.snapshot();
-            let path = req.uri().path();
-            let found = snapshot.lookup(path);
-            // The OpenAI routes of a prefix whose agents serve them come before the route
-            // table: they hang below the prefix, where an ingress at it would take them.
-            let openai = crate::openai::mount(&snapshot, path);
-            let metrics = match &openai {
-                Some(mount) => self.monitor.metrics.route(&mount.route, "", None),
-                None => self.monitor.route_for(path, found.map(|(route, _)| route)),
+            let method = method_label(req.method());
+            // One read of the published routes, one lookup, for the metrics and the dispatch.
+            let (metrics, target, openai) = {
+                let snapshot = self.controller.snapshot();
+                let path = req.uri().path();
+                let found = snapshot.lookup(path);
+                // The OpenAI routes of a prefix whose agents serve them come before the route
+                // table: they hang below the prefix, where an ingress at it would take them.
+                let openai = crate::openai::mount(&snapshot, path);
+                let metrics = match &openai {
+                    Some(mount) => self.monitor.metrics.route(&mount.route, "", None),
+                    None => self.monitor.route_for(path, found.map(|(route, _)| route)),
+                };
+                let retry_after = self.options.backpressure_retry_after_s;
+                let target = found.map(|(route, rest)| Target {
+                    prefix: route.prefix().to_owned(),
+                    rest: rest.to_owned(),
+                    deployment: route.target().deployment().clone(),
+                    ingress: route
+                        .target()
+                        .ingress_service(|handle| ingress_service(handle.clone(), retry_after))
+                        .cloned(),
+                });
+                (metrics, target, openai)
             };
-            let retry_after = self.options.backpressure_retry_after_s;
-            let target = found.map(|(route, rest)| Target {
-                prefix: route.prefix().to_owned(),
-                rest: rest.to_owned(),
-                deployment: route.target().deployment().clone(),
-                ingress: route
-                    .target()
-                    .ingress_service(|handle| ingress_service(handle.clone(), retry_after))
-                    .cloned(),
-            });
-            (metrics, target, openai)
-        };
-        // Counts the request as ongoing, and as `499` if the client goes away (this future is
-        // dropped) before the answer.
-        let counted = Counted {
-            monitor: &self.monitor,
-            _ongoing: self.monitor.metrics.ongoing(),
-            metrics: Some(metrics),
-            method,
-            started,
-            request_id: request_id.clone(),
-        };
-        let mut resp = match openai {
-            Some(mount) => self.openai(mount, req, request_id, started).await,
-            None => self.route(req, target, request_id, started).await,
-        };
-        resp.headers_mut().insert(X_REQUEST_ID, id_header);
-        counted.answered(&resp);
-        resp
+            // Counts the request as ongoing, and as `499` if the client goes away (this future is
+            // dropped) before the answer.
+            let counted = Counted {
+                monitor: &self.monitor,
+                _ongoing: self.monitor.metrics.ongoing(),
+                metrics: Some(metrics),
+                method,
+                started,
+                request_id: request_id.clone(),
+            };
+            let mut resp = match openai {
+                Some(mount) => self.openai(mount, req, request_id, started).await,
+                None => self.route(req, target, request_id, started).await,
+            };
+            resp.headers_mut().insert(X_REQUEST_ID, id_header);
+            counted.answered(&resp);
+            resp
+        }
     }
 
-    async fn route(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "the request once per layer: see `handle`"
+    )]
+    fn route(
         &self,
         req: Request<Incoming>,
         target: Option<Target>,
         request_id: Arc<str>,
         started: tokio::time::Instant,
-    ) -> Response<Body> {
-        match req.uri().path() {
-            "/-/healthz" => return self.healthz(),
-            "/-/routes" => return self.routes_json(),
-            path if path.starts_with(wire::PREFIX) && matches!(self.role, Role::Replica(_)) => {
-                return self.wire(req, &request_id).await;
-            }
-            _ => {}
-        }
-        if let Err(reason) = check_path(req.uri().path()) {
-            return error::detail(StatusCode::BAD_REQUEST, reason);
-        }
-        let timeout = request_timeout(&req, &self.options);
-        let Some(target) = target else {
-            return error::no_route(req.uri().path());
-        };
-        let deadline = timeout.map(|secs| started + Duration::from_secs_f64(secs));
-        let work = async {
-            match target.ingress {
-                None => {
-                    let agent = AgentEndpoint::new(&target.deployment);
-                    self.agent(
-                        agent,
-                        &target.rest,
-                        req,
-                        request_id.clone(),
-                        deadline.zip(timeout),
-                    )
-                    .await
+    ) -> impl Future<Output = Response<Body>> + '_ {
+        async move {
+            match req.uri().path() {
+                "/-/healthz" => return self.healthz(),
+                "/-/routes" => return self.routes_json(),
+                path if path.starts_with(wire::PREFIX) && matches!(self.role, Role::Replica(_)) => {
+                    return self.wire(req, &request_id).await;
                 }
-                Some(service) => {
-                    self.app(
-                        service,
-                        &target.prefix,
-                        &target.rest,
-                        req,
-                        request_id.clone(),
-                        deadline,
-                    )
-                    .await
-                }
+                _ => {}
             }
-        };
-        match deadline.zip(timeout) {
-            Some((at, secs)) => match tokio::time::timeout_at(at, work).await {
-                Ok(resp) => resp,
-                Err(_) => error::timed_out(&request_id, secs),
-            },
-            None => work.await,
+            if let Err(reason) = check_path(req.uri().path()) {
+                return error::detail(StatusCode::BAD_REQUEST, reason);
+            }
+            let timeout = request_timeout(&req, &self.options);
+            let Some(target) = target else {
+                return error::no_route(req.uri().path());
+            };
+            let deadline = timeout.map(|secs| started + Duration::from_secs_f64(secs));
+            let work = async {
+                match target.ingress {
+                    None => {
+                        let agent = AgentEndpoint::new(&target.deployment);
+                        self.agent(
+                            agent,
+                            &target.rest,
+                            req,
+                            request_id.clone(),
+                            deadline.zip(timeout),
+                        )
+                        .await
+                    }
+                    Some(service) => {
+                        self.app(
+                            service,
+                            &target.prefix,
+                            &target.rest,
+                            req,
+                            request_id.clone(),
+                            deadline,
+                        )
+                        .await
+                    }
+                }
+            };
+            match deadline.zip(timeout) {
+                Some((at, secs)) => match tokio::time::timeout_at(at, work).await {
+                    Ok(resp) => resp,
+                    Err(_) => error::timed_out(&request_id, secs),
+                },
+                None => work.await,
+            }
         }
     }
 
@@ -487,75 +499,82 @@ impl Shared {
     }
 
     /// An agent's chat contract.
-    async fn agent(
-        &self,
-        agent: AgentEndpoint<'_>,
-        rest: &str,
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "the request once per layer: see `handle`"
+    )]
+    fn agent<'a>(
+        &'a self,
+        agent: AgentEndpoint<'a>,
+        rest: &'a str,
         req: Request<Incoming>,
         request_id: Arc<str>,
         deadline: Option<(tokio::time::Instant, f64)>,
-    ) -> Response<Body> {
-        if rest == "/chat/" {
-            // FastAPI's redirect to the route without the trailing slash.
-            let root = self.options.root_path.trim_end_matches('/');
-            let path = req.uri().path().trim_end_matches('/');
-            let location = match req.uri().query() {
-                Some(query) => format!("{root}{path}?{query}"),
-                None => format!("{root}{path}"),
+    ) -> impl Future<Output = Response<Body>> + 'a {
+        async move {
+            if rest == "/chat/" {
+                // FastAPI's redirect to the route without the trailing slash.
+                let root = self.options.root_path.trim_end_matches('/');
+                let path = req.uri().path().trim_end_matches('/');
+                let location = match req.uri().query() {
+                    Some(query) => format!("{root}{path}?{query}"),
+                    None => format!("{root}{path}"),
+                };
+                return error::redirect(&location);
+            }
+            let shape = match AgentEndpoint::route(rest, req.method()) {
+                Ok(AgentRoute::Chat(shape)) => shape,
+                Ok(AgentRoute::Docs(docs)) => {
+                    // Where the agent's routes hang, as the client sees them: the server's
+                    // `root_path` and the path up to `rest`.
+                    let path = req.uri().path();
+                    let own = path.strip_suffix(rest).unwrap_or(path);
+                    let mount = rayai_core::route::join_prefix(
+                        self.options.root_path.trim_end_matches('/'),
+                        own,
+                    );
+                    let mount = mount.trim_end_matches('/');
+                    return agent.docs(docs, req.method(), mount, req.uri().query());
+                }
+                Err(resp) => return resp,
             };
-            return error::redirect(&location);
+            let http11 = req.version() == Version::HTTP_11;
+            let session_header = session_header(req.headers());
+            let model_id = match model_id_header(req.headers()) {
+                Ok(id) => id,
+                Err(why) => return error::detail(StatusCode::BAD_REQUEST, &why),
+            };
+            let (body, held) = match crate::intake::read_whole(req, &self.options).await {
+                Ok(read) => read,
+                Err(resp) => return resp,
+            };
+            let parsed = chat::parse(&body, shape);
+            // The body's bytes are parsed: they no longer count against the process's budget.
+            drop((body, held));
+            let request = match parsed {
+                Ok(r) => r,
+                Err(detail) => {
+                    return error::json_response(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        &serde_json::json!({ "detail": detail }),
+                    );
+                }
+            };
+            let cut_off =
+                deadline.map(|(at, secs)| (at, error::timeout_message(&request_id, secs)));
+            let exchange = Exchange {
+                request_id,
+                session_header,
+                model_id,
+                http11,
+                cut_off,
+                retry_after_s: agent
+                    .backpressure_retry_after_s()
+                    .or(self.options.backpressure_retry_after_s),
+                sse_keep_alive: self.options.sse_keep_alive(),
+            };
+            agent.answer(request, shape, exchange).await
         }
-        let shape = match AgentEndpoint::route(rest, req.method()) {
-            Ok(AgentRoute::Chat(shape)) => shape,
-            Ok(AgentRoute::Docs(docs)) => {
-                // Where the agent's routes hang, as the client sees them: the server's
-                // `root_path` and the path up to `rest`.
-                let path = req.uri().path();
-                let own = path.strip_suffix(rest).unwrap_or(path);
-                let mount = rayai_core::route::join_prefix(
-                    self.options.root_path.trim_end_matches('/'),
-                    own,
-                );
-                let mount = mount.trim_end_matches('/');
-                return agent.docs(docs, req.method(), mount, req.uri().query());
-            }
-            Err(resp) => return resp,
-        };
-        let http11 = req.version() == Version::HTTP_11;
-        let session_header = session_header(req.headers());
-        let model_id = match model_id_header(req.headers()) {
-            Ok(id) => id,
-            Err(why) => return error::detail(StatusCode::BAD_REQUEST, &why),
-        };
-        let (body, held) = match crate::intake::read_whole(req, &self.options).await {
-            Ok(read) => read,
-            Err(resp) => return resp,
-        };
-        let parsed = chat::parse(&body, shape);
-        // The body's bytes are parsed: they no longer count against the process's budget.
-        drop((body, held));
-        let request = match parsed {
-            Ok(r) => r,
-            Err(detail) => {
-                return error::json_response(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    &serde_json::json!({ "detail": detail }),
-                );
-            }
-        };
-        let cut_off = deadline.map(|(at, secs)| (at, error::timeout_message(&request_id, secs)));
-        let exchange = Exchange {
-            request_id,
-            session_header,
-            model_id,
-            http11,
-            cut_off,
-            retry_after_s: agent
-                .backpressure_retry_after_s()
-                .or(self.options.backpressure_retry_after_s),
-            sse_keep_alive: self.options.sse_keep_alive(),
-        };
-        agent.answer(request, shape, exchange).await
     }
 
     /// An application's ingress: the path below the prefix, the prefix as [`RootPath`], the body
