@@ -7,7 +7,7 @@
 //! cargo bench --bench load -- quick        # 1 round of 2 s per case
 //! cargo bench --bench load -- throughput   # only the throughput
 //! cargo bench --bench load -- counts       # only the per-request counts
-//! cargo bench --bench load -- hop          # only the proxy hop (proxy + 1 replica process)
+//! cargo bench --bench load -- hop          # only the proxy hop (proxy + 1 replica process), and its floor
 //! cargo bench --bench load -- grpc         # only gRPC (calls/s against bare tonic, per-call counts)
 //! cargo bench --bench load -- grpc quick   # the same, 1 round of 2 s, shorter counted runs
 //! cargo bench --bench load -- multiplex    # only model multiplexing: cache hit rates
