@@ -29,7 +29,6 @@ use http_body_util::{BodyExt, Either, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 
 /// The command line.
 #[derive(Parser)]
@@ -117,40 +116,14 @@ async fn serve(req: Request<Incoming>) -> Result<Response<Body>, Infallible> {
     Ok(resp)
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let listener = TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1:{}: {e}", args.port));
-    let addr = listener.local_addr().expect("a local address");
-    println!("baseline on http://{addr} (pid {})", std::process::id());
-    let accept = async {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(async move {
-                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), hyper::service::service_fn(serve))
-                    .await;
-            });
-        }
-    };
-    tokio::select! {
-        () = accept => {}
-        () = stop_signal() => {}
-    }
+    let listener = rayai_bench::listen("baseline", args.port).await;
+    rayai_bench::serve_until_stopped(listener, |stream| async move {
+        let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+            .serve_connection(TokioIo::new(stream), hyper::service::service_fn(serve))
+            .await;
+    })
+    .await;
 }

@@ -34,33 +34,16 @@ struct Args {
 /// The name rayai gives the example's first replica.
 const REPLICA: &str = "greeter#0";
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1:{}: {e}", args.port));
-    let addr = listener.local_addr().expect("a local address");
+    let listener = rayai_bench::listen("grpc-baseline", args.port).await;
     let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
     // The example's own `Greeter`, outside rayai: one instance, its replica name fixed.
     let greeter = GreeterServer::new(grpc::Greeter::named(REPLICA));
-    println!(
-        "grpc-baseline on http://{addr} (pid {})",
-        std::process::id()
-    );
     Server::builder()
         .add_service(greeter)
-        .serve_with_incoming_shutdown(incoming, stop_signal())
+        .serve_with_incoming_shutdown(incoming, rayai_bench::stop_signal())
         .await
         .expect("the server runs");
 }

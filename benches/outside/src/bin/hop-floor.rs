@@ -19,7 +19,7 @@ use http_body_util::{BodyExt, Empty, combinators::UnsyncBoxBody};
 use hyper::body::{Bytes, Incoming};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::Mutex;
 
 /// The command line.
@@ -83,36 +83,10 @@ async fn proxy(client: TcpStream, upstream: String) {
         .await;
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn stop_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
-    }
-}
-
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
-    let listener = TcpListener::bind(("127.0.0.1", args.port))
-        .await
-        .unwrap_or_else(|e| panic!("binding 127.0.0.1:{}: {e}", args.port));
-    let addr = listener.local_addr().expect("a local address");
-    println!("hop-floor on http://{addr} (pid {})", std::process::id());
-    let accept = async {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-                continue;
-            };
-            let _ = stream.set_nodelay(true);
-            tokio::spawn(proxy(stream, args.upstream.clone()));
-        }
-    };
-    tokio::select! {
-        () = accept => {}
-        () = stop_signal() => {}
-    }
+    let listener = rayai_bench::listen("hop-floor", args.port).await;
+    let upstream = args.upstream;
+    rayai_bench::serve_until_stopped(listener, |stream| proxy(stream, upstream.clone())).await;
 }
