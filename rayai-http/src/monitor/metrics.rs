@@ -10,9 +10,6 @@
 //! route's application (`""` when none), `deployment` a deployment's served name.
 
 use std::collections::{BTreeMap, HashMap};
-
-/// The maps read on every request: keys chosen by the server, not by clients, so a fast hash.
-type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,6 +20,9 @@ use rayai_core::striped::Striped;
 use rayai_core::{DeploymentHandle, LATENCY_BUCKETS_MS, ReplicaState, Snapshot};
 
 use super::exposition::{Buckets, Family, Kind};
+
+/// The maps read on every request: keys chosen by the server, not by clients, so a fast hash.
+type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The `route` (and `application`) label of a request no route matched.
 pub(crate) const UNMATCHED: &str = "";
