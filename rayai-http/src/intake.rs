@@ -283,32 +283,42 @@ pub(crate) fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 /// timeout (`408`) and the process's budget (`503`); a body that breaks off is a `400`. The
 /// bytes count against the budget until the returned [`Held`] is dropped.
 #[allow(clippy::result_large_err)]
-pub(crate) async fn read_whole(
+pub(crate) fn read_whole(
     req: Request<Incoming>,
     options: &HttpOptions,
-) -> Result<(Bytes, Arc<Held>), Response<Body>> {
+) -> impl Future<Output = Result<(Bytes, Arc<Held>), Response<Body>>> + use<> {
+    // What needs the request's head is done here, before the future: the future holds the body
+    // alone, not the head beside it (every layer of a request's future is moved as a whole).
     let limit = options.max_body_bytes;
     let declared = declared_length(&req);
-    if declared.is_some_and(|n| n > limit) {
-        return Err(error::too_large(limit));
-    }
     let version = req.version();
-    let intake = match Intake::new(req.into_body(), declared, options) {
-        Ok(intake) => intake.on_connection(),
-        Err(why) => return Err(why.response(version)),
+    let ready = if declared.is_some_and(|n| n > limit) {
+        Err(error::too_large(limit))
+    } else {
+        Intake::new(req.into_body(), declared, options)
+            .map(|intake| {
+                let intake = intake.on_connection();
+                let held = intake.held();
+                (
+                    Limited::new(intake, usize::try_from(limit).unwrap_or(usize::MAX)),
+                    held,
+                )
+            })
+            .map_err(|why| why.response(version))
     };
-    let held = intake.held();
-    let limited = Limited::new(intake, usize::try_from(limit).unwrap_or(usize::MAX));
-    match limited.collect().await {
-        Ok(collected) => Ok((collected.to_bytes(), held)),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error::too_large(limit)),
-        Err(_) => Err(match held.refusal() {
-            Some(why) => why.response(version),
-            None => error::text(
-                StatusCode::BAD_REQUEST,
-                "The request body could not be read.",
-            ),
-        }),
+    async move {
+        let (limited, held) = ready?;
+        match limited.collect().await {
+            Ok(collected) => Ok((collected.to_bytes(), held)),
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(error::too_large(limit)),
+            Err(_) => Err(match held.refusal() {
+                Some(why) => why.response(version),
+                None => error::text(
+                    StatusCode::BAD_REQUEST,
+                    "The request body could not be read.",
+                ),
+            }),
+        }
     }
 }
 

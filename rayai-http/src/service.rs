@@ -192,8 +192,7 @@ pub type ServerService =
 /// The server's own service, before any server-wide layer.
 pub(crate) fn server_service(shared: Arc<Shared>) -> ServerService {
     ServerService::new(tower::service_fn(move |req: Request<Incoming>| {
-        let shared = shared.clone();
-        async move { Ok(shared.handle(req).await) }
+        shared.clone().handle(req)
     }))
 }
 
@@ -214,8 +213,7 @@ impl hyper::service::Service<Request<Incoming>> for Proxy {
         if let Some(layered) = &self.layered {
             return Box::pin(layered.clone().oneshot(req));
         }
-        let shared = self.shared.clone();
-        Box::pin(async move { Ok(shared.handle(req).await) })
+        Box::pin(self.shared.clone().handle(req))
     }
 }
 
@@ -333,8 +331,12 @@ impl Shared {
         clippy::manual_async_fn,
         reason = "the request once per layer: see `handle`"
     )]
-    fn handle(&self, mut req: Request<Incoming>) -> impl Future<Output = Response<Body>> + '_ {
+    fn handle(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+    ) -> impl Future<Output = Result<Response<Body>, Infallible>> + Send + 'static {
         async move {
+            let this: &Shared = &self;
             let started = tokio::time::Instant::now();
             let id_header = req
                 .headers()
@@ -348,55 +350,64 @@ impl Shared {
             if !host_is_valid(&req) {
                 let mut resp = error::invalid_host();
                 resp.headers_mut().insert(X_REQUEST_ID, id_header);
-                return resp;
+                return Ok(resp);
             }
-            if let Err(path) = strip_root_path(&mut req, &self.options.root_path) {
+            if let Err(path) = strip_root_path(&mut req, &this.options.root_path) {
                 let mut resp = error::no_route(&path);
                 resp.headers_mut().insert(X_REQUEST_ID, id_header);
-                return resp;
+                return Ok(resp);
             }
             let method = method_label(req.method());
             // One read of the published routes, one lookup, for the metrics and the dispatch.
             let (metrics, target, openai) = {
-                let snapshot = self.controller.snapshot();
+                let snapshot = this.controller.snapshot();
                 let path = req.uri().path();
                 let found = snapshot.lookup(path);
                 // The OpenAI routes of a prefix whose agents serve them come before the route
                 // table: they hang below the prefix, where an ingress at it would take them.
                 let openai = crate::openai::mount(&snapshot, path);
                 let metrics = match &openai {
-                    Some(mount) => self.monitor.metrics.route(&mount.route, "", None),
-                    None => self.monitor.route_for(path, found.map(|(route, _)| route)),
+                    Some(mount) => this.monitor.metrics.route(&mount.route, "", None),
+                    None => this.monitor.route_for(path, found.map(|(route, _)| route)),
                 };
-                let retry_after = self.options.backpressure_retry_after_s;
-                let target = found.map(|(route, rest)| Target {
-                    prefix: route.prefix().to_owned(),
-                    rest: rest.to_owned(),
-                    deployment: route.target().deployment().clone(),
-                    ingress: route
+                let retry_after = this.options.backpressure_retry_after_s;
+                let target = found.map(|(route, rest)| {
+                    let ingress = route
                         .target()
                         .ingress_service(|handle| ingress_service(handle.clone(), retry_after))
-                        .cloned(),
+                        .cloned();
+                    Target {
+                        // Only an ingress is told its prefix (an agent's answer does not name it).
+                        prefix: match ingress {
+                            Some(_) => route.prefix().to_owned(),
+                            None => String::new(),
+                        },
+                        rest: rest.to_owned(),
+                        deployment: route.target().deployment().clone(),
+                        ingress,
+                    }
                 });
                 (metrics, target, openai)
             };
             // Counts the request as ongoing, and as `499` if the client goes away (this future is
             // dropped) before the answer.
             let counted = Counted {
-                monitor: &self.monitor,
-                _ongoing: self.monitor.metrics.ongoing(),
+                monitor: &this.monitor,
+                _ongoing: this.monitor.metrics.ongoing(),
                 metrics: Some(metrics),
                 method,
                 started,
                 request_id: request_id.clone(),
             };
             let mut resp = match openai {
-                Some(mount) => self.openai(mount, req, request_id, started).await,
-                None => self.route(req, target, request_id, started).await,
+                // Boxed: the OpenAI branch's future is three times the agent's, and each layer
+                // of a request's future is as large as its largest branch, and moved whole.
+                Some(mount) => Box::pin(this.openai(mount, req, request_id, started)).await,
+                None => this.route(req, target, request_id, started).await,
             };
             resp.headers_mut().insert(X_REQUEST_ID, id_header);
             counted.answered(&resp);
-            resp
+            Ok(resp)
         }
     }
 
@@ -416,7 +427,8 @@ impl Shared {
                 "/-/healthz" => return self.healthz(),
                 "/-/routes" => return self.routes_json(),
                 path if path.starts_with(wire::PREFIX) && matches!(self.role, Role::Replica(_)) => {
-                    return self.wire(req, &request_id).await;
+                    // Boxed, as the OpenAI branch is: only a replica process serves it.
+                    return Box::pin(self.wire(req, &request_id)).await;
                 }
                 _ => {}
             }
@@ -442,14 +454,15 @@ impl Shared {
                         .await
                     }
                     Some(service) => {
-                        self.app(
+                        // Boxed: the ingress's own future is boxed anyway (`call_service`).
+                        Box::pin(self.app(
                             service,
                             &target.prefix,
                             &target.rest,
                             req,
                             request_id.clone(),
                             deadline,
-                        )
+                        ))
                         .await
                     }
                 }
