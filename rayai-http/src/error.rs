@@ -150,6 +150,7 @@ pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response<Body>
 }
 
 /// `{"detail": message}` with a status, as FastAPI writes `HTTPException`.
+#[cold]
 pub(crate) fn detail(status: StatusCode, message: &str) -> Response<Body> {
     json_response(status, &json!({ "detail": message }))
 }
@@ -164,6 +165,7 @@ pub(crate) fn text(status: StatusCode, message: impl Into<bytes::Bytes>) -> Resp
 
 /// A `307 Temporary Redirect` to `location` (FastAPI's answer for a path with a trailing slash
 /// its route does not have): the client repeats the same request there.
+#[cold]
 pub(crate) fn redirect(location: &str) -> Response<Body> {
     let mut resp = Response::new(Body::full(bytes::Bytes::new()));
     *resp.status_mut() = StatusCode::TEMPORARY_REDIRECT;
@@ -174,6 +176,7 @@ pub(crate) fn redirect(location: &str) -> Response<Body> {
 }
 
 /// The proxy's 404 for a path no application serves.
+#[cold]
 pub(crate) fn no_route(path: &str) -> Response<Body> {
     text(
         StatusCode::NOT_FOUND,
@@ -182,11 +185,13 @@ pub(crate) fn no_route(path: &str) -> Response<Body> {
 }
 
 /// FastAPI's 404 inside an application.
+#[cold]
 pub(crate) fn not_found() -> Response<Body> {
     detail(StatusCode::NOT_FOUND, "Not Found")
 }
 
 /// FastAPI's 405 with the allowed method.
+#[cold]
 pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
     let mut resp = detail(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed");
     resp.headers_mut()
@@ -195,6 +200,7 @@ pub(crate) fn method_not_allowed(allow: &'static str) -> Response<Body> {
 }
 
 /// The 413 for a body over the limit.
+#[cold]
 pub(crate) fn too_large(limit: u64) -> Response<Body> {
     detail(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -203,6 +209,7 @@ pub(crate) fn too_large(limit: u64) -> Response<Body> {
 }
 
 /// The 408 for a request whose response did not start in time.
+#[cold]
 pub(crate) fn timed_out(request_id: &str, timeout_s: f64) -> Response<Body> {
     text(
         StatusCode::REQUEST_TIMEOUT,
@@ -220,6 +227,7 @@ pub(crate) fn timeout_message(request_id: &str, timeout_s: f64) -> String {
 }
 
 /// The response for an error raised while serving a request.
+#[cold]
 pub(crate) fn from_error(error: &CoreError, retry_after_s: Option<u32>) -> Response<Body> {
     match error {
         CoreError::Agent(e) => {
@@ -261,6 +269,7 @@ pub(crate) fn from_error(error: &CoreError, retry_after_s: Option<u32>) -> Respo
 }
 
 /// The 401 of a protected endpoint.
+#[cold]
 pub(crate) fn unauthorized(message: &str) -> Response<Body> {
     let mut resp = detail(StatusCode::UNAUTHORIZED, message);
     resp.headers_mut()
@@ -270,6 +279,7 @@ pub(crate) fn unauthorized(message: &str) -> Response<Body> {
 
 /// `403` for a request to the dashboard or the metrics export port that names a host they do
 /// not answer (`host`, shortened, as the request named it; `None` when it named none).
+#[cold]
 pub(crate) fn host_not_allowed(host: Option<&str>) -> Response<Body> {
     let named = match host {
         Some(host) => {
@@ -290,6 +300,7 @@ pub(crate) fn host_not_allowed(host: Option<&str>) -> Response<Body> {
 
 /// `400` for an HTTP/1 request without a `Host`, with more than one, or with one that is not
 /// `host[:port]` (RFC 9112 §3.2).
+#[cold]
 pub(crate) fn invalid_host() -> Response<Body> {
     text(StatusCode::BAD_REQUEST, "Invalid Host header")
 }
