@@ -374,8 +374,12 @@ fn var<T: std::str::FromStr>(
     }
 }
 
+/// `s` seconds, when positive: to the nanosecond, and saturating (a float-to-integer `as`
+/// saturates) where `Duration::from_secs_f64` would panic. Read on every request, it is also a
+/// few instructions where `from_secs_f64`'s exact rounding takes dozens.
 fn secs(s: f64) -> Option<Duration> {
-    (s.is_finite() && s > 0.0).then(|| Duration::from_secs_f64(s))
+    let nanos = (s * 1e9) as u64;
+    (s.is_finite() && s > 0.0).then(|| Duration::from_nanos(nanos))
 }
 
 #[cfg(test)]
