@@ -19,7 +19,7 @@
 //! servers on free ports, and for each case (the `echo` agent as the conformance example has it,
 //! with the access log filtered out and on; `isolation = "shared"`; 4 replicas; a text stream of
 //! 1000 chunks) and each concurrency (1, 16, 64) runs `loadgen` in alternating rounds against
-//! the baseline and rayai (3 rounds of 3 s, each after 1 s of warmup), and prints the medians
+//! the baseline and rayai (7 rounds of 2 s, each after 0.5 s of warmup), and prints the medians
 //! and ratios. Then, when `valgrind` and `strace` are there (or can be installed), the user-space
 //! instructions (callgrind) and system calls (strace -f) per request of the baseline and of
 //! rayai's `echo` (access log filtered out, and on) and `echo_shared`, from two
@@ -525,6 +525,9 @@ struct Row {
     rayai_rate: f64,
     base_p99: f64,
     rayai_p99: f64,
+    /// The median of the rounds' ratios rayai / baseline (each round's pair of runs is
+    /// adjacent in time).
+    ratio: f64,
     /// The lowest and highest ratio rayai / baseline of one round.
     round_ratios: (f64, f64),
     /// Errors and non-2xx answers over every round of both servers.
@@ -536,7 +539,9 @@ fn ms(us: f64) -> String {
 }
 
 fn throughput(bins: &Bins, quick: bool) {
-    let (rounds, seconds, warmup) = if quick { (1, 2.0, 0.5) } else { (3, 3.0, 1.0) };
+    // Many short rounds rather than a few long ones: the machine's slow moments last seconds,
+    // and the median of the rounds' paired ratios is steadier the more pairs it has.
+    let (rounds, seconds, warmup) = if quick { (1, 2.0, 0.5) } else { (7, 2.0, 0.5) };
     let baseline = Server::Baseline.start(bins);
     let quiet = Server::Rayai(Logs::Quiet).start(bins);
     let access = Server::Rayai(Logs::Access).start(bins);
@@ -587,6 +592,7 @@ fn throughput(bins: &Bins, quick: bool) {
                 ratios.iter().copied().fold(f64::INFINITY, f64::min),
                 ratios.iter().copied().fold(f64::NEG_INFINITY, f64::max),
             );
+            let ratio = median(ratios);
             rows.push(Row {
                 case: case.name,
                 c,
@@ -595,6 +601,7 @@ fn throughput(bins: &Bins, quick: bool) {
                 rayai_rate: median(ours.iter().map(|(x, _)| *x).collect()),
                 base_p99: median(base.iter().map(|(_, r)| r.p99_us).collect()),
                 rayai_p99: median(ours.iter().map(|(_, r)| r.p99_us).collect()),
+                ratio,
                 round_ratios,
                 failures,
             });
@@ -603,9 +610,9 @@ fn throughput(bins: &Bins, quick: bool) {
     drop((baseline, quiet, access));
     println!();
     println!(
-        "## Throughput from outside: median of {rounds} alternating round(s) of {seconds} s \
-         (after {warmup} s of warmup each), loadgen on one thread, one keep-alive connection per \
-         worker"
+        "## Throughput from outside: {rounds} alternating round(s) of {seconds} s (after \
+         {warmup} s of warmup each), medians; ratio = the median of the rounds' ratios; loadgen on \
+         one thread, one keep-alive connection per worker"
     );
     println!();
     println!(
@@ -862,7 +869,7 @@ fn print_row(row: &Row) {
         row.c,
         row.base_rate,
         row.rayai_rate,
-        row.rayai_rate / row.base_rate,
+        row.ratio,
         row.round_ratios.0,
         row.round_ratios.1,
         ms(row.base_p99),
