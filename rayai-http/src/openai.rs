@@ -44,6 +44,9 @@ pub(crate) struct Mount {
     pub(crate) op: Op,
     /// The path the metrics count it under (`{prefix}/v1/chat/completions`, ...).
     pub(crate) route: String,
+    /// The application the metrics count it under: the application of the agents under the
+    /// prefix (an agent's is `{name}-service`), or `""` when they are of several.
+    pub(crate) application: String,
     models: Vec<Model>,
 }
 
@@ -65,6 +68,8 @@ pub(crate) fn mount(snapshot: &Snapshot, path: &str) -> Option<Mount> {
         (prefix, Op::Model(id.to_owned()), "/v1/models/{model}")
     };
     let prefix = if prefix.is_empty() { "/" } else { prefix };
+    let mut application: Option<&str> = None;
+    let mut one_application = true;
     let mut models: Vec<Model> = snapshot
         .routes()
         .iter()
@@ -72,6 +77,10 @@ pub(crate) fn mount(snapshot: &Snapshot, path: &str) -> Option<Mount> {
             let openai = route.target().openai()?;
             if openai.prefix() != prefix {
                 return None;
+            }
+            match application {
+                None => application = Some(route.app()),
+                Some(app) => one_application &= app == route.app(),
             }
             let handle = route.target().deployment().clone();
             let created = snapshot
@@ -91,9 +100,14 @@ pub(crate) fn mount(snapshot: &Snapshot, path: &str) -> Option<Mount> {
         return None;
     }
     models.sort_by(|a, b| a.name.cmp(&b.name));
+    let application = match application {
+        Some(app) if one_application => app.to_owned(),
+        _ => String::new(),
+    };
     Some(Mount {
         op,
         route: rayai_core::route::join_prefix(prefix, route_tail),
+        application,
         models,
     })
 }

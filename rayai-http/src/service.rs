@@ -367,7 +367,11 @@ impl Shared {
                 // table: they hang below the prefix, where an ingress at it would take them.
                 let openai = crate::openai::mount(&snapshot, path);
                 let metrics = match &openai {
-                    Some(mount) => this.monitor.metrics.route(&mount.route, "", None),
+                    Some(mount) => {
+                        this.monitor
+                            .metrics
+                            .route(&mount.route, &mount.application, None)
+                    }
                     None => this.monitor.route_for(path, found.map(|(route, _)| route)),
                 };
                 let retry_after = this.options.backpressure_retry_after_s;

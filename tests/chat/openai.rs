@@ -413,3 +413,59 @@ async fn a_stream_is_opened_before_its_first_chunk() {
     assert!(String::from_utf8_lossy(&first).contains("\"role\":\"assistant\""));
     server.shutdown().await;
 }
+
+/// The requests of the OpenAI routes are counted under their route and the application of the
+/// agent under the prefix (an agent is the application `{name}-service`, as in the chat
+/// contract's series) in `/metrics`.
+#[tokio::test]
+async fn openai_requests_are_counted_under_their_application() {
+    let server = serve(
+        App::named("api").agent::<Parrot>(),
+        HttpOptions {
+            dashboard_port: Some(0),
+            ..HttpOptions::default()
+        },
+    )
+    .await;
+    server
+        .deploy(App::named("tools").agent::<Plain>(), "/tools")
+        .await
+        .expect("deploys");
+    let addr = server.local_addr();
+    for _ in 0..2 {
+        let done = post(addr, "/v1/chat/completions", &body("parrot", "")).await;
+        assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    }
+    let tools = post(addr, "/tools/v1/chat/completions", &body("plain", "")).await;
+    assert_eq!(tools.status, StatusCode::OK, "{}", tools.body);
+    assert_eq!(get(addr, "/v1/models").await.status, StatusCode::OK);
+
+    let dash = server.dashboard_addr().expect("the dashboard runs");
+    let metrics = get(dash, "/metrics").await;
+    assert_eq!(metrics.status, StatusCode::OK);
+    let count = |line: &str| {
+        metrics
+            .body
+            .lines()
+            .find(|l| l.starts_with(line))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    for (line, n) in [
+        (
+            r#"ray_serve_num_http_requests_total{application="parrot-service",route="/v1/chat/completions",method="POST",status_code="200"}"#,
+            2.0,
+        ),
+        (
+            r#"ray_serve_num_http_requests_total{application="plain-service",route="/tools/v1/chat/completions",method="POST",status_code="200"}"#,
+            1.0,
+        ),
+        (
+            r#"ray_serve_num_http_requests_total{application="parrot-service",route="/v1/models",method="GET",status_code="200"}"#,
+            1.0,
+        ),
+    ] {
+        assert_eq!(count(line), Some(n), "{line} in\n{}", metrics.body);
+    }
+    server.shutdown().await;
+}
