@@ -8,9 +8,11 @@ use tokio::sync::mpsc;
 use crate::error::Error;
 use crate::serving::executor::AbortOnDrop;
 
-/// What a replica's stream task sends: an item, the end, or the error that ends it.
+/// What a replica's stream task sends: an item, the items that were ready together, the end, or
+/// the error that ends it.
 pub(crate) enum Msg<T> {
     Item(T),
+    Items(Vec<T>),
     End,
     Fail(Error),
 }
@@ -20,6 +22,8 @@ pub(crate) enum Msg<T> {
 /// agent's stream and frees the replica's slot.
 pub struct ReplicaStream<T> {
     rx: mpsc::Receiver<Msg<T>>,
+    /// The rest of the last batch received.
+    ready: std::vec::IntoIter<T>,
     done: bool,
     _task: AbortOnDrop<()>,
 }
@@ -29,6 +33,7 @@ impl<T> ReplicaStream<T> {
     pub(crate) fn new(rx: mpsc::Receiver<Msg<T>>, task: AbortOnDrop<()>) -> Self {
         ReplicaStream {
             rx,
+            ready: Vec::new().into_iter(),
             done: false,
             _task: task,
         }
@@ -43,28 +48,36 @@ impl<T> std::fmt::Debug for ReplicaStream<T> {
     }
 }
 
+// Nothing in it is pinned structurally: the items are moved out, never polled in place.
+impl<T> Unpin for ReplicaStream<T> {}
+
 impl<T> futures::Stream for ReplicaStream<T> {
     type Item = Result<T, Error>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        if self.done {
-            return Poll::Ready(None);
+        loop {
+            if let Some(item) = self.ready.next() {
+                return Poll::Ready(Some(Ok(item)));
+            }
+            if self.done {
+                return Poll::Ready(None);
+            }
+            match std::task::ready!(self.rx.poll_recv(cx)) {
+                Some(Msg::Item(item)) => return Poll::Ready(Some(Ok(item))),
+                Some(Msg::Items(items)) => self.ready = items.into_iter(),
+                Some(Msg::End) => {
+                    self.done = true;
+                    return Poll::Ready(None);
+                }
+                Some(Msg::Fail(e)) => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                None => {
+                    self.done = true;
+                    return Poll::Ready(Some(Err(Error::ReplicaStopped)));
+                }
+            }
         }
-        let msg = std::task::ready!(self.rx.poll_recv(cx));
-        Poll::Ready(match msg {
-            Some(Msg::Item(item)) => Some(Ok(item)),
-            Some(Msg::End) => {
-                self.done = true;
-                None
-            }
-            Some(Msg::Fail(e)) => {
-                self.done = true;
-                Some(Err(e))
-            }
-            None => {
-                self.done = true;
-                Some(Err(Error::ReplicaStopped))
-            }
-        })
     }
 }

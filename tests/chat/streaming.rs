@@ -201,3 +201,41 @@ async fn event_stream_on_an_agent_without_run_stream_events_is_400() {
         r#"{"detail":"Agent does not support event streaming. Implement run_stream_events() method."}"#,
     );
 }
+
+/// A stream that yields faster than the client reads (its items are ready together, and the
+/// replica hands them over in batches): every frame arrives once and in order, then `done`, or
+/// then the error frame when the stream fails after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ready_frames_arrive_once_in_order_then_done_or_the_error() {
+    let server = conformance().await;
+    let addr = server.local_addr();
+    let chunks: Vec<String> = (0..3000).map(|i| format!("c{i}")).collect();
+    let expected: String = chunks.iter().map(|c| format!("data: {c}\n\n")).collect();
+    for fail in [None, Some("late")] {
+        let mut data = json!({ "chunks": chunks });
+        if let Some(message) = fail {
+            data["fail"] = json!(message);
+        }
+        let body = json!({ "data": data, "stream": "text" }).to_string();
+        let r = open_post(addr, "/agents/echo/chat", &body)
+            .await
+            .into_reply()
+            .await;
+        assert_eq!(r.status, StatusCode::OK);
+        let tail = match fail {
+            None => DONE.to_owned(),
+            Some(message) => {
+                format!("data: {{\"type\": \"error\", \"content\": \"{message}\"}}\n\n")
+            }
+        };
+        assert!(
+            r.body.len() == expected.len() + tail.len()
+                && r.body.starts_with(&expected)
+                && r.body.ends_with(&tail),
+            "{} bytes, starting {:?}, ending {:?}",
+            r.body.len(),
+            &r.body[..r.body.len().min(80)],
+            &r.body[r.body.len().saturating_sub(80)..]
+        );
+    }
+}

@@ -186,22 +186,54 @@ impl Slot {
             };
             let _ = started_tx.send(Ok(()));
             loop {
-                let msg = match AssertUnwindSafe(stream.next()).catch_unwind().await {
-                    Ok(Some(Ok(item))) => Msg::Item(item),
-                    Ok(Some(Err(e))) => Msg::Fail(Error::Agent(e)),
-                    Ok(None) => Msg::End,
-                    Err(panic) => {
-                        let message = panic_message(&*panic);
-                        dying.mark_dead(format!("panicked: {message}"));
-                        Msg::Fail(Error::Panicked(message))
+                // Waits for the next item, then takes the items that are ready now with it (up
+                // to `BATCH`) and sends them as one message: a stream that yields faster than
+                // the HTTP side writes costs one hand-over between threads per batch, not per
+                // item, and an item that comes alone is sent at once.
+                let mut polled = Some(AssertUnwindSafe(stream.next()).catch_unwind().await);
+                // An item alone goes as it is; a `Vec` only once a second one is ready.
+                let (mut one, mut many) = (None, Vec::new());
+                let mut last = None;
+                while let Some(next) = polled.take() {
+                    match next {
+                        Ok(Some(Ok(item))) => {
+                            if let Some(first) = one.take() {
+                                many.reserve_exact(BATCH);
+                                many.push(first);
+                            }
+                            if many.is_empty() {
+                                one = Some(item);
+                            } else {
+                                many.push(item);
+                            }
+                            if many.len() < BATCH {
+                                polled = AssertUnwindSafe(stream.next())
+                                    .catch_unwind()
+                                    .now_or_never();
+                            }
+                        }
+                        Ok(Some(Err(e))) => last = Some(Msg::Fail(Error::Agent(e))),
+                        Ok(None) => last = Some(Msg::End),
+                        Err(panic) => {
+                            let message = panic_message(&*panic);
+                            dying.mark_dead(format!("panicked: {message}"));
+                            last = Some(Msg::Fail(Error::Panicked(message)));
+                        }
                     }
+                }
+                let batch = match one {
+                    Some(item) => Some(Msg::Item(item)),
+                    None => (!many.is_empty()).then_some(Msg::Items(many)),
                 };
-                let last = !matches!(msg, Msg::Item(_));
-                if last {
+                if let Some(batch) = batch
+                    && tx.send(batch).await.is_err()
+                {
+                    return;
+                }
+                if let Some(msg) = last {
                     // The stream ended or failed: one processed request.
                     dying.record(began, matches!(msg, Msg::End));
-                }
-                if tx.send(msg).await.is_err() || last {
+                    let _ = tx.send(msg).await;
                     return;
                 }
             }
@@ -284,6 +316,9 @@ impl Slot {
         }
     }
 }
+
+/// The most items of a replica's stream sent to the HTTP side as one message.
+const BATCH: usize = 32;
 
 /// A response body that keeps its replica's slot until it ends or is dropped.
 struct HeldBody {
