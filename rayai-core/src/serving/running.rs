@@ -2,6 +2,7 @@
 //! autoscaling, drain), and the [`Backend`] its handles talk to.
 
 use std::any::TypeId;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
@@ -15,7 +16,7 @@ use tokio::time::Instant;
 use super::autoscale::Autoscaler;
 use super::replica::Replica;
 use super::router::Router;
-use super::slot::{Events, Text};
+use super::slot::{Events, Slot, Text};
 use super::stats::{DeploymentStats, LoopCounters};
 use crate::callable::Codec;
 use crate::config::{DeploymentConfig, DeploymentKind};
@@ -649,6 +650,39 @@ impl Running {
         self.successor.store(Some(Arc::new(next)));
     }
 
+    /// A handle's request: `on_replica` with a slot on one of the replicas (after waiting in the
+    /// queue if need be), or, when this version no longer takes requests and another replaced
+    /// it, `on_successor` with that one.
+    fn routed<'a, P, T, R, RF, S, SF>(
+        &'a self,
+        ctx: RequestContext,
+        payload: P,
+        on_replica: R,
+        on_successor: S,
+    ) -> BoxFuture<'a, Result<T, Error>>
+    where
+        P: Send + 'a,
+        R: FnOnce(Slot, RequestContext, P) -> RF + Send + 'a,
+        RF: Future<Output = Result<T, Error>> + Send + 'a,
+        S: FnOnce(Arc<DeploymentHandle>, RequestContext, P) -> SF + Send + 'a,
+        SF: Future<Output = Result<T, Error>> + Send + 'a,
+    {
+        self.count_handle_request();
+        Box::pin(async move {
+            match self
+                .router
+                .acquire(ctx.routing_key(), ctx.model_key())
+                .await
+            {
+                Ok(slot) => on_replica(slot, ctx, payload).await,
+                Err(e) => match self.successor(&e) {
+                    Some(next) => on_successor(next, ctx, payload).await,
+                    None => Err(e),
+                },
+            }
+        })
+    }
+
     /// The version that replaced this one, when requests are to go there: once this one no
     /// longer takes them.
     fn successor(&self, refused: &Error) -> Option<Arc<DeploymentHandle>> {
@@ -702,20 +736,12 @@ impl Backend for Running {
     }
 
     fn call(&self, ctx: RequestContext, data: Value) -> BoxFuture<'_, Result<Value, Error>> {
-        self.count_handle_request();
-        Box::pin(async move {
-            match self
-                .router
-                .acquire(ctx.routing_key(), ctx.model_key())
-                .await
-            {
-                Ok(slot) => slot.call(ctx, data).await,
-                Err(e) => match self.successor(&e) {
-                    Some(next) => next.backend().call(ctx, data).await,
-                    None => Err(e),
-                },
-            }
-        })
+        self.routed(
+            ctx,
+            data,
+            |slot, ctx, data| slot.call(ctx, data),
+            |next, ctx, data| async move { next.backend().call(ctx, data).await },
+        )
     }
 
     /// As `call`, in one boxed future rather than the default's box around `call`'s box.
@@ -724,20 +750,12 @@ impl Backend for Running {
         ctx: RequestContext,
         data: Value,
     ) -> BoxFuture<'_, Result<Answer, Error>> {
-        self.count_handle_request();
-        Box::pin(async move {
-            match self
-                .router
-                .acquire(ctx.routing_key(), ctx.model_key())
-                .await
-            {
-                Ok(slot) => slot.call(ctx, data).await.map(Answer::Value),
-                Err(e) => match self.successor(&e) {
-                    Some(next) => next.backend().call_answer(ctx, data).await,
-                    None => Err(e),
-                },
-            }
-        })
+        self.routed(
+            ctx,
+            data,
+            |slot, ctx, data| async move { slot.call(ctx, data).await.map(Answer::Value) },
+            |next, ctx, data| async move { next.backend().call_answer(ctx, data).await },
+        )
     }
 
     fn stream_text(
@@ -745,20 +763,12 @@ impl Backend for Running {
         ctx: RequestContext,
         data: Value,
     ) -> BoxFuture<'_, Result<ReplicaStream<String>, Error>> {
-        self.count_handle_request();
-        Box::pin(async move {
-            match self
-                .router
-                .acquire(ctx.routing_key(), ctx.model_key())
-                .await
-            {
-                Ok(slot) => slot.stream::<Text>(ctx, data).await,
-                Err(e) => match self.successor(&e) {
-                    Some(next) => next.backend().stream_text(ctx, data).await,
-                    None => Err(e),
-                },
-            }
-        })
+        self.routed(
+            ctx,
+            data,
+            |slot, ctx, data| slot.stream::<Text>(ctx, data),
+            |next, ctx, data| async move { next.backend().stream_text(ctx, data).await },
+        )
     }
 
     fn stream_events(
@@ -766,20 +776,12 @@ impl Backend for Running {
         ctx: RequestContext,
         data: Value,
     ) -> BoxFuture<'_, Result<ReplicaStream<Value>, Error>> {
-        self.count_handle_request();
-        Box::pin(async move {
-            match self
-                .router
-                .acquire(ctx.routing_key(), ctx.model_key())
-                .await
-            {
-                Ok(slot) => slot.stream::<Events>(ctx, data).await,
-                Err(e) => match self.successor(&e) {
-                    Some(next) => next.backend().stream_events(ctx, data).await,
-                    None => Err(e),
-                },
-            }
-        })
+        self.routed(
+            ctx,
+            data,
+            |slot, ctx, data| slot.stream::<Events>(ctx, data),
+            |next, ctx, data| async move { next.backend().stream_events(ctx, data).await },
+        )
     }
 
     fn call_any(
@@ -787,20 +789,12 @@ impl Backend for Running {
         ctx: RequestContext,
         request: AnyBox,
     ) -> BoxFuture<'_, Result<AnyBox, Error>> {
-        self.count_handle_request();
-        Box::pin(async move {
-            match self
-                .router
-                .acquire(ctx.routing_key(), ctx.model_key())
-                .await
-            {
-                Ok(slot) => slot.call_any(ctx, request).await,
-                Err(e) => match self.successor(&e) {
-                    Some(next) => next.backend().call_any(ctx, request).await,
-                    None => Err(e),
-                },
-            }
-        })
+        self.routed(
+            ctx,
+            request,
+            |slot, ctx, request| slot.call_any(ctx, request),
+            |next, ctx, request| async move { next.backend().call_any(ctx, request).await },
+        )
     }
 
     fn call_typed_json(
@@ -825,20 +819,12 @@ impl Backend for Running {
         ctx: RequestContext,
         req: http::Request<HttpBody>,
     ) -> BoxFuture<'_, Result<http::Response<HttpBody>, Error>> {
-        self.count_handle_request();
-        Box::pin(async move {
-            match self
-                .router
-                .acquire(ctx.routing_key(), ctx.model_key())
-                .await
-            {
-                Ok(slot) => slot.serve(ctx, req).await,
-                Err(e) => match self.successor(&e) {
-                    Some(next) => next.backend().serve(ctx, req).await,
-                    None => Err(e),
-                },
-            }
-        })
+        self.routed(
+            ctx,
+            req,
+            |slot, ctx, req| slot.serve(ctx, req),
+            |next, ctx, req| async move { next.backend().serve(ctx, req).await },
+        )
     }
 
     fn shutdown(&self, timeout: Duration) -> BoxFuture<'_, ()> {
