@@ -282,7 +282,6 @@ pub(crate) fn declared_length<B>(req: &Request<B>) -> Option<u64> {
 /// Reads a whole request body: at most `max_body_bytes` (else `413`), within the body-read
 /// timeout (`408`) and the process's budget (`503`); a body that breaks off is a `400`. The
 /// bytes count against the budget until the returned [`Held`] is dropped.
-#[allow(clippy::result_large_err)]
 pub(crate) fn read_whole(
     req: Request<Incoming>,
     options: &HttpOptions,
