@@ -102,6 +102,12 @@ fn sigterm_drains_ends_the_stream_properly_and_exits_within_grace_and_drain_dela
         logged
     });
 
+    // The port listens once `serve::start` returns, the agent's route only once `serve::run`
+    // has deployed it: a request in between is answered 404, as Ray Serve answers it.
+    poll(WAIT, "the child to deploy `endless`", || {
+        get(addr, "/-/routes").is_some_and(|answer| answer.contains("endless"))
+    });
+
     // A long stream, running when the signal comes.
     let mut stream = open_stream(addr);
     let mut raw = Vec::new();
@@ -121,7 +127,7 @@ fn sigterm_drains_ends_the_stream_properly_and_exits_within_grace_and_drain_dela
 
     // The drain delay: probes on new connections see 503, then connections are refused.
     poll(WAIT, "/-/healthz to answer 503", || {
-        healthz(addr).is_some_and(|head| head.starts_with("HTTP/1.1 503"))
+        get(addr, "/-/healthz").is_some_and(|head| head.starts_with("HTTP/1.1 503"))
     });
     poll(WAIT, "new connections to be refused", || {
         TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()
@@ -164,12 +170,7 @@ fn open_stream(addr: SocketAddr) -> TcpStream {
          content-length: {}\r\n\r\n{body}",
         body.len()
     );
-    let mut stream = None;
-    poll(WAIT, "the child to listen", || {
-        stream = TcpStream::connect(addr).ok();
-        stream.is_some()
-    });
-    let mut stream = stream.expect("connected");
+    let mut stream = TcpStream::connect(addr).expect("connected");
     stream.set_read_timeout(Some(WAIT)).expect("a read timeout");
     stream.write_all(request.as_bytes()).expect("the request");
     stream
@@ -181,7 +182,14 @@ fn read_until(stream: &mut TcpStream, raw: &mut Vec<u8>, needle: &[u8]) {
     let mut buf = [0u8; 4096];
     while !raw.windows(needle.len()).any(|w| w == needle) {
         assert!(started.elapsed() < WAIT, "no {needle:?} in {raw:?}");
-        let n = stream.read(&mut buf).expect("the stream's bytes");
+        let n = stream.read(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no {:?} after {:?} ({e}): {:?}",
+                String::from_utf8_lossy(needle),
+                started.elapsed(),
+                String::from_utf8_lossy(raw)
+            )
+        });
         assert!(
             n > 0,
             "the stream closed early: {:?}",
@@ -191,12 +199,14 @@ fn read_until(stream: &mut TcpStream, raw: &mut Vec<u8>, needle: &[u8]) {
     }
 }
 
-/// The head of `GET /-/healthz` on a new connection, `None` when it cannot be had.
-fn healthz(addr: SocketAddr) -> Option<String> {
+/// The whole answer to `GET path` on a new connection, `None` when it cannot be had.
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
     let mut tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(1)).ok()?;
     tcp.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
-    tcp.write_all(b"GET /-/healthz HTTP/1.1\r\nhost: rayai\r\nconnection: close\r\n\r\n")
-        .ok()?;
+    tcp.write_all(
+        format!("GET {path} HTTP/1.1\r\nhost: rayai\r\nconnection: close\r\n\r\n").as_bytes(),
+    )
+    .ok()?;
     let mut answer = Vec::new();
     let _ = tcp.read_to_end(&mut answer);
     Some(String::from_utf8_lossy(&answer).into_owned())
